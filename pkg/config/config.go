@@ -1,0 +1,200 @@
+// Package config reads lbd's YAML configuration and validates it, naming file:line:column and
+// the field path in every error so an operator can fix a file without guessing.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Defaults, also documented in configs/example.yaml.
+const (
+	DefaultPinDir       = "/sys/fs/bpf/lbd"
+	DefaultHashSeed     = uint32(0x6c62640a) // "lbd\n"
+	DefaultAPIAddr      = "127.0.0.1:9177"
+	DefaultClusterPort  = 7946
+	DefaultClusterBind  = "0.0.0.0:7946"
+	DefaultQuorum       = "majority"
+	DefaultRingSize     = uint32(65537)
+	DefaultEncap        = "ipip"
+	DefaultHealthType   = "tcp"
+	DefaultHealthPath   = "/"
+	DefaultHealthMethod = "GET"
+	DefaultExpectStatus = 200
+	DefaultInterval     = time.Second
+	DefaultTimeout      = 500 * time.Millisecond
+	DefaultRise         = 2
+	DefaultFall         = 2
+
+	// MinRingSlotsPerBackend: a ring must have more than this many slots per backend with
+	// weight > 0, or Maglev's balance promise (max/mean ≤ 1.01) does not hold.
+	MinRingSlotsPerBackend = 100
+	// MaxRingSize bounds a ring's memory (4 bytes per slot in the data path).
+	MaxRingSize = 1 << 24
+	// maxErrors caps how many problems one Parse reports; the rest are counted.
+	maxErrors = 20
+)
+
+// Config is a validated lbd configuration with every default filled in.
+type Config struct {
+	Node     Node
+	Cluster  *Cluster // nil when the file has no cluster section: the node decides alone
+	VIPs     []VIP
+	Warnings []string // positioned like errors: "file:line:col: path: message"
+}
+
+// Node holds the settings local to one LB node. None of them enters Digest except HashSeed,
+// which must be equal on every node.
+type Node struct {
+	Interface    string     // where xdp_lb attaches; required
+	PinDir       string     // bpffs directory for pinned maps and links
+	HashSeed     uint32     // flow hash seed; the same on every LB node
+	EncapSource  netip.Addr // outer IPv4 source; zero: the interface's first IPv4 address
+	EncapSource6 netip.Addr // outer IPv6 source; zero: the interface's first global IPv6 address
+	APIAddr      string     // host:port of the status API and /metrics
+	Name         string     // cluster member name; default os.Hostname()
+}
+
+// Cluster configures gossip between LB nodes (hashicorp/memberlist).
+type Cluster struct {
+	Bind       string   // ip:port; default 0.0.0.0:7946
+	Join       []string // host:port of other LB nodes; the port defaults to Bind's
+	SecretFile string   // gossip key file; Load makes a relative path relative to the config file
+	Quorum     string   // majority | any | all
+}
+
+// VIP is one virtual service: an address, a port (0 = all ports) and a protocol.
+type VIP struct {
+	Name      string
+	Address   netip.Addr
+	Port      uint16 // 0 = all ports
+	Protocol  string // "tcp" | "udp"
+	Proto     uint8  // IP protocol number derived from Protocol: 6 or 17
+	RingSize  uint32 // prime, > 100 × backends with weight > 0
+	Algorithm string // "" = the ring package's default; validated there
+	Encap     string // "ipip" | "gue"
+	Backends  []Backend
+	Health    Health
+	Pos       Position // where the VIP's mapping starts
+}
+
+// Backend is one real server behind a VIP.
+type Backend struct {
+	Address netip.Addr
+	Weight  uint32 // 0 = drain: established flows stay, new flows go elsewhere
+	Pos     Position
+}
+
+// Health describes how each backend of a VIP is probed.
+type Health struct {
+	Type          string // tcp | http | https | udp | none
+	Port          uint16 // default: the VIP's port
+	Path          string // http(s)
+	Host          string // http(s): optional Host header
+	Method        string // http(s)
+	ExpectStatus  int    // http(s)
+	ExpectBody    string // http(s): optional substring of the body
+	Payload       string // udp: bytes to send ("hex:..." in YAML is decoded here)
+	ExpectReply   string // udp: substring of the reply ("hex:..." decoded); empty: any reply
+	Interval      time.Duration
+	Timeout       time.Duration // < Interval
+	Rise          int           // consecutive successes to become up
+	Fall          int           // consecutive failures to become down
+	ThroughTunnel bool          // probe VIP:port encapsulated to the backend, as clients reach it
+}
+
+// Position is a place in a config file.
+type Position struct {
+	File         string
+	Line, Column int
+}
+
+// String returns "file:line:col", leaving out what is unknown.
+func (p Position) String() string {
+	switch {
+	case p.Line == 0:
+		return p.File
+	case p.Column == 0:
+		return p.File + ":" + strconv.Itoa(p.Line)
+	}
+	return p.File + ":" + strconv.Itoa(p.Line) + ":" + strconv.Itoa(p.Column)
+}
+
+// Error is one problem in a config file. Parse returns several of them joined with
+// errors.Join; errors.As finds the first.
+type Error struct {
+	Pos  Position
+	Path string // field path, e.g. "vips[0].backends[1].address"; empty for the whole file
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	if e.Path == "" {
+		return e.Pos.String() + ": " + e.Msg
+	}
+	return e.Pos.String() + ": " + e.Path + ": " + e.Msg
+}
+
+// Load reads and parses the config file at path. Error messages name the path as given.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	c, err := Parse(path, data)
+	if err != nil {
+		return nil, err
+	}
+	// A relative secret file is relative to the config file, not to lbd's working directory
+	// (which is / under systemd).
+	if c.Cluster != nil && c.Cluster.SecretFile != "" && !filepath.IsAbs(c.Cluster.SecretFile) {
+		c.Cluster.SecretFile = filepath.Join(filepath.Dir(path), c.Cluster.SecretFile)
+	}
+	return c, nil
+}
+
+// Parse parses and validates one YAML document. name is used in error messages only.
+func Parse(name string, data []byte) (*Config, error) {
+	d := &decoder{file: name}
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, &Error{Pos: Position{File: name}, Msg: "config is empty"}
+		}
+		return nil, syntaxError(name, data, err)
+	}
+	var next yaml.Node
+	if err := dec.Decode(&next); err == nil {
+		return nil, &Error{Pos: d.pos(&next), Msg: "a second YAML document: lbd reads one document per file"}
+	} else if !errors.Is(err, io.EOF) {
+		return nil, syntaxError(name, data, err)
+	}
+	c := d.config(&doc)
+	if err := d.err(); err != nil {
+		return nil, err
+	}
+	for _, w := range d.warns {
+		c.Warnings = append(c.Warnings, w.Error())
+	}
+	return c, nil
+}
+
+// VIP returns the VIP with the given name, or nil.
+func (c *Config) VIP(name string) *VIP {
+	for i := range c.VIPs {
+		if c.VIPs[i].Name == name {
+			return &c.VIPs[i]
+		}
+	}
+	return nil
+}

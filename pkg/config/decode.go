@@ -1,0 +1,421 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// decoder walks a yaml.Node tree, collecting positioned errors and warnings.
+type decoder struct {
+	file  string
+	errs  []*Error
+	warns []*Error
+}
+
+func (d *decoder) pos(n *yaml.Node) Position {
+	return Position{File: d.file, Line: n.Line, Column: n.Column}
+}
+
+func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
+	d.errs = append(d.errs, &Error{Pos: d.pos(n), Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (d *decoder) warnf(n *yaml.Node, path, format string, args ...any) {
+	d.warns = append(d.warns, &Error{Pos: d.pos(n), Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// err returns the collected errors in file order, capped at maxErrors, or nil.
+func (d *decoder) err() error {
+	if len(d.errs) == 0 {
+		return nil
+	}
+	byPos := func(a, b *Error) int {
+		if a.Pos.Line != b.Pos.Line {
+			return a.Pos.Line - b.Pos.Line
+		}
+		return a.Pos.Column - b.Pos.Column
+	}
+	slices.SortStableFunc(d.errs, byPos)
+	slices.SortStableFunc(d.warns, byPos)
+	var errs []error
+	for i, e := range d.errs {
+		if i == maxErrors {
+			errs = append(errs, &Error{Pos: Position{File: d.file},
+				Msg: fmt.Sprintf("%d more errors not shown", len(d.errs)-maxErrors)})
+			break
+		}
+		errs = append(errs, e)
+	}
+	return errors.Join(errs...)
+}
+
+// resolve follows aliases to the anchored node.
+func resolve(n *yaml.Node) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	return n
+}
+
+func isNull(n *yaml.Node) bool {
+	n = resolve(n)
+	return n == nil || n.Kind == yaml.ScalarNode && n.Tag == "!!null"
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		return fmt.Sprintf("%q", n.Value)
+	}
+	return "nothing"
+}
+
+// join makes a child field path.
+func join(path, name string) string {
+	if path == "" {
+		return name
+	}
+	return path + "." + name
+}
+
+func index(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]" }
+
+// fields is a YAML mapping checked against a list of allowed keys.
+type fields struct {
+	d    *decoder
+	node *yaml.Node // the mapping, for "required" errors
+	path string
+	m    map[string]field
+}
+
+type field struct{ key, val *yaml.Node }
+
+// mapping checks that n is a mapping whose keys are all in allowed and appear once. Merge keys
+// (<<) are honoured; keys written explicitly win over merged ones. It returns nil, with an
+// error recorded, when n is not a mapping.
+func (d *decoder) mapping(n *yaml.Node, path string, allowed ...string) *fields {
+	n = resolve(n)
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n, path, "expected a mapping, got %s", kindName(n))
+		return nil
+	}
+	f := &fields{d: d, node: n, path: path, m: map[string]field{}}
+	var merged []*yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			d.errorf(k, path, "expected a field name, got %s", kindName(k))
+			continue
+		}
+		if k.Value == "<<" && k.Tag == "!!merge" {
+			merged = append(merged, v)
+			continue
+		}
+		if prev, ok := f.m[k.Value]; ok {
+			d.errorf(k, join(path, k.Value), "field appears twice (first at %s)", d.pos(prev.key))
+			continue
+		}
+		if !slices.Contains(allowed, k.Value) {
+			d.unknown(k, path, allowed)
+			continue
+		}
+		f.m[k.Value] = field{k, v}
+	}
+	for _, v := range merged {
+		v = resolve(v)
+		srcs := []*yaml.Node{v}
+		if v.Kind == yaml.SequenceNode {
+			srcs = v.Content
+		}
+		for _, src := range srcs {
+			src = resolve(src)
+			if src.Kind != yaml.MappingNode {
+				d.errorf(src, path, "a merge (<<) needs a mapping or a list of mappings, got %s", kindName(src))
+				continue
+			}
+			for i := 0; i+1 < len(src.Content); i += 2 {
+				k, v := src.Content[i], src.Content[i+1]
+				if _, ok := f.m[k.Value]; ok || k.Kind != yaml.ScalarNode {
+					continue
+				}
+				if !slices.Contains(allowed, k.Value) {
+					d.unknown(k, path, allowed)
+					continue
+				}
+				f.m[k.Value] = field{k, v}
+			}
+		}
+	}
+	return f
+}
+
+func (d *decoder) unknown(k *yaml.Node, path string, allowed []string) {
+	hint := ""
+	if s := closest(k.Value, allowed); s != "" {
+		hint = fmt.Sprintf(" (did you mean %q?)", s)
+	}
+	d.errorf(k, join(path, k.Value), "unknown field%s; allowed: %s", hint, strings.Join(allowed, ", "))
+}
+
+// closest returns the allowed name within edit distance 2 of s, if there is one.
+func closest(s string, allowed []string) string {
+	best, bestD := "", 3
+	for _, a := range allowed {
+		if dist := editDistance(s, a); dist < bestD {
+			best, bestD = a, dist
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// get returns the value of a field that is present and not null.
+func (f *fields) get(name string) (*yaml.Node, bool) {
+	if f == nil {
+		return nil, false
+	}
+	e, ok := f.m[name]
+	if !ok || isNull(e.val) {
+		return nil, false
+	}
+	return resolve(e.val), true
+}
+
+func (f *fields) has(name string) bool {
+	_, ok := f.get(name)
+	return ok
+}
+
+// missing records that a required field is absent, at the field's key when it is written
+// with no value, else at the start of the enclosing mapping.
+func (f *fields) missing(name string) {
+	at := f.node
+	if e, ok := f.m[name]; ok {
+		at = e.key
+	}
+	f.d.errorf(at, join(f.path, name), "required field is missing")
+}
+
+// scalar returns the text of a scalar field; ok is false when it is absent or not a scalar.
+func (f *fields) scalar(name string) (n *yaml.Node, s string, ok bool) {
+	n, ok = f.get(name)
+	if !ok {
+		return nil, "", false
+	}
+	if n.Kind != yaml.ScalarNode {
+		f.d.errorf(n, join(f.path, name), "expected a single value, got %s", kindName(n))
+		return nil, "", false
+	}
+	return n, n.Value, true
+}
+
+// str sets *dst from a string field when present.
+func (f *fields) str(name string, dst *string) bool {
+	_, s, ok := f.scalar(name)
+	if ok {
+		*dst = s
+	}
+	return ok
+}
+
+// oneOf sets *dst from a field whose value must be one of choices.
+func (f *fields) oneOf(name string, dst *string, choices ...string) bool {
+	n, s, ok := f.scalar(name)
+	if !ok {
+		return false
+	}
+	if !slices.Contains(choices, s) {
+		f.d.errorf(n, join(f.path, name), "%q is not one of %s", s, strings.Join(choices, ", "))
+		return false
+	}
+	*dst = s
+	return true
+}
+
+// uint parses a decimal integer field in [lo, hi].
+func (f *fields) uint(name string, lo, hi uint64) (uint64, bool) {
+	n, s, ok := f.scalar(name)
+	if !ok {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	switch {
+	case err != nil && !integerRE.MatchString(s):
+		f.d.errorf(n, join(f.path, name), "%q is not an integer", s)
+		return 0, false
+	case err != nil || v < lo || v > hi:
+		f.d.errorf(n, join(f.path, name), "%s is out of range (%d..%d)", s, lo, hi)
+		return 0, false
+	}
+	return v, true
+}
+
+var integerRE = regexp.MustCompile(`^[-+]?[0-9]+$`)
+
+func (f *fields) port(name string, lo uint64, dst *uint16) bool {
+	v, ok := f.uint(name, lo, 65535)
+	if ok {
+		*dst = uint16(v)
+	}
+	return ok
+}
+
+func (f *fields) int(name string, lo, hi int, dst *int) bool {
+	v, ok := f.uint(name, uint64(lo), uint64(hi))
+	if ok {
+		*dst = int(v)
+	}
+	return ok
+}
+
+func (f *fields) bool(name string, dst *bool) bool {
+	n, s, ok := f.scalar(name)
+	if !ok {
+		return false
+	}
+	switch strings.ToLower(s) {
+	case "true":
+		*dst = true
+	case "false":
+		*dst = false
+	default:
+		f.d.errorf(n, join(f.path, name), "%q is not a boolean (true or false)", s)
+		return false
+	}
+	return true
+}
+
+func (f *fields) duration(name string, lo time.Duration, dst *time.Duration) bool {
+	n, s, ok := f.scalar(name)
+	if !ok {
+		return false
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		f.d.errorf(n, join(f.path, name), "%q is not a duration (e.g. 500ms, 1s, 1m30s)", s)
+		return false
+	}
+	if v < lo {
+		f.d.errorf(n, join(f.path, name), "%s is too short (minimum %s)", s, lo)
+		return false
+	}
+	*dst = v
+	return true
+}
+
+// list returns the items of a list field.
+func (f *fields) list(name string) ([]*yaml.Node, bool) {
+	n, ok := f.get(name)
+	if !ok {
+		return nil, false
+	}
+	if n.Kind != yaml.SequenceNode {
+		f.d.errorf(n, join(f.path, name), "expected a list, got %s", kindName(n))
+		return nil, false
+	}
+	return n.Content, true
+}
+
+// yaml.v3 reports syntax errors as "yaml: line N: message", with N taken from the parser's
+// context mark (0-based, so one less than the line of the construct being parsed) for parser
+// errors, and from the problem mark (1-based) for scanner errors. Neither carries a column.
+var (
+	yamlLineRE   = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+	yamlAnchorRE = regexp.MustCompile(`^yaml: unknown anchor '(.*)' referenced$`)
+)
+
+// parserProblems are the messages yaml.v3 reports from its parser rather than its scanner.
+var parserProblems = []string{
+	"did not find expected <document start>",
+	"did not find expected key",
+	"did not find expected '-' indicator",
+	"did not find expected ',' or ']'",
+	"did not find expected ',' or '}'",
+	"did not find expected node content",
+}
+
+// syntaxError turns a yaml.v3 syntax error into an *Error with the best position we can get.
+func syntaxError(file string, data []byte, err error) error {
+	msg := err.Error()
+	pos := Position{File: file}
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		pos.Line, _ = strconv.Atoi(m[1])
+		msg = m[2]
+		if slices.Contains(parserProblems, msg) {
+			pos.Line++
+		}
+	} else if m := yamlAnchorRE.FindStringSubmatch(msg); m != nil {
+		msg = strings.TrimPrefix(msg, "yaml: ")
+		pos.Line, pos.Column = find(data, "*"+m[1])
+	} else {
+		msg = strings.TrimPrefix(msg, "yaml: ")
+		if l, c := badByte(data); l > 0 {
+			pos.Line, pos.Column = l, c
+		} else if slices.Contains(parserProblems, msg) || strings.HasPrefix(msg, "mapping values") ||
+			strings.HasPrefix(msg, "found ") || strings.HasPrefix(msg, "could not find") {
+			// yaml.v3 leaves out "line N" when the mark is on the first line.
+			pos.Line = 1
+		}
+	}
+	return &Error{Pos: pos, Msg: "yaml: " + msg}
+}
+
+// find returns the 1-based line and column of the first occurrence of s in data, or 0, 0.
+func find(data []byte, s string) (line, col int) {
+	i := strings.Index(string(data), s)
+	if i < 0 {
+		return 0, 0
+	}
+	return lineCol(data, i)
+}
+
+func lineCol(data []byte, off int) (line, col int) {
+	before := string(data[:off])
+	line = strings.Count(before, "\n") + 1
+	col = len([]rune(before[strings.LastIndexByte(before, '\n')+1:])) + 1
+	return line, col
+}
+
+// badByte finds the first byte YAML's reader refuses (invalid UTF-8 or a control character).
+func badByte(data []byte) (line, col int) {
+	s := string(data)
+	for i, r := range s {
+		switch {
+		case r == '\t' || r == '\n' || r == '\r' || r == 0xFEFF:
+		case r == 0xFFFD && !strings.HasPrefix(s[i:], "\uFFFD"), r < 0x20, r == 0x7F,
+			r >= 0x80 && r < 0xA0 && r != 0x85:
+			return lineCol(data, i)
+		}
+	}
+	return 0, 0
+}
