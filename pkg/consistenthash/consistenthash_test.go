@@ -1,0 +1,287 @@
+package consistenthash
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// algorithms lists every algorithm Build knows; property tests run on each.
+var algorithms = []Algorithm{Maglev}
+
+func members(n int, weight func(i int) uint32) []Member {
+	ms := make([]Member, n)
+	for i := range ms {
+		ms[i] = Member{Key: fmt.Sprintf("198.18.%d.%d:80", i/250, i%250+1), Weight: weight(i)}
+	}
+	return ms
+}
+
+func equal(int) uint32 { return 1 }
+
+// mixed weights 1..10, fixed per member.
+func mixed(i int) uint32 { return uint32(i*7%10 + 1) }
+
+func mustBuild(tb testing.TB, alg Algorithm, ms []Member, size uint32) []uint32 {
+	tb.Helper()
+	t, err := Build(alg, ms, size)
+	if err != nil {
+		tb.Fatalf("Build(%s, %d members, %d): %v", alg, len(ms), size, err)
+	}
+	return t
+}
+
+// keys turns a table into the Key owning each slot, which is comparable across member lists.
+func keys(ms []Member, table []uint32) []string {
+	out := make([]string, len(table))
+	for i, m := range table {
+		out[i] = ms[m].Key
+	}
+	return out
+}
+
+func counts(ms []Member, table []uint32) []int {
+	c := make([]int, len(ms))
+	for _, m := range table {
+		c[m]++
+	}
+	return c
+}
+
+func moved(a, b []string) float64 {
+	var n int
+	for i := range a {
+		if a[i] != b[i] {
+			n++
+		}
+	}
+	return float64(n) / float64(len(a))
+}
+
+func TestBalanceEqualWeights(t *testing.T) {
+	for _, alg := range algorithms {
+		for _, n := range []int{1, 2, 3, 10, 100, 655} {
+			ms := members(n, equal)
+			c := counts(ms, mustBuild(t, alg, ms, DefaultSize))
+			lo, hi := math.MaxInt, 0
+			for _, x := range c {
+				lo, hi = min(lo, x), max(hi, x)
+			}
+			if hi-lo > 1 {
+				t.Errorf("%s N=%d: slots per member range [%d, %d], want max-min <= 1", alg, n, lo, hi)
+			}
+		}
+	}
+}
+
+// Every member gets its exact proportional share rounded: |slots - size·w/Σw| < 1.
+func TestWeightsRespected(t *testing.T) {
+	for _, alg := range algorithms {
+		for _, tc := range []struct {
+			name string
+			ms   []Member
+		}{
+			{"mixed1-10", members(500, mixed)},
+			{"large", members(50, func(i int) uint32 { return uint32(1_000_000 + i*123_457) })},
+			{"with-drained", members(200, func(i int) uint32 { return uint32(i % 3) })},
+			{"two", []Member{{"a", 1}, {"b", 3}}},
+		} {
+			c := counts(tc.ms, mustBuild(t, alg, tc.ms, DefaultSize))
+			var total float64
+			for _, m := range tc.ms {
+				total += float64(m.Weight)
+			}
+			for i, m := range tc.ms {
+				want := float64(DefaultSize) * float64(m.Weight) / total
+				if math.Abs(float64(c[i])-want) >= 1 {
+					t.Errorf("%s %s: member %s weight %d has %d slots, want %.2f ± 1", alg, tc.name, m.Key, m.Weight, c[i], want)
+				}
+			}
+		}
+	}
+}
+
+func TestTinyWeightGetsASlot(t *testing.T) {
+	for _, alg := range algorithms {
+		ms := []Member{{"heavy", math.MaxUint32}, {"light", 1}, {"drained", 0}}
+		c := counts(ms, mustBuild(t, alg, ms, DefaultSize))
+		if c[1] != 1 || c[2] != 0 || c[0] != int(DefaultSize)-1 {
+			t.Errorf("%s: slots %v, want [%d 1 0]", alg, c, DefaultSize-1)
+		}
+	}
+}
+
+// goldenDigest is SHA-256 over "slot key\n" lines of goldenMembers' Maglev table. If it
+// changes, every LB node running an older lbd would disagree with the new one: do not update
+// it casually.
+var golden = map[Algorithm]string{
+	Maglev: "814beaf4e69313e8cabe1ba24e5e9aedba6af35b864c948c54119c810b47bae8",
+}
+
+func goldenMembers() []Member {
+	return members(37, mixed)
+}
+
+func tableDigest(ms []Member, table []uint32) string {
+	h := sha256.New()
+	for i, m := range table {
+		fmt.Fprintf(h, "%d %s\n", i, ms[m].Key)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func TestGoldenDigest(t *testing.T) {
+	for _, alg := range algorithms {
+		ms := goldenMembers()
+		got := tableDigest(ms, mustBuild(t, alg, ms, DefaultSize))
+		if got != golden[alg] {
+			t.Errorf("%s: table digest %s, want %s", alg, got, golden[alg])
+		}
+	}
+}
+
+func TestOrderIndependent(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, alg := range algorithms {
+		ms := members(300, mixed)
+		ms[7].Weight = 0
+		want := keys(ms, mustBuild(t, alg, ms, DefaultSize))
+		for range 3 {
+			sh := append([]Member(nil), ms...)
+			rng.Shuffle(len(sh), func(i, j int) { sh[i], sh[j] = sh[j], sh[i] })
+			got := keys(sh, mustBuild(t, alg, sh, DefaultSize))
+			if f := moved(want, got); f != 0 {
+				t.Fatalf("%s: shuffled input moves %.4f of slots, want 0", alg, f)
+			}
+		}
+	}
+}
+
+// Listing a drained member or not makes no difference to the table.
+func TestDrainedIsInvisible(t *testing.T) {
+	for _, alg := range algorithms {
+		ms := members(50, equal)
+		with := append(append([]Member(nil), ms...), Member{"drained", 0})
+		a := keys(ms, mustBuild(t, alg, ms, DefaultSize))
+		b := keys(with, mustBuild(t, alg, with, DefaultSize))
+		if f := moved(a, b); f != 0 {
+			t.Errorf("%s: adding a drained member moved %.4f of slots", alg, f)
+		}
+	}
+}
+
+func TestErrors(t *testing.T) {
+	ok := members(3, equal)
+	for _, tc := range []struct {
+		name string
+		alg  Algorithm
+		ms   []Member
+		size uint32
+		want error
+	}{
+		{"nil", Maglev, nil, DefaultSize, ErrNoMembers},
+		{"all zero", Maglev, []Member{{"a", 0}, {"b", 0}}, DefaultSize, ErrAllWeightsZero},
+		{"duplicate", Maglev, []Member{{"a", 1}, {"b", 1}, {"a", 2}}, DefaultSize, ErrDuplicateKey},
+		{"duplicate drained", Maglev, []Member{{"a", 1}, {"a", 0}}, DefaultSize, ErrDuplicateKey},
+		{"not prime", Maglev, ok, 65536, ErrSizeNotPrime},
+		{"zero size", Maglev, ok, 0, ErrSizeNotPrime},
+		{"too small", Maglev, ok, 293, ErrSizeTooSmall}, // 293 is prime, <= 300
+		{"too small N=656", Maglev, members(656, equal), 65537, ErrSizeTooSmall},
+		{"unknown", Algorithm("ketama"), ok, DefaultSize, ErrUnknownAlgorithm},
+	} {
+		_, err := Build(tc.alg, tc.ms, tc.size)
+		if !errors.Is(err, tc.want) {
+			t.Errorf("%s: err %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	// Drained members do not count toward the size limit.
+	ms := append(members(2, equal), members(1000, func(int) uint32 { return 0 })[2:]...)
+	if _, err := Build(Maglev, ms, 307); err != nil {
+		t.Errorf("2 active + 998 drained in 307 slots: %v", err)
+	}
+}
+
+func TestIsPrime(t *testing.T) {
+	sieve := make([]bool, 200000)
+	for i := 2; i < len(sieve); i++ {
+		sieve[i] = true
+	}
+	for i := 2; i*i < len(sieve); i++ {
+		if sieve[i] {
+			for j := i * i; j < len(sieve); j += i {
+				sieve[j] = false
+			}
+		}
+	}
+	for n := range sieve {
+		if IsPrime(uint32(n)) != sieve[n] {
+			t.Fatalf("IsPrime(%d) = %v", n, !sieve[n])
+		}
+	}
+	for _, tc := range []struct {
+		n    uint32
+		want bool
+	}{
+		{4294967291, true}, {4294967295, false}, {2147483647, true},
+		{3215031751, false}, // strong pseudoprime to bases 2, 3, 5, 7
+		{1000003, true}, {1000001, false},
+	} {
+		if IsPrime(tc.n) != tc.want {
+			t.Errorf("IsPrime(%d) != %v", tc.n, tc.want)
+		}
+	}
+}
+
+// Removing one of N equal members moves its own 1/N of the slots plus some collateral; canonical
+// Maglev's collateral is bounded (measured 1.57/N at N=100, 5.8/N at N=500, M=65537).
+func TestDisruptionRemoveOne(t *testing.T) {
+	for _, tc := range []struct {
+		alg Algorithm
+		n   int
+		max float64 // bound on moved fraction as a multiple of 1/N
+	}{
+		{Maglev, 10, 1.5},
+		{Maglev, 100, 2.0},
+		{Maglev, 500, 7.0},
+	} {
+		ms := members(tc.n, equal)
+		before := keys(ms, mustBuild(t, tc.alg, ms, DefaultSize))
+		var worst float64
+		for _, gone := range []int{0, tc.n / 2, tc.n - 1} {
+			rest := append(append([]Member(nil), ms[:gone]...), ms[gone+1:]...)
+			after := keys(rest, mustBuild(t, tc.alg, rest, DefaultSize))
+			f := moved(before, after) * float64(tc.n)
+			// every slot of the removed member must move, and nothing else may move to it.
+			if f < 1-float64(tc.n)/float64(DefaultSize) {
+				t.Errorf("%s N=%d: moved %.3f/N, below the minimum", tc.alg, tc.n, f)
+			}
+			worst = max(worst, f)
+		}
+		t.Logf("%s N=%d remove 1: worst moved %.3f/N", tc.alg, tc.n, worst)
+		if worst > tc.max {
+			t.Errorf("%s N=%d remove 1: moved %.3f/N, want <= %.1f/N", tc.alg, tc.n, worst, tc.max)
+		}
+	}
+}
+
+// BenchmarkBuild includes N=1000 in 65537 slots, which Build refuses (too small for the balance
+// promise) but which is the Maglev paper's reference point for build time.
+func BenchmarkBuild(b *testing.B) {
+	for _, alg := range algorithms {
+		for _, n := range []int{100, 1000} {
+			ms := members(n, equal)
+			b.Run(fmt.Sprintf("%s/N=%d/M=%d", alg, n, DefaultSize), func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := build(alg, ms, DefaultSize, false); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
