@@ -1,0 +1,272 @@
+package testbed
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// A live fleet holds an flock on lockDir/<prefix>-<id>.lock. The kernel drops
+// it when the process dies, however it dies, so "lock free" means "leftover".
+// That lets Cleanup and Leaks tell leftovers from fleets of other test
+// binaries running at the same time (go test runs packages in parallel).
+const (
+	lockDir   = "/run/lbd-testbed"
+	netnsDir  = "/run/netns"
+	idHexLen  = 6
+	killGrace = 2 * time.Second
+)
+
+func lockPath(prefix, id string) string { return filepath.Join(lockDir, prefix+"-"+id+".lock") }
+
+// fleets of this process that are not closed yet, by prefix-id
+var live = struct {
+	sync.Mutex
+	m map[string]bool
+}{m: map[string]bool{}}
+
+func registerLive(prefix, id string) {
+	live.Lock()
+	defer live.Unlock()
+	live.m[prefix+"-"+id] = true
+}
+
+func unregisterLive(prefix, id string) {
+	live.Lock()
+	defer live.Unlock()
+	delete(live.m, prefix+"-"+id)
+}
+
+func isLiveHere(prefix, id string) bool {
+	live.Lock()
+	defer live.Unlock()
+	return live.m[prefix+"-"+id]
+}
+
+// parseID returns the fleet ID in a name <prefix>-<6hex>-<rest>.
+func parseID(prefix, name string) (string, bool) {
+	rest, ok := strings.CutPrefix(name, prefix+"-")
+	if !ok || len(rest) < idHexLen+1 || rest[idHexLen] != '-' {
+		return "", false
+	}
+	id := rest[:idHexLen]
+	for _, c := range id {
+		if !strings.ContainsRune("0123456789abcdef", c) {
+			return "", false
+		}
+	}
+	return id, true
+}
+
+// namespaces returns the names in /run/netns of fleets with this prefix, by ID.
+func namespaces(prefix string) map[string][]string {
+	ents, _ := os.ReadDir(netnsDir)
+	byID := map[string][]string{}
+	for _, e := range ents {
+		if id, ok := parseID(prefix, e.Name()); ok {
+			byID[id] = append(byID[id], e.Name())
+		}
+	}
+	return byID
+}
+
+func namespacesOf(prefix, id string) []string { return namespaces(prefix)[id] }
+
+// takeOrphan returns the lock of a fleet whose owner is gone, held, or nil if
+// the owner lives (in this process or another).
+func takeOrphan(prefix, id string) *os.File {
+	if isLiveHere(prefix, id) {
+		return nil
+	}
+	f, err := os.OpenFile(lockPath(prefix, id), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil
+	}
+	return f
+}
+
+// Cleanup removes what killed runs with this prefix left behind: their
+// namespaces (and processes in them), bpffs mounts, temporary directories
+// and lock files. Fleets that are alive, in this process or another, are
+// left alone. Safe to call at the start of TestMain.
+func Cleanup(prefix string) {
+	if prefix == "" {
+		prefix = "lbd"
+	}
+	ids := map[string]bool{}
+	for id := range namespaces(prefix) {
+		ids[id] = true
+	}
+	dirs := tempDirs(prefix)
+	for id := range dirs {
+		ids[id] = true
+	}
+	if ents, err := os.ReadDir(lockDir); err == nil {
+		for _, e := range ents {
+			if id, ok := parseID(prefix, strings.TrimSuffix(e.Name(), ".lock")+"-"); ok {
+				ids[id] = true
+			}
+		}
+	}
+	for id := range ids {
+		lock := takeOrphan(prefix, id)
+		if lock == nil {
+			continue
+		}
+		for _, name := range namespacesOf(prefix, id) {
+			killNetnsPids(name)
+			netns.DeleteNamed(name)
+		}
+		for _, dir := range dirs[id] {
+			removeTempDir(dir)
+		}
+		os.Remove(lock.Name())
+		lock.Close()
+	}
+}
+
+// Leaks returns the netns names with this prefix that are still present and
+// belong to this process's fleets or to no live fleet at all. Fleets of other
+// processes running at the same time are not leaks.
+func Leaks(prefix string) []string {
+	if prefix == "" {
+		prefix = "lbd"
+	}
+	var leaks []string
+	for id, names := range namespaces(prefix) {
+		leaked := isLiveHere(prefix, id)
+		if !leaked {
+			if lock := takeOrphan(prefix, id); lock != nil {
+				lock.Close() // leave the file: Cleanup removes it with the rest
+				leaked = true
+			}
+		}
+		if leaked {
+			leaks = append(leaks, names...)
+		}
+	}
+	sort.Strings(leaks)
+	return leaks
+}
+
+// tempDirs returns the fleets' temporary directories (os.TempDir()/<prefix>-<id>-*), by ID.
+func tempDirs(prefix string) map[string][]string {
+	matches, _ := filepath.Glob(filepath.Join(os.TempDir(), prefix+"-*"))
+	byID := map[string][]string{}
+	for _, m := range matches {
+		if id, ok := parseID(prefix, filepath.Base(m)); ok {
+			byID[id] = append(byID[id], m)
+		}
+	}
+	return byID
+}
+
+// removeTempDir unmounts whatever is mounted under dir, then removes it; it
+// removes nothing while something is still mounted there.
+func removeTempDir(dir string) {
+	for _, mp := range mountsUnder(dir) {
+		unmount(mp)
+	}
+	if len(mountsUnder(dir)) == 0 {
+		os.RemoveAll(dir)
+	}
+}
+
+// mountsUnder returns the mount points below dir, deepest first.
+func mountsUnder(dir string) []string {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var mps []string
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMount(fields[4])
+		if strings.HasPrefix(mp, dir+"/") {
+			mps = append(mps, mp)
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(mps)))
+	return mps
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for space, …).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// killNetnsPids kills every process whose network namespace is the named
+// one (what `ip netns pids` lists), except this process, and waits for them
+// to go.
+func killNetnsPids(name string) error {
+	var ns unix.Stat_t
+	if err := unix.Stat(filepath.Join(netnsDir, name), &ns); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		return fmt.Errorf("stat netns %s: %w", name, err)
+	}
+	find := func() []int {
+		ents, _ := os.ReadDir("/proc")
+		var pids []int
+		for _, e := range ents {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil || pid == os.Getpid() {
+				continue
+			}
+			var st unix.Stat_t
+			if unix.Stat(filepath.Join("/proc", e.Name(), "ns/net"), &st) != nil {
+				continue
+			}
+			if st.Dev == ns.Dev && st.Ino == ns.Ino {
+				pids = append(pids, pid)
+			}
+		}
+		return pids
+	}
+	pids := find()
+	if len(pids) == 0 {
+		return nil
+	}
+	for _, pid := range pids {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if err := poll(killGrace, func() (bool, error) { return len(find()) == 0, nil }); err != nil {
+		return fmt.Errorf("processes %v in netns %s: %w", find(), name, err)
+	}
+	return nil
+}

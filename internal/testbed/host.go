@@ -1,0 +1,310 @@
+package testbed
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// Host is one network namespace of the fleet.
+type Host struct {
+	Name    string           // role: "switch", "client", "lb0", "be1", …
+	NS      string           // netns name, usable with `ip netns exec`
+	Link    string           // "eth0" (the bridge's name for the switch)
+	Peer    string           // switch-side end of the veth, e.g. "lb0-1a2b3c" (empty for the switch)
+	Addr    netip.Addr       // IPv4 on Link (invalid for the switch)
+	Addr6   netip.Addr       // IPv6 on Link, no DAD (invalid for the switch)
+	MAC     net.HardwareAddr // of Link
+	Ifindex int              // of Link, inside NS
+
+	fleet *Fleet
+	ns    netns.NsHandle // -1 until made
+}
+
+func (h *Host) String() string { return h.Name + "(" + h.NS + ")" }
+
+// Do runs fn with its OS thread in h's network namespace, so sockets and
+// netlink handles fn creates belong there. fn runs on a fresh goroutine
+// locked to its thread (don't call t.FailNow in it); if the thread cannot be
+// switched back, it is thrown away rather than reused. A panic in fn is
+// re-raised in the caller.
+func (h *Host) Do(fn func() error) error {
+	if h.ns < 0 {
+		return fmt.Errorf("%s: no namespace", h.Name)
+	}
+	return doIn(h.ns, fn)
+}
+
+func doIn(target netns.NsHandle, fn func() error) error {
+	type result struct {
+		err      error
+		panicked bool
+		val      any
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- result{err: fmt.Errorf("get netns: %w", err)}
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(target); err != nil {
+			runtime.UnlockOSThread()
+			done <- result{err: fmt.Errorf("set netns: %w", err)}
+			return
+		}
+		var r result
+		func() {
+			defer func() {
+				if v := recover(); v != nil {
+					r = result{panicked: true, val: v}
+				}
+			}()
+			r.err = fn()
+		}()
+		if err := netns.Set(orig); err != nil {
+			// Leave the thread locked: the runtime kills it when this
+			// goroutine exits, so no one else runs in the wrong namespace.
+			if !r.panicked {
+				r.err = fmt.Errorf("restore netns: %w (fn: %v)", err, r.err)
+			}
+		} else {
+			runtime.UnlockOSThread()
+		}
+		done <- r
+	}()
+	r := <-done
+	if r.panicked {
+		panic(r.val)
+	}
+	return r.err
+}
+
+// newNamedNS makes a named netns (like `ip netns add`) without moving the
+// caller's thread.
+func newNamedNS(name string) (netns.NsHandle, error) {
+	ns := netns.NsHandle(-1)
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- err
+			return
+		}
+		defer orig.Close()
+		h, nerr := netns.NewNamed(name) // moves this thread into the new namespace
+		if nerr != nil {
+			// NewNamed may leave an empty file behind.
+			os.Remove(filepath.Join("/run/netns", name))
+		}
+		if err := netns.Set(orig); err != nil {
+			if nerr == nil {
+				h.Close()
+			}
+			done <- fmt.Errorf("restore netns: %w", err) // thread stays locked and dies
+			return
+		}
+		runtime.UnlockOSThread()
+		ns = h
+		done <- nerr
+	}()
+	if err := <-done; err != nil {
+		return -1, err
+	}
+	return ns, nil
+}
+
+// Netlink returns a netlink handle that works in h's namespace; close it.
+func (h *Host) Netlink() (*netlink.Handle, error) {
+	if h.ns < 0 {
+		return nil, fmt.Errorf("%s: no namespace", h.Name)
+	}
+	nh, err := netlink.NewHandleAt(h.ns)
+	if err != nil {
+		return nil, fmt.Errorf("netlink handle in %s: %w", h.NS, err)
+	}
+	return nh, nil
+}
+
+func (h *Host) setSysctls(kv map[string]string) error {
+	return h.Do(func() error {
+		for k, v := range kv {
+			// /proc/sys/net follows the opening thread's namespace.
+			if err := os.WriteFile(filepath.Join("/proc/sys", k), []byte(v), 0o644); err != nil {
+				return fmt.Errorf("sysctl %s in %s: %w", k, h.NS, err)
+			}
+		}
+		return nil
+	})
+}
+
+// Sysctl sets one sysctl in h's namespace, key as a path under /proc/sys,
+// e.g. "net/ipv4/ip_forward".
+func (h *Host) Sysctl(key, value string) error {
+	return h.setSysctls(map[string]string{key: value})
+}
+
+// waitOperUp polls until the named links in h's namespace are operationally
+// up. Carrier and qdisc activation happen in the kernel's linkwatch work, up
+// to a second after "ip link set up": until then a veth drops what it sends.
+func (h *Host) waitOperUp(timeout time.Duration, names ...string) error {
+	nh, err := h.Netlink()
+	if err != nil {
+		return err
+	}
+	defer nh.Close()
+	for _, name := range names {
+		var state netlink.LinkOperState
+		err = poll(timeout, func() (bool, error) {
+			l, err := nh.LinkByName(name)
+			if err != nil {
+				return false, err
+			}
+			state = l.Attrs().OperState
+			return state == netlink.OperUp, nil
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %s not up (state %s): %w", h.NS, name, state, err)
+		}
+	}
+	return nil
+}
+
+// Listen opens a listener whose socket is made in h's namespace.
+func (h *Host) Listen(network, addr string) (net.Listener, error) {
+	var l net.Listener
+	err := h.Do(func() (err error) {
+		l, err = net.Listen(network, addr)
+		return err
+	})
+	return l, err
+}
+
+// ListenPacket opens a packet socket made in h's namespace.
+func (h *Host) ListenPacket(network, addr string) (net.PacketConn, error) {
+	var c net.PacketConn
+	err := h.Do(func() (err error) {
+		c, err = net.ListenPacket(network, addr)
+		return err
+	})
+	return c, err
+}
+
+// Dialer dials from a host's namespace. Set the embedded net.Dialer's fields
+// (Timeout, LocalAddr, …) as usual.
+type Dialer struct {
+	net.Dialer
+	Host *Host
+}
+
+// Dialer returns a Dialer for h.
+func (h *Host) Dialer() *Dialer { return &Dialer{Host: h} }
+
+// DialContext connects from d.Host's namespace.
+func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := d.Host.Do(func() (err error) {
+		c, err = d.Dialer.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
+}
+
+// Dial connects from d.Host's namespace.
+func (d *Dialer) Dial(network, addr string) (net.Conn, error) {
+	return d.DialContext(context.Background(), network, addr)
+}
+
+// DialContext connects from h's namespace.
+func (h *Host) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	return h.Dialer().DialContext(ctx, network, addr)
+}
+
+// HTTPClient returns a client that dials from h's namespace, one new TCP
+// connection per request (keep-alives off, so each request is a new flow).
+func (h *Host) HTTPClient(timeout time.Duration) *http.Client {
+	return &http.Client{
+		Timeout: timeout,
+		Transport: &http.Transport{
+			DialContext:       h.DialContext,
+			DisableKeepAlives: true,
+		},
+	}
+}
+
+// Command returns `ip netns exec NS name args…`; the caller runs and waits
+// for it. Prefer Fleet.Start for long-running processes.
+func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", h.NS, name}, args...)...)
+}
+
+// LinkStats returns the packet counters of h's Link.
+func (h *Host) LinkStats() (rxPackets, txPackets uint64, err error) {
+	nh, err := h.Netlink()
+	if err != nil {
+		return 0, 0, err
+	}
+	defer nh.Close()
+	l, err := nh.LinkByName(h.Link)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%s %s: %w", h.NS, h.Link, err)
+	}
+	s := l.Attrs().Statistics
+	if s == nil {
+		return 0, 0, fmt.Errorf("%s %s: no statistics", h.NS, h.Link)
+	}
+	return s.RxPackets, s.TxPackets, nil
+}
+
+// RouteVia routes prefix (a VIP range) via the address via on h's Link,
+// e.g. f.Client.RouteVia(netip.MustParsePrefix("198.19.0.0/24"), f.LBs[0].Addr).
+// It replaces an existing route to prefix.
+func (h *Host) RouteVia(prefix netip.Prefix, via netip.Addr) error {
+	if prefix.Addr().Is4() != via.Is4() {
+		return fmt.Errorf("route %s via %s: address families differ", prefix, via)
+	}
+	nh, err := h.Netlink()
+	if err != nil {
+		return err
+	}
+	defer nh.Close()
+	r := &netlink.Route{LinkIndex: h.Ifindex, Dst: ipNet(prefix.Masked()), Gw: via.AsSlice()}
+	if err := nh.RouteReplace(r); err != nil {
+		return fmt.Errorf("route %s via %s in %s: %w", prefix, via, h.NS, err)
+	}
+	return nil
+}
+
+// poll calls cond every few milliseconds until it returns true, an error, or
+// the timeout passes.
+func poll(timeout time.Duration, cond func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := cond()
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			if err != nil {
+				return fmt.Errorf("timed out after %v: %w", timeout, err)
+			}
+			return fmt.Errorf("timed out after %v", timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
