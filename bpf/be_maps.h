@@ -1,0 +1,44 @@
+/* be_maps.h: the backend's maps: decapsulated flows (so replies can be restored to the
+ * VIP) and counters. */
+#ifndef BE_MAPS_H
+#define BE_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "lb_consts.h"
+#include "lb_structs.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_DSR_FLOWS);
+	__type(key, struct dsr_key_v4);
+	__type(value, struct dsr_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dsr_flows_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_DSR_FLOWS);
+	__type(key, struct dsr_key_v6);
+	__type(value, struct dsr_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dsr_flows_v6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, BE_COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, struct counter);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} be_stats SEC(".maps");
+
+/* return traffic per VIP: with DSR the backend is the only place it can be measured */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, MAX_VIPS);
+	__type(key, struct vip_key);
+	__type(value, struct counter);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} return_stats SEC(".maps");
+
+#endif

@@ -1,0 +1,74 @@
+/* lb_consts.h: sizes, flags and counter names shared by the LB and backend programs. */
+#ifndef LB_CONSTS_H
+#define LB_CONSTS_H
+
+#ifndef MAX_VIPS
+#define MAX_VIPS 1024
+#endif
+#ifndef MAX_BACKENDS
+#define MAX_BACKENDS 16384
+#endif
+/* default LRU size; the daemon may resize the map before load */
+#ifndef MAX_FLOWS
+#define MAX_FLOWS 262144
+#endif
+/* largest ring the program will index (the daemon sizes each inner map) */
+#ifndef MAX_RING_SIZE
+#define MAX_RING_SIZE 1048573
+#endif
+#ifndef MAX_DSR_FLOWS
+#define MAX_DSR_FLOWS 262144
+#endif
+
+#define ETH_P_IP_BE 0x0008   /* htons(ETH_P_IP) on little-endian */
+#define ETH_P_IPV6_BE 0xdd86 /* htons(ETH_P_IPV6) */
+#define ETH_P_8021Q_BE 0x0081
+#define ETH_P_8021AD_BE 0xa888
+
+#define IP_MF 0x2000
+#define IP_OFFSET 0x1fff
+#define IP_DF 0x4000
+
+#define ENCAP_TTL 64
+
+/* vip_meta.flags */
+#define VIP_F_GUE (1U << 0) /* GUE (UDP) instead of IPIP */
+
+/* backend.flags */
+#define BE_F_V6 (1U << 0)   /* backend address is IPv6 */
+#define BE_F_DOWN (1U << 1) /* health says down: LRU hits on it are ignored */
+
+/* address families in keys */
+#define LB_AF_INET 4
+#define LB_AF_INET6 6
+
+/* what happened to a packet; each packet is counted under exactly one */
+enum lb_counter {
+	LB_PASS = 0,        /* not for a VIP: handed to the host untouched */
+	LB_TX,              /* encapsulated and sent to a backend */
+	LB_DROP_MALFORMED,  /* truncated or inconsistent headers */
+	LB_DROP_NO_BACKEND, /* VIP has no usable backend */
+	LB_DROP_ENCAP,      /* could not grow the packet for the outer header */
+	LB_DROP_TOO_BIG,    /* encapsulated packet would exceed the MTU */
+	LB_PASS_FRAGMENT,   /* IP fragment: not load balanced */
+	LB_COUNTER_MAX,
+};
+
+/* flow table events, counted beside the verdicts */
+enum lb_event {
+	LB_EV_LRU_HIT = 0,
+	LB_EV_LRU_MISS,
+	LB_EV_LRU_SKIP_DOWN, /* hit on a backend that is down or gone: re-hashed */
+	LB_EV_SYN,
+	LB_EV_MAX,
+};
+
+/* backend side counters */
+enum be_counter {
+	BE_DECAP = 0,       /* outer header removed, VIP rewritten, flow recorded */
+	BE_DECAP_MALFORMED, /* IPIP whose inner packet could not be parsed: dropped */
+	BE_RESTORED,        /* reply source rewritten back to the VIP */
+	BE_COUNTER_MAX,
+};
+
+#endif

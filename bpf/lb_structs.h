@@ -1,0 +1,92 @@
+/* lb_structs.h: map keys and values. Addresses and ports are in network byte order. */
+#ifndef LB_STRUCTS_H
+#define LB_STRUCTS_H
+
+#include <linux/types.h>
+
+/* v6 first: bpf2go mirrors a union by its first member, and Go needs all 16 bytes */
+union lb_addr {
+	__be32 v6[4];
+	__be32 v4;
+};
+
+struct vip_key {
+	union lb_addr addr;
+	__be16 port; /* 0: port-wildcard VIP */
+	__u8 proto;
+	__u8 family; /* LB_AF_INET or LB_AF_INET6 */
+};
+
+struct vip_meta {
+	__u32 vip_id;    /* index into vip_stats, stable for the VIP's life */
+	__u32 ring_id;   /* index into rings; a ring of another size gets a fresh slot */
+	__u32 flags;     /* VIP_F_* */
+	__u32 ring_size; /* slots in this VIP's ring, a prime */
+};
+
+/* IPv4 flows: a compact key keeps the LRU hash cheap */
+struct flow_key_v4 {
+	__be32 src;
+	__be32 dst;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct flow_key_v6 {
+	__be32 src[4];
+	__be32 dst[4];
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct flow_val {
+	__u32 backend_id;
+	__u32 gen; /* backend generation when recorded: a reused id does not inherit flows */
+};
+
+struct backend {
+	union lb_addr addr;
+	__u32 gen;
+	__u32 flags; /* BE_F_* */
+	__u32 ifindex; /* 0: XDP_TX out of the receiving interface, else redirect */
+	__u32 vip_id;  /* the VIP this entry serves (ids are per VIP and backend) */
+	__u8 dmac[6];  /* next hop toward the backend */
+	__u8 smac[6];  /* our interface's address */
+};
+
+struct counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* backend side: a decapsulated flow, keyed as its replies look */
+struct dsr_key_v4 {
+	__be32 remote; /* the client */
+	__be32 local;  /* this backend's address */
+	__be16 rport;
+	__be16 lport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct dsr_key_v6 {
+	__be32 remote[4];
+	__be32 local[4];
+	__be16 rport;
+	__be16 lport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct dsr_val {
+	union lb_addr vip;
+	__be16 vip_port;
+	__u8 family;
+	__u8 pad;
+};
+
+#endif

@@ -1,0 +1,374 @@
+// SPDX-License-Identifier: GPL-2.0
+/* tc_egress.c: the backend side of direct server return, one object so both programs
+ * share the flow map.
+ *   xdp_decap (XDP ingress): strip the IPIP header, rewrite the inner destination (the VIP)
+ *     to this backend's own address and record the flow;
+ *   tc_egress (TCX egress): replies of recorded flows get the VIP back as their source,
+ *     with L3/L4 checksums fixed, and go straight to the client. */
+#include <stddef.h>
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "lb_consts.h"
+#include "lb_structs.h"
+#include "be_maps.h"
+#include "parse.h"
+#include "csum.h"
+
+/* TCX return code (linux 6.6 uapi; Debian 12's headers predate it): let the next program run */
+#ifndef TCX_NEXT
+#define TCX_NEXT -1
+#endif
+
+/* this backend's own addresses, for inner packets whose family differs from the outer
+ * header's (4in6); zero: keep the VIP as the destination (VIP configured on lo) */
+volatile const __be32 local_v4 = 0;
+volatile const __be32 local_v6[4] = {0, 0, 0, 0};
+/* unused by the program: puts the enum into BTF, so bpf2go emits its names */
+volatile const enum be_counter be_counter_max = BE_COUNTER_MAX;
+
+static __always_inline void be_count(__u32 c, __u64 bytes)
+{
+	struct counter *s = bpf_map_lookup_elem(&be_stats, &c);
+
+	if (s) {
+		s->packets++;
+		s->bytes += bytes;
+	}
+}
+
+static __always_inline void return_count(struct vip_key *vk, __u64 bytes)
+{
+	struct counter *s = bpf_map_lookup_elem(&return_stats, vk);
+
+	if (!s) {
+		struct counter zero = {};
+
+		bpf_map_update_elem(&return_stats, vk, &zero, BPF_NOEXIST);
+		s = bpf_map_lookup_elem(&return_stats, vk);
+		if (!s)
+			return;
+	}
+	s->packets++;
+	s->bytes += bytes;
+}
+
+/* offset of the L4 checksum field, or -1 when there is none to fix */
+static __always_inline int l4_csum_off(__u8 proto)
+{
+	if (proto == IPPROTO_TCP)
+		return offsetof(struct tcphdr, check);
+	if (proto == IPPROTO_UDP)
+		return offsetof(struct udphdr, check);
+	return -1;
+}
+
+/* rewrite the inner IPv4 destination to 'to', fixing the IP and L4 checksums in place;
+ * returns the L4 header or NULL when the inner packet is truncated */
+static __always_inline int rewrite_dst_v4(struct iphdr *ip, void *data_end, __be32 to,
+					  struct dsr_key_v4 *k)
+{
+	__be32 from = ip->daddr;
+	void *l4 = ip + 1;
+	int syn;
+
+	if (ip->ihl != 5)
+		return PARSE_BAD;
+	if (parse_ports(l4, data_end, ip->protocol, &k->rport, &k->lport, &syn))
+		return PARSE_BAD;
+	if (ip->protocol == IPPROTO_TCP) {
+		struct tcphdr *th = l4;
+
+		th->check = csum_replace4(th->check, from, to);
+	} else {
+		struct udphdr *uh = l4;
+
+		if (uh->check) {
+			uh->check = csum_replace4(uh->check, from, to);
+			if (!uh->check)
+				uh->check = 0xffff;
+		}
+	}
+	ip->check = csum_replace4(ip->check, from, to);
+	ip->daddr = to;
+	k->remote = ip->saddr;
+	k->local = to;
+	k->proto = ip->protocol;
+	return 0;
+}
+
+static __always_inline int rewrite_dst_v6(struct ipv6hdr *ip6, void *data_end,
+					  const __be32 *to, struct dsr_key_v6 *k)
+{
+	void *l4 = ip6 + 1;
+	__u16 *check;
+	int syn;
+
+	if (parse_ports(l4, data_end, ip6->nexthdr, &k->rport, &k->lport, &syn))
+		return PARSE_BAD;
+	if (ip6->nexthdr == IPPROTO_TCP)
+		check = &((struct tcphdr *)l4)->check;
+	else
+		check = &((struct udphdr *)l4)->check;
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		*check = csum_replace4(*check, ip6->daddr.in6_u.u6_addr32[i], to[i]);
+		ip6->daddr.in6_u.u6_addr32[i] = to[i];
+	}
+	if (ip6->nexthdr == IPPROTO_UDP && !*check)
+		*check = 0xffff; /* zero means "no checksum", which IPv6 UDP may not use */
+	__builtin_memcpy(k->remote, &ip6->saddr, sizeof(k->remote));
+	__builtin_memcpy(k->local, to, sizeof(k->local));
+	k->proto = ip6->nexthdr;
+	return 0;
+}
+
+/* decap one inner packet at 'inner' (IPv4 when inner_v4), the outer header being
+ * outer_len bytes and addressed to 'self' (v4) or 'self6' */
+static __always_inline int decap(struct xdp_md *ctx, int l2len, int outer_len, int inner_v4,
+				 __be32 self, const __be32 *self6)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u64 bytes = data_end - data;
+	struct dsr_val dv = {};
+	struct ethhdr eth;
+	struct vlan_hdr vh = {};
+	void *inner = data + l2len + outer_len;
+
+	if (inner_v4) {
+		struct iphdr *ip = inner;
+		struct dsr_key_v4 k = {};
+		__be32 to = self ? self : local_v4;
+
+		if ((void *)(ip + 1) > data_end)
+			goto bad;
+		if (!to)
+			to = ip->daddr;
+		dv.vip.v4 = ip->daddr;
+		if (rewrite_dst_v4(ip, data_end, to, &k))
+			goto bad;
+		dv.vip_port = k.lport;
+		dv.family = LB_AF_INET;
+		bpf_map_update_elem(&dsr_flows_v4, &k, &dv, BPF_ANY);
+	} else {
+		struct ipv6hdr *ip6 = inner;
+		struct dsr_key_v6 k = {};
+		__be32 to[4];
+
+		if ((void *)(ip6 + 1) > data_end)
+			goto bad;
+		__builtin_memcpy(dv.vip.v6, &ip6->daddr, sizeof(dv.vip.v6));
+		if (self6) {
+			__builtin_memcpy(to, self6, sizeof(to));
+		} else {
+			to[0] = local_v6[0];
+			to[1] = local_v6[1];
+			to[2] = local_v6[2];
+			to[3] = local_v6[3];
+			if (!(to[0] | to[1] | to[2] | to[3]))
+				__builtin_memcpy(to, dv.vip.v6, sizeof(to));
+		}
+		if (rewrite_dst_v6(ip6, data_end, to, &k))
+			goto bad;
+		dv.vip_port = k.lport;
+		dv.family = LB_AF_INET6;
+		bpf_map_update_elem(&dsr_flows_v6, &k, &dv, BPF_ANY);
+	}
+	/* move the L2 header forward over the outer IP header */
+	if (data + sizeof(eth) + sizeof(vh) > data_end)
+		goto bad;
+	__builtin_memcpy(&eth, data, sizeof(eth));
+	if (l2len != sizeof(eth))
+		__builtin_memcpy(&vh, data + sizeof(eth), sizeof(vh));
+	if (bpf_xdp_adjust_head(ctx, outer_len))
+		goto bad;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	if (data + sizeof(eth) + sizeof(vh) > data_end)
+		return XDP_DROP;
+	if (l2len == sizeof(eth)) {
+		eth.h_proto = inner_v4 ? ETH_P_IP_BE : ETH_P_IPV6_BE;
+	} else {
+		vh.encap_proto = inner_v4 ? ETH_P_IP_BE : ETH_P_IPV6_BE;
+		__builtin_memcpy(data + sizeof(eth), &vh, sizeof(vh));
+	}
+	__builtin_memcpy(data, &eth, sizeof(eth));
+	be_count(BE_DECAP, bytes);
+	return XDP_PASS;
+bad:
+	be_count(BE_DECAP_MALFORMED, bytes);
+	return XDP_DROP;
+}
+
+SEC("xdp")
+int xdp_decap(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__be16 proto;
+	int l2len;
+
+	l2len = parse_eth(data, data_end, &proto);
+	if (l2len < 0)
+		return XDP_PASS;
+	if (proto == ETH_P_IP_BE) {
+		struct iphdr *ip = data + l2len;
+
+		if ((void *)(ip + 1) > data_end || ip->protocol != IPPROTO_IPIP || ip->ihl != 5)
+			return XDP_PASS;
+		if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
+			return XDP_PASS; /* fragmented outer packet: leave it to the host */
+		return decap(ctx, l2len, sizeof(*ip), 1, ip->daddr, NULL);
+	}
+	if (proto == ETH_P_IPV6_BE) {
+		struct ipv6hdr *ip6 = data + l2len;
+		__be32 self6[4];
+
+		if ((void *)(ip6 + 1) > data_end)
+			return XDP_PASS;
+		if (ip6->nexthdr == IPPROTO_IPIP)
+			return decap(ctx, l2len, sizeof(*ip6), 1, 0, NULL);
+		if (ip6->nexthdr != IPPROTO_IPV6)
+			return XDP_PASS;
+		__builtin_memcpy(self6, &ip6->daddr, sizeof(self6));
+		return decap(ctx, l2len, sizeof(*ip6), 0, 0, self6);
+	}
+	return XDP_PASS;
+}
+
+/* replace 4 bytes at off with 'to', fixing the L4 checksum (pseudo header) and, for IPv4,
+ * the IP header checksum at ip_check_off (< 0: none) */
+static __always_inline int store_addr_word(struct __sk_buff *skb, int off, __be32 from, __be32 to,
+					   int l4_check_off, int udp, int ip_check_off)
+{
+	__u64 flags = BPF_F_PSEUDO_HDR | sizeof(to) | (udp ? BPF_F_MARK_MANGLED_0 : 0);
+
+	if (l4_check_off >= 0 && bpf_l4_csum_replace(skb, l4_check_off, from, to, flags))
+		return -1;
+	if (ip_check_off >= 0 && bpf_l3_csum_replace(skb, ip_check_off, from, to, sizeof(to)))
+		return -1;
+	return bpf_skb_store_bytes(skb, off, &to, sizeof(to), 0);
+}
+
+static __always_inline int restore_port(struct __sk_buff *skb, int l4off, __be16 from, __be16 to,
+					int l4_check_off, int udp)
+{
+	__u64 flags = sizeof(to) | (udp ? BPF_F_MARK_MANGLED_0 : 0);
+
+	if (from == to)
+		return 0;
+	if (l4_check_off >= 0 && bpf_l4_csum_replace(skb, l4_check_off, from, to, flags))
+		return -1;
+	/* source port is the first field of both TCP and UDP headers */
+	return bpf_skb_store_bytes(skb, l4off, &to, sizeof(to), 0);
+}
+
+static __always_inline int egress_v4(struct __sk_buff *skb, int l2len)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct iphdr *ip = data + l2len;
+	struct dsr_key_v4 k = {};
+	struct dsr_val *dv;
+	struct vip_key vk = {};
+	int l4off = l2len + sizeof(*ip), coff, syn;
+	__be16 sport;
+
+	if ((void *)(ip + 1) > data_end || ip->ihl != 5)
+		return TCX_NEXT;
+	if (parse_ports(ip + 1, data_end, ip->protocol, &sport, &k.rport, &syn))
+		return TCX_NEXT;
+	k.remote = ip->daddr;
+	k.local = ip->saddr;
+	k.lport = sport;
+	k.proto = ip->protocol;
+	dv = bpf_map_lookup_elem(&dsr_flows_v4, &k);
+	if (!dv)
+		return TCX_NEXT;
+	coff = l4_csum_off(k.proto);
+	if (coff >= 0)
+		coff += l4off;
+	if (store_addr_word(skb, l2len + offsetof(struct iphdr, saddr), k.local, dv->vip.v4, coff,
+			    k.proto == IPPROTO_UDP, l2len + offsetof(struct iphdr, check)))
+		return TCX_NEXT;
+	if (restore_port(skb, l4off, sport, dv->vip_port, coff, k.proto == IPPROTO_UDP))
+		return TCX_NEXT;
+	vk.addr = dv->vip;
+	vk.port = dv->vip_port;
+	vk.proto = k.proto;
+	vk.family = LB_AF_INET;
+	return_count(&vk, skb->len);
+	be_count(BE_RESTORED, skb->len);
+	return TCX_NEXT;
+}
+
+static __always_inline int egress_v6(struct __sk_buff *skb, int l2len)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ipv6hdr *ip6 = data + l2len;
+	struct dsr_key_v6 k = {};
+	struct dsr_val *dv;
+	struct vip_key vk = {};
+	int l4off = l2len + sizeof(*ip6), coff, syn;
+	__be16 sport;
+	__be32 vip[4];
+
+	if ((void *)(ip6 + 1) > data_end)
+		return TCX_NEXT;
+	if (parse_ports(ip6 + 1, data_end, ip6->nexthdr, &sport, &k.rport, &syn))
+		return TCX_NEXT;
+	__builtin_memcpy(k.remote, &ip6->daddr, sizeof(k.remote));
+	__builtin_memcpy(k.local, &ip6->saddr, sizeof(k.local));
+	k.lport = sport;
+	k.proto = ip6->nexthdr;
+	dv = bpf_map_lookup_elem(&dsr_flows_v6, &k);
+	if (!dv)
+		return TCX_NEXT;
+	__builtin_memcpy(vip, dv->vip.v6, sizeof(vip));
+	coff = l4_csum_off(k.proto) + l4off;
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		if (store_addr_word(skb, l2len + offsetof(struct ipv6hdr, saddr) + 4 * i, k.local[i],
+				    vip[i], coff, 0, -1))
+			return TCX_NEXT;
+	}
+	if (restore_port(skb, l4off, sport, dv->vip_port, coff, 0))
+		return TCX_NEXT;
+	__builtin_memcpy(vk.addr.v6, vip, sizeof(vip));
+	vk.port = dv->vip_port;
+	vk.proto = k.proto;
+	vk.family = LB_AF_INET6;
+	return_count(&vk, skb->len);
+	be_count(BE_RESTORED, skb->len);
+	return TCX_NEXT;
+}
+
+SEC("tc")
+int tc_egress(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__be16 proto;
+	int l2len;
+
+	l2len = parse_eth(data, data_end, &proto);
+	if (l2len < 0)
+		return TCX_NEXT;
+	if (proto == ETH_P_IP_BE)
+		return egress_v4(skb, l2len);
+	if (proto == ETH_P_IPV6_BE)
+		return egress_v6(skb, l2len);
+	return TCX_NEXT;
+}
+
+char __license[] SEC("license") = "GPL";

@@ -1,0 +1,267 @@
+// SPDX-License-Identifier: GPL-2.0
+/* xdp_lb.c: the LB node's XDP ingress. Packets for a VIP are matched to a flow (LRU) or a
+ * Maglev ring slot, encapsulated toward the chosen backend and sent back out (XDP_TX) or
+ * redirected; everything else passes to the host untouched. */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "lb_consts.h"
+#include "lb_structs.h"
+#include "lb_maps.h"
+#include "parse.h"
+#include "hash.h"
+#include "encap.h"
+
+/* load-time configuration, set by the daemon through the spec */
+volatile const __u32 hash_seed = 0;
+volatile const __u32 encap_mtu = 1500; /* largest outer L3 packet we may send */
+/* unused by the program: they put the counter enums into BTF, so bpf2go emits their names */
+volatile const enum lb_counter lb_counter_max = LB_COUNTER_MAX;
+volatile const enum lb_event lb_event_max = LB_EV_MAX;
+
+static __always_inline int verdict(struct xdp_md *ctx, __u32 c, int action)
+{
+	struct counter *s = bpf_map_lookup_elem(&stats, &c);
+
+	if (s) {
+		s->packets++;
+		s->bytes += ctx->data_end - ctx->data;
+	}
+	return action;
+}
+
+static __always_inline void event(__u32 e)
+{
+	__u64 *n = bpf_map_lookup_elem(&events, &e);
+
+	if (n)
+		(*n)++;
+}
+
+static __always_inline void count(void *map, __u32 id, __u64 bytes)
+{
+	struct counter *s = bpf_map_lookup_elem(map, &id);
+
+	if (s) {
+		s->packets++;
+		s->bytes += bytes;
+	}
+}
+
+static __always_inline struct vip_meta *find_vip(struct vip_key *vk)
+{
+	struct vip_meta *meta = bpf_map_lookup_elem(&vips, vk);
+
+	if (meta)
+		return meta;
+	vk->port = 0; /* port-wildcard VIP */
+	return bpf_map_lookup_elem(&vips, vk);
+}
+
+/* a recorded flow's backend, unless it went down or its id was reused */
+static __always_inline struct backend *flow_backend(struct flow_val *fv, __u32 *bid)
+{
+	struct backend *be;
+
+	if (!fv) {
+		event(LB_EV_LRU_MISS);
+		return NULL;
+	}
+	be = bpf_map_lookup_elem(&backends, &fv->backend_id);
+	if (!be || be->gen != fv->gen || (be->flags & BE_F_DOWN)) {
+		event(LB_EV_LRU_SKIP_DOWN);
+		return NULL;
+	}
+	event(LB_EV_LRU_HIT);
+	*bid = fv->backend_id;
+	return be;
+}
+
+static __always_inline struct backend *ring_backend(const struct vip_meta *meta, __u32 hash,
+						    __u32 *bid)
+{
+	__u32 slot, *id;
+	void *ring;
+
+	if (!meta->ring_size)
+		return NULL;
+	ring = bpf_map_lookup_elem(&rings, &meta->ring_id);
+	if (!ring)
+		return NULL;
+	slot = hash % meta->ring_size;
+	id = bpf_map_lookup_elem(ring, &slot);
+	if (!id || !*id)
+		return NULL;
+	*bid = *id;
+	return bpf_map_lookup_elem(&backends, id);
+}
+
+/* encapsulate an IPv4 (inner_nexthdr IPPROTO_IPIP) or IPv6 (IPPROTO_IPV6) packet of
+ * inner_len bytes toward be, count it and pick the action */
+static __always_inline int send(struct xdp_md *ctx, __u32 l2len, const struct vip_meta *meta,
+				const struct backend *be, __u32 bid, __u8 tos, __u16 inner_len,
+				__u8 inner_nexthdr, __u32 hash)
+{
+	__u64 bytes = ctx->data_end - ctx->data;
+	int err;
+
+	if (be->flags & BE_F_V6) {
+		if (inner_len + sizeof(struct ipv6hdr) > encap_mtu)
+			return verdict(ctx, LB_DROP_TOO_BIG, XDP_DROP);
+		err = encap_ip6(ctx, l2len, be, tos, inner_len, inner_nexthdr, hash);
+	} else {
+		if (inner_nexthdr != IPPROTO_IPIP)
+			return verdict(ctx, LB_DROP_ENCAP, XDP_DROP); /* no 6in4 */
+		if (inner_len + sizeof(struct iphdr) > encap_mtu)
+			return verdict(ctx, LB_DROP_TOO_BIG, XDP_DROP);
+		err = encap_4in4(ctx, l2len, be, tos, inner_len);
+	}
+	if (err)
+		return verdict(ctx, LB_DROP_ENCAP, XDP_DROP);
+	count(&vip_stats, meta->vip_id, bytes);
+	count(&backend_stats, bid, bytes);
+	if (be->ifindex)
+		return verdict(ctx, LB_TX, bpf_redirect(be->ifindex, 0));
+	return verdict(ctx, LB_TX, XDP_TX);
+}
+
+static __always_inline int lb_ipv4(struct xdp_md *ctx, __u32 l2len)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct iphdr *ip = data + l2len;
+	struct flow_key_v4 fk = {};
+	struct vip_key vk = {};
+	struct vip_meta *meta;
+	struct backend *be = NULL;
+	__u32 bid = 0, hash = 0;
+	__u16 tot_len;
+	int syn = 0, r;
+
+	if ((void *)(ip + 1) > data_end)
+		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
+	if (ip->ihl != 5) /* options: not ours to balance; the host decides */
+		return verdict(ctx, ip->ihl < 5 ? LB_DROP_MALFORMED : LB_PASS,
+			       ip->ihl < 5 ? XDP_DROP : XDP_PASS);
+	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
+		return verdict(ctx, LB_PASS_FRAGMENT, XDP_PASS);
+
+	r = parse_ports(ip + 1, data_end, ip->protocol, &fk.sport, &fk.dport, &syn);
+	if (r == PARSE_BAD)
+		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
+	if (r)
+		return verdict(ctx, LB_PASS, XDP_PASS);
+
+	vk.addr.v4 = ip->daddr;
+	vk.port = fk.dport;
+	vk.proto = ip->protocol;
+	vk.family = LB_AF_INET;
+	meta = find_vip(&vk);
+	if (!meta)
+		return verdict(ctx, LB_PASS, XDP_PASS);
+
+	tot_len = bpf_ntohs(ip->tot_len);
+	if (tot_len < sizeof(*ip) || (void *)ip + tot_len > data_end)
+		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
+
+	fk.src = ip->saddr;
+	fk.dst = ip->daddr;
+	fk.proto = ip->protocol;
+	if (syn) /* a new connection: the ring decides, whatever an old entry says */
+		event(LB_EV_SYN);
+	else
+		be = flow_backend(bpf_map_lookup_elem(&flows_v4, &fk), &bid);
+	hash = flow_hash_v4(&fk, hash_seed);
+	if (!be) {
+		struct flow_val fv;
+
+		be = ring_backend(meta, hash, &bid);
+		if (!be)
+			return verdict(ctx, LB_DROP_NO_BACKEND, XDP_DROP);
+		fv.backend_id = bid;
+		fv.gen = be->gen;
+		bpf_map_update_elem(&flows_v4, &fk, &fv, BPF_ANY);
+	}
+	return send(ctx, l2len, meta, be, bid, ip->tos, tot_len, IPPROTO_IPIP, hash);
+}
+
+static __always_inline int lb_ipv6(struct xdp_md *ctx, __u32 l2len)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ipv6hdr *ip6 = data + l2len;
+	struct flow_key_v6 fk = {};
+	struct vip_key vk = {};
+	struct vip_meta *meta;
+	struct backend *be = NULL;
+	__u32 bid = 0, hash;
+	__u16 len;
+	int syn = 0, r;
+
+	if ((void *)(ip6 + 1) > data_end)
+		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
+	/* extension headers (fragments included) are not balanced: the host decides */
+	r = parse_ports(ip6 + 1, data_end, ip6->nexthdr, &fk.sport, &fk.dport, &syn);
+	if (r == PARSE_BAD)
+		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
+	if (r)
+		return verdict(ctx, LB_PASS, XDP_PASS);
+
+	__builtin_memcpy(vk.addr.v6, &ip6->daddr, sizeof(vk.addr.v6));
+	vk.port = fk.dport;
+	vk.proto = ip6->nexthdr;
+	vk.family = LB_AF_INET6;
+	meta = find_vip(&vk);
+	if (!meta)
+		return verdict(ctx, LB_PASS, XDP_PASS);
+
+	len = bpf_ntohs(ip6->payload_len);
+	if ((void *)(ip6 + 1) + len > data_end)
+		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
+
+	__builtin_memcpy(fk.src, &ip6->saddr, sizeof(fk.src));
+	__builtin_memcpy(fk.dst, &ip6->daddr, sizeof(fk.dst));
+	fk.proto = ip6->nexthdr;
+	if (syn)
+		event(LB_EV_SYN);
+	else
+		be = flow_backend(bpf_map_lookup_elem(&flows_v6, &fk), &bid);
+	hash = flow_hash_v6(&fk, hash_seed);
+	if (!be) {
+		struct flow_val fv;
+
+		be = ring_backend(meta, hash, &bid);
+		if (!be)
+			return verdict(ctx, LB_DROP_NO_BACKEND, XDP_DROP);
+		fv.backend_id = bid;
+		fv.gen = be->gen;
+		bpf_map_update_elem(&flows_v6, &fk, &fv, BPF_ANY);
+	}
+	return send(ctx, l2len, meta, be, bid, (ip6->priority << 4) | (ip6->flow_lbl[0] >> 4),
+		    len + sizeof(*ip6), IPPROTO_IPV6, hash);
+}
+
+SEC("xdp")
+int xdp_lb(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__be16 proto;
+	int l2len;
+
+	l2len = parse_eth(data, data_end, &proto);
+	if (l2len < 0)
+		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
+	if (proto == ETH_P_IP_BE)
+		return lb_ipv4(ctx, l2len);
+	if (proto == ETH_P_IPV6_BE)
+		return lb_ipv6(ctx, l2len);
+	return verdict(ctx, LB_PASS, XDP_PASS);
+}
+
+char __license[] SEC("license") = "GPL";

@@ -1,0 +1,197 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+)
+
+// BackendConfig is what the backend side (decap at ingress, VIP restore at egress) is
+// loaded with.
+type BackendConfig struct {
+	Interface string
+	PinDir    string
+	// this host's own addresses, for inner packets of the other family than the outer
+	// header (4in6); zero: the interface's first address of that family
+	Local4, Local6 netip.Addr
+	Generic        bool // generic (skb) mode XDP
+	Logger         *slog.Logger
+}
+
+// BackendSide is the loaded decap and tc_egress programs.
+type BackendSide struct {
+	cfg     BackendConfig
+	objs    beObjects
+	xdp     link.Link
+	tcx     link.Link
+	Adopted bool
+}
+
+const (
+	beDirPinName   = "backend"
+	decapLinkName  = "xdp_decap_link"
+	egressLinkName = "tc_egress_link"
+)
+
+var beCounterNames = map[beBeCounter]string{
+	beBeCounterBE_DECAP:           "decap",
+	beBeCounterBE_DECAP_MALFORMED: "decap_malformed",
+	beBeCounterBE_RESTORED:        "restored",
+}
+
+// OpenBackend loads and attaches the backend programs on cfg.Interface, adopting pinned
+// maps and links of an earlier run.
+func OpenBackend(cfg BackendConfig) (*BackendSide, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	iface, err := netlink.LinkByName(cfg.Interface)
+	if err != nil {
+		return nil, fmt.Errorf("interface %q: %w", cfg.Interface, err)
+	}
+	dir := filepath.Join(cfg.PinDir, beDirPinName)
+	if err := checkPinDir(cfg.PinDir); err != nil {
+		return nil, err
+	}
+	if err := checkPinDir(dir); err != nil {
+		return nil, err
+	}
+	if !cfg.Local4.IsValid() {
+		cfg.Local4 = firstAddr(iface, netlink.FAMILY_V4)
+	}
+	if !cfg.Local6.IsValid() {
+		cfg.Local6 = firstAddr(iface, netlink.FAMILY_V6)
+	}
+	b, err := loadBackendSide(cfg, dir)
+	if err != nil {
+		return nil, err
+	}
+	ifindex := iface.Attrs().Index
+	flags := link.XDPDriverMode
+	if cfg.Generic {
+		flags = link.XDPGenericMode
+	}
+	xl, adoptedX, err := adoptOrAttach(filepath.Join(cfg.PinDir, decapLinkName), ifindex, b.objs.XdpDecap,
+		func() (link.Link, error) {
+			return link.AttachXDP(link.XDPOptions{Program: b.objs.XdpDecap, Interface: ifindex, Flags: flags})
+		})
+	if err != nil {
+		b.objs.Close()
+		return nil, fmt.Errorf("attach xdp_decap to %s: %w", cfg.Interface, err)
+	}
+	tl, adoptedT, err := adoptOrAttach(filepath.Join(cfg.PinDir, egressLinkName), ifindex, b.objs.TcEgress,
+		func() (link.Link, error) {
+			return link.AttachTCX(link.TCXOptions{Program: b.objs.TcEgress, Interface: ifindex, Attach: ebpf.AttachTCXEgress})
+		})
+	if err != nil {
+		xl.Close()
+		b.objs.Close()
+		return nil, fmt.Errorf("attach tc_egress to %s: %w", cfg.Interface, err)
+	}
+	b.xdp, b.tcx, b.Adopted = xl, tl, adoptedX && adoptedT
+	return b, nil
+}
+
+// loadBackendSide loads the programs and maps without attaching them; maps are pinned in
+// dir, or private when dir is empty (tests).
+func loadBackendSide(cfg BackendConfig, dir string) (*BackendSide, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	spec, err := loadBe()
+	if err != nil {
+		return nil, fmt.Errorf("load backend spec: %w", err)
+	}
+	if cfg.Local4.IsValid() {
+		if err := spec.Variables["local_v4"].Set(cfg.Local4.As4()); err != nil {
+			return nil, fmt.Errorf("set local_v4: %w", err)
+		}
+	}
+	if cfg.Local6.IsValid() {
+		if err := spec.Variables["local_v6"].Set(cfg.Local6.As16()); err != nil {
+			return nil, fmt.Errorf("set local_v6: %w", err)
+		}
+	}
+	opts := &ebpf.CollectionOptions{}
+	if dir != "" {
+		opts.Maps.PinPath = dir
+	} else {
+		for _, m := range spec.Maps {
+			m.Pinning = ebpf.PinNone
+		}
+	}
+	b := &BackendSide{cfg: cfg}
+	if err := spec.LoadAndAssign(&b.objs, opts); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			cfg.Logger.Error("verifier rejected the backend programs", "log", fmt.Sprintf("%+v", ve))
+		}
+		return nil, fmt.Errorf("load backend programs: %w", err)
+	}
+	return b, nil
+}
+
+// Config returns the configuration the programs were loaded with (defaults filled in).
+func (b *BackendSide) Config() BackendConfig { return b.cfg }
+
+// BackendStats is a snapshot of the backend side's counters.
+type BackendStats struct {
+	Counters map[string]Counter // decap, decap_malformed, restored
+	Return   map[VIPKey]Counter // replies restored to each VIP (DSR traffic)
+}
+
+// Stats sums the per-CPU counters.
+func (b *BackendSide) Stats() (BackendStats, error) {
+	st := BackendStats{Counters: map[string]Counter{}, Return: map[VIPKey]Counter{}}
+	for id, name := range beCounterNames {
+		var per []beCounter
+		if err := b.objs.BeStats.Lookup(uint32(id), &per); err != nil {
+			return st, fmt.Errorf("read counter %s: %w", name, err)
+		}
+		var c Counter
+		for _, p := range per {
+			c.Packets += p.Packets
+			c.Bytes += p.Bytes
+		}
+		st.Counters[name] = c
+	}
+	var k beVipKey
+	var per []beCounter
+	it := b.objs.ReturnStats.Iterate()
+	for it.Next(&k, &per) {
+		key := VIPKey{Addr: addrFrom(k.Addr.V6, k.Family == afInet6), Port: htons(k.Port), Proto: k.Proto}
+		var c Counter
+		for _, p := range per {
+			c.Packets += p.Packets
+			c.Bytes += p.Bytes
+		}
+		st.Return[key] = c
+	}
+	return st, it.Err()
+}
+
+// Close releases this process's hold; the pinned links keep the programs running.
+func (b *BackendSide) Close() error {
+	return errors.Join(b.xdp.Close(), b.tcx.Close(), b.objs.Close())
+}
+
+// Detach removes both programs and every pin made for them.
+func (b *BackendSide) Detach() error {
+	errs := []error{b.xdp.Unpin(), b.tcx.Unpin()}
+	errs = append(errs, b.Close())
+	spec, err := loadBe()
+	if err == nil {
+		var names []string
+		for n := range spec.Maps {
+			names = append(names, n)
+		}
+		errs = append(errs, unpinAll(filepath.Join(b.cfg.PinDir, beDirPinName), names))
+	}
+	return errors.Join(errs...)
+}

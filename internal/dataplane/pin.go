@@ -1,0 +1,99 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// ErrNotBPFFS is returned when the pin directory is not on a bpf filesystem.
+var ErrNotBPFFS = errors.New("not on a bpf filesystem")
+
+// checkPinDir makes dir (on a bpffs) if needed and refuses any other filesystem: pins
+// anywhere else would fail later with a less helpful error.
+func checkPinDir(dir string) error {
+	if dir == "" {
+		return fmt.Errorf("pin directory: empty path")
+	}
+	parent := dir
+	for {
+		var st unix.Statfs_t
+		err := unix.Statfs(parent, &st)
+		if err == nil {
+			if st.Type != unix.BPF_FS_MAGIC {
+				return fmt.Errorf("pin directory %s: %s is %w (mount one: mount -t bpf bpf %s)",
+					dir, parent, ErrNotBPFFS, parent)
+			}
+			break
+		}
+		if !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("pin directory %s: %w", dir, err)
+		}
+		next := filepath.Dir(parent)
+		if next == parent {
+			return fmt.Errorf("pin directory %s: no existing parent", dir)
+		}
+		parent = next
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("pin directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// adoptOrAttach swaps prog into the link pinned at path when it is attached to ifindex
+// (a restart: the flow table and traffic carry on), or attaches afresh and pins the link.
+func adoptOrAttach(path string, ifindex int, prog *ebpf.Program, attach func() (link.Link, error)) (link.Link, bool, error) {
+	if l, err := link.LoadPinnedLink(path, nil); err == nil {
+		if linkIfindex(l) == ifindex {
+			if err := l.Update(prog); err == nil {
+				return l, true, nil
+			}
+		}
+		// pinned to another interface, or defunct (its interface is gone): replace it
+		_ = l.Unpin()
+		_ = l.Close()
+	} else if !errors.Is(err, os.ErrNotExist) {
+		_ = os.Remove(path)
+	}
+	l, err := attach()
+	if err != nil {
+		return nil, false, err
+	}
+	if err := l.Pin(path); err != nil {
+		_ = l.Close()
+		return nil, false, fmt.Errorf("pin link %s: %w", path, err)
+	}
+	return l, false, nil
+}
+
+func linkIfindex(l link.Link) int {
+	info, err := l.Info()
+	if err != nil {
+		return -1
+	}
+	if x := info.XDP(); x != nil {
+		return int(x.Ifindex)
+	}
+	if t := info.TCX(); t != nil {
+		return int(t.Ifindex)
+	}
+	return -1
+}
+
+// unpinAll removes the pins lbd made in dir (maps and links) and the directory if empty.
+func unpinAll(dir string, names []string) error {
+	var errs []error
+	for _, n := range names {
+		if err := os.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	_ = os.Remove(dir)
+	return errors.Join(errs...)
+}
