@@ -183,6 +183,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	if err := d.err(); err != nil {
 		return nil, err
 	}
+	sortByPos(d.warns)
 	for _, w := range d.warns {
 		c.Warnings = append(c.Warnings, w.Error())
 	}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"regexp"
@@ -36,14 +37,7 @@ func (d *decoder) err() error {
 	if len(d.errs) == 0 {
 		return nil
 	}
-	byPos := func(a, b *Error) int {
-		if a.Pos.Line != b.Pos.Line {
-			return a.Pos.Line - b.Pos.Line
-		}
-		return a.Pos.Column - b.Pos.Column
-	}
-	slices.SortStableFunc(d.errs, byPos)
-	slices.SortStableFunc(d.warns, byPos)
+	sortByPos(d.errs)
 	var errs []error
 	for i, e := range d.errs {
 		if i == maxErrors {
@@ -54,6 +48,15 @@ func (d *decoder) err() error {
 		errs = append(errs, e)
 	}
 	return errors.Join(errs...)
+}
+
+func sortByPos(es []*Error) {
+	slices.SortStableFunc(es, func(a, b *Error) int {
+		if a.Pos.Line != b.Pos.Line {
+			return a.Pos.Line - b.Pos.Line
+		}
+		return a.Pos.Column - b.Pos.Column
+	})
 }
 
 // resolve follows aliases to the anchored node.
@@ -76,6 +79,9 @@ func kindName(n *yaml.Node) string {
 	case yaml.SequenceNode:
 		return "a list"
 	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			return "an empty value"
+		}
 		return fmt.Sprintf("%q", n.Value)
 	}
 	return "nothing"
@@ -346,9 +352,9 @@ func (f *fields) list(name string) ([]*yaml.Node, bool) {
 	return n.Content, true
 }
 
-// yaml.v3 reports syntax errors as "yaml: line N: message", with N taken from the parser's
-// context mark (0-based, so one less than the line of the construct being parsed) for parser
-// errors, and from the problem mark (1-based) for scanner errors. Neither carries a column.
+// yaml.v3 reports syntax errors as "yaml: line N: message", with N the line where the construct
+// being parsed starts (for parser errors one less: it prints a 0-based mark) or else of the
+// problem itself, and leaves "line N" out when that is the first line. It never gives a column.
 var (
 	yamlLineRE   = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 	yamlAnchorRE = regexp.MustCompile(`^yaml: unknown anchor '(.*)' referenced$`)
@@ -387,7 +393,43 @@ func syntaxError(file string, data []byte, err error) error {
 			pos.Line = 1
 		}
 	}
+	if pos.Line > 0 && pos.Column == 0 {
+		pos.Line = refineLine(data, pos.Line, msg)
+	}
 	return &Error{Pos: pos, Msg: "yaml: " + msg}
+}
+
+// problem returns a yaml.v3 syntax error's message without "yaml: line N: ".
+func problem(err error) string {
+	msg := err.Error()
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		return m[2]
+	}
+	return strings.TrimPrefix(msg, "yaml: ")
+}
+
+// refineLine narrows a syntax error down from the line yaml.v3 names, which is often where the
+// enclosing block or flow collection starts, to the first line at which the file's first lines
+// alone fail with the same problem. The search is a bisection: a few parses of prefixes.
+func refineLine(data []byte, from int, msg string) int {
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	fails := func(k int) bool {
+		var n yaml.Node
+		err := yaml.Unmarshal(bytes.Join(lines[:k], nil), &n)
+		return err != nil && problem(err) == msg
+	}
+	lo, hi := from, len(lines)
+	if lo > hi || !fails(hi) {
+		return from
+	}
+	for lo < hi {
+		if mid := (lo + hi) / 2; fails(mid) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo
 }
 
 // find returns the 1-based line and column of the first occurrence of s in data, or 0, 0.

@@ -503,15 +503,15 @@ func (d *decoder) health(vf *fields, vipPath string, v VIP, portOK bool) Health 
 	}
 	if h.Type == "udp" {
 		if n, s, ok := f.scalar("payload"); ok {
-			h.Payload = d.bytes(n, path+".payload", s)
-			if h.Payload == "" {
+			var ok bool
+			if h.Payload, ok = d.bytes(n, path+".payload", s); ok && h.Payload == "" {
 				d.errorf(n, path+".payload", "is empty: a udp probe needs a payload the service answers")
 			}
 		} else {
 			f.missing("payload")
 		}
 		if n, s, ok := f.scalar("expect_reply"); ok {
-			h.ExpectReply = d.bytes(n, path+".expect_reply", s)
+			h.ExpectReply, _ = d.bytes(n, path+".expect_reply", s)
 		}
 	}
 	intervalOK := f.duration("interval", 10*time.Millisecond, &h.Interval)
@@ -532,17 +532,17 @@ func (d *decoder) health(vf *fields, vipPath string, v VIP, portOK bool) Health 
 }
 
 // bytes decodes a probe payload: text as written, or "hex:..." (spaces allowed between digits).
-func (d *decoder) bytes(n *yaml.Node, path, s string) string {
+func (d *decoder) bytes(n *yaml.Node, path, s string) (string, bool) {
 	h, ok := strings.CutPrefix(s, "hex:")
 	if !ok {
-		return s
+		return s, true
 	}
 	b, err := hex.DecodeString(strings.Join(strings.Fields(h), ""))
 	if err != nil {
 		d.errorf(n, path, "%q is not valid hex after \"hex:\": %v", s, err)
-		return ""
+		return "", false
 	}
-	return string(b)
+	return string(b), true
 }
 
 func isPrime(n uint64) bool {

@@ -1,0 +1,660 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// base is a small valid config; bad cases below edit it, so line numbers stay readable:
+//
+//	1 node:
+//	2   interface: eth0
+//	3 vips:
+//	4   - name: web
+//	5     address: 198.18.0.10
+//	6     port: 80
+//	7     backends:
+//	8       - address: 198.18.0.11
+//	9       - address: 198.18.0.12
+const base = `node:
+  interface: eth0
+vips:
+  - name: web
+    address: 198.18.0.10
+    port: 80
+    backends:
+      - address: 198.18.0.11
+      - address: 198.18.0.12
+`
+
+func TestParseGood(t *testing.T) {
+	const in = `node:
+  interface: eth1
+  name: lb1
+  hash_seed: 0xdeadbeef
+  encap_source: 198.18.0.2
+  encap_source6: 2001:db8::2
+cluster:
+  bind: 198.18.0.2
+  join: [198.18.0.3, "lb4.example:7000", "2001:db8::4"]
+  secret_file: gossip.key
+vips:
+  - name: web
+    address: 198.18.0.10
+    port: 80
+    backends:
+      - address: 198.18.0.11
+      - address: 198.18.0.12
+        weight: 0
+  - name: dns6
+    address: 2001:db8::53
+    port: 0
+    protocol: udp
+    ring_size: 1009
+    algorithm: maglev
+    encap: gue
+    backends:
+      - {address: "2001:db8::1:11", weight: 3}
+    health:
+      type: udp
+      port: 53
+      payload: "hex:12 34"
+      expect_reply: pong
+      interval: 2s
+      timeout: 1s
+      rise: 3
+      fall: 1
+      through_tunnel: true
+  - name: api
+    address: 198.18.0.20
+    port: 443
+    backends:
+      - address: 2001:db8::1:20
+    health: {type: https, path: /healthz, expect_status: 204}
+`
+	c, err := Parse("t.yaml", []byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos := func(l, col int) Position { return Position{"t.yaml", l, col} }
+	tcp := Health{Type: "tcp", Port: 80, Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 2}
+	want := &Config{
+		Node: Node{
+			Interface:    "eth1",
+			PinDir:       "/sys/fs/bpf/lbd",
+			HashSeed:     0xdeadbeef,
+			EncapSource:  netip.MustParseAddr("198.18.0.2"),
+			EncapSource6: netip.MustParseAddr("2001:db8::2"),
+			APIAddr:      "127.0.0.1:9177",
+			Name:         "lb1",
+		},
+		Cluster: &Cluster{
+			Bind:       "198.18.0.2:7946",
+			Join:       []string{"198.18.0.3:7946", "lb4.example:7000", "[2001:db8::4]:7946"},
+			SecretFile: "gossip.key",
+			Quorum:     "majority",
+		},
+		VIPs: []VIP{{
+			Name: "web", Address: netip.MustParseAddr("198.18.0.10"), Port: 80, Protocol: "tcp", Proto: 6,
+			RingSize: 65537, Encap: "ipip",
+			Backends: []Backend{
+				{netip.MustParseAddr("198.18.0.11"), 1, pos(16, 9)},
+				{netip.MustParseAddr("198.18.0.12"), 0, pos(17, 9)},
+			},
+			Health: tcp,
+			Pos:    pos(12, 5),
+		}, {
+			Name: "dns6", Address: netip.MustParseAddr("2001:db8::53"), Port: 0, Protocol: "udp", Proto: 17,
+			RingSize: 1009, Algorithm: "maglev", Encap: "gue",
+			Backends: []Backend{{netip.MustParseAddr("2001:db8::1:11"), 3, pos(27, 9)}},
+			Health: Health{Type: "udp", Port: 53, Payload: "\x12\x34", ExpectReply: "pong",
+				Interval: 2 * time.Second, Timeout: time.Second, Rise: 3, Fall: 1, ThroughTunnel: true},
+			Pos: pos(19, 5),
+		}, {
+			Name: "api", Address: netip.MustParseAddr("198.18.0.20"), Port: 443, Protocol: "tcp", Proto: 6,
+			RingSize: 65537, Encap: "ipip",
+			Backends: []Backend{{netip.MustParseAddr("2001:db8::1:20"), 1, pos(42, 9)}},
+			Health: Health{Type: "https", Port: 443, Path: "/healthz", Method: "GET", ExpectStatus: 204,
+				Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 2},
+			Pos: pos(38, 5),
+		}},
+	}
+	if diff := cmp.Diff(want, c, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("Parse (-want +got):\n%s", diff)
+	}
+	if v := c.VIP("dns6"); v == nil || v.Port != 0 {
+		t.Errorf("VIP(dns6) = %v", v)
+	}
+	if v := c.VIP("nope"); v != nil {
+		t.Errorf("VIP(nope) = %v, want nil", v)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := Parse("t.yaml", []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	n := c.Node
+	if n.PinDir != DefaultPinDir || n.HashSeed != 0x6c62640a || n.APIAddr != "127.0.0.1:9177" ||
+		n.Name != host || n.EncapSource.IsValid() || n.EncapSource6.IsValid() {
+		t.Errorf("node defaults: %+v", n)
+	}
+	if c.Cluster != nil {
+		t.Errorf("cluster = %+v, want nil", c.Cluster)
+	}
+	v := c.VIPs[0]
+	if v.Protocol != "tcp" || v.Proto != 6 || v.RingSize != 65537 || v.Algorithm != "" || v.Encap != "ipip" ||
+		v.Backends[0].Weight != 1 {
+		t.Errorf("vip defaults: %+v", v)
+	}
+	want := Health{Type: "tcp", Port: 80, Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 2}
+	if v.Health != want {
+		t.Errorf("health defaults: %+v, want %+v", v.Health, want)
+	}
+	if len(c.Warnings) != 0 {
+		t.Errorf("warnings: %q", c.Warnings)
+	}
+
+	c, err = Parse("t.yaml", []byte(strings.Replace(base, "port: 80", "port: 80\n    health: {type: http}", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := c.VIPs[0].Health
+	if h.Path != "/" || h.Method != "GET" || h.ExpectStatus != 200 || h.Port != 80 {
+		t.Errorf("http health defaults: %+v", h)
+	}
+
+	c, err = Parse("t.yaml", []byte("node: {interface: eth0}\ncluster: {}\nvips: []\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Cluster{Bind: "0.0.0.0:7946", Quorum: "majority"}); !cmp.Equal(*c.Cluster, want) {
+		t.Errorf("cluster defaults: %+v", c.Cluster)
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	in := strings.Replace(base, "interface: eth0", "interface: eth0\n  api_addr: 198.18.0.2:9177", 1)
+	in = strings.Replace(in, "port: 80", "port: 53\n    protocol: udp", 1)
+	in += "cluster:\n  join: [198.18.0.3]\n"
+	c, err := Parse("t.yaml", []byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"t.yaml:3:13: node.api_addr: 198.18.0.2:9177 is not a loopback address: the status API and /metrics have no authentication",
+		"t.yaml:5:5: vips[0].health: a udp VIP is probed with a TCP connect by default: set health.type (udp, tcp or none)",
+		"t.yaml:13:3: cluster: no secret_file: gossip between LB nodes is neither encrypted nor authenticated",
+	}
+	if diff := cmp.Diff(want, c.Warnings); diff != "" {
+		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		in      string
+		old     string // when set, in is base with old replaced by new
+		new     string
+		wantErr string // the whole error, one line per problem
+	}{{
+		name:    "yaml syntax",
+		old:     "port: 80",
+		new:     "port: [80",
+		wantErr: "t.yaml:6: yaml: did not find expected ',' or ']'",
+	}, {
+		name:    "yaml bad indentation deep in a block",
+		old:     "      - address: 198.18.0.12",
+		new:     "      - address: 198.18.0.12\n     weight: 2",
+		wantErr: "t.yaml:10: yaml: did not find expected key",
+	}, {
+		name:    "yaml syntax on line 1",
+		in:      "node: a: b\n",
+		wantErr: "t.yaml:1: yaml: mapping values are not allowed in this context",
+	}, {
+		name:    "yaml tab",
+		old:     "    port: 80",
+		new:     "\tport: 80",
+		wantErr: "t.yaml:6: yaml: found a tab character that violates indentation",
+	}, {
+		name:    "unknown anchor",
+		old:     "port: 80",
+		new:     "port: *p",
+		wantErr: "t.yaml:6:11: yaml: unknown anchor 'p' referenced",
+	}, {
+		name:    "control character",
+		old:     "eth0",
+		new:     "eth\x010",
+		wantErr: "t.yaml:2:17: yaml: control characters are not allowed",
+	}, {
+		name:    "empty file",
+		in:      "# nothing\n",
+		wantErr: "t.yaml: config is empty",
+	}, {
+		name:    "two documents",
+		in:      base + "---\nnode: {}\n",
+		wantErr: "t.yaml:10:1: a second YAML document: lbd reads one document per file",
+	}, {
+		name:    "not a mapping",
+		in:      "- node\n",
+		wantErr: "t.yaml:1:1: expected a mapping, got a list",
+	}, {
+		name:    "unknown top-level field",
+		in:      base + "vip: []\n",
+		wantErr: `t.yaml:10:1: vip: unknown field (did you mean "vips"?); allowed: node, cluster, vips`,
+	}, {
+		name:    "unknown node field",
+		old:     "interface: eth0",
+		new:     "interface: eth0\n  iface: eth1",
+		wantErr: `t.yaml:3:3: node.iface: unknown field; allowed: interface, pin_dir, hash_seed, encap_source, encap_source6, api_addr, name`,
+	}, {
+		name: "unknown vip field",
+		old:  "port: 80",
+		new:  "port: 80\n    prot: tcp",
+		wantErr: `t.yaml:7:5: vips[0].prot: unknown field (did you mean "port"?); ` +
+			`allowed: name, address, port, protocol, ring_size, algorithm, encap, backends, health`,
+	}, {
+		name:    "unknown backend field",
+		old:     "- address: 198.18.0.12",
+		new:     "- address: 198.18.0.12\n        wieght: 2",
+		wantErr: `t.yaml:10:9: vips[0].backends[1].wieght: unknown field (did you mean "weight"?); allowed: address, weight`,
+	}, {
+		name: "unknown health field",
+		old:  "port: 80",
+		new:  "port: 80\n    health:\n      type: http\n      status: 204",
+		wantErr: `t.yaml:9:7: vips[0].health.status: unknown field; allowed: type, port, path, host, method, ` +
+			`expect_status, expect_body, payload, expect_reply, interval, timeout, rise, fall, through_tunnel`,
+	}, {
+		name:    "field twice",
+		old:     "port: 80",
+		new:     "port: 80\n    port: 81",
+		wantErr: "t.yaml:7:5: vips[0].port: field appears twice (first at t.yaml:6:5)",
+	}, {
+		name:    "bad IP",
+		old:     "198.18.0.12",
+		new:     "198.18.0.300",
+		wantErr: `t.yaml:9:18: vips[0].backends[1].address: "198.18.0.300" is not an IP address`,
+	}, {
+		name:    "IPv4-mapped IPv6",
+		old:     "198.18.0.12",
+		new:     "'::ffff:198.18.0.12'",
+		wantErr: `t.yaml:9:18: vips[0].backends[1].address: ::ffff:198.18.0.12 is an IPv4-mapped IPv6 address: write 198.18.0.12`,
+	}, {
+		name:    "multicast VIP",
+		old:     "198.18.0.10",
+		new:     "224.0.0.1",
+		wantErr: `t.yaml:5:14: vips[0].address: 224.0.0.1 is not a unicast host address`,
+	}, {
+		name:    "port out of range",
+		old:     "port: 80",
+		new:     "port: 70000",
+		wantErr: "t.yaml:6:11: vips[0].port: 70000 is out of range (0..65535)",
+	}, {
+		name:    "port not a number",
+		old:     "port: 80",
+		new:     "port: http",
+		wantErr: `t.yaml:6:11: vips[0].port: "http" is not an integer`,
+	}, {
+		name:    "port missing",
+		old:     "    port: 80\n",
+		new:     "",
+		wantErr: "t.yaml:4:5: vips[0].port: required field is missing",
+	}, {
+		name:    "bad protocol",
+		old:     "port: 80",
+		new:     "port: 80\n    protocol: sctp",
+		wantErr: `t.yaml:7:15: vips[0].protocol: "sctp" is not one of tcp, udp`,
+	}, {
+		name:    "missing interface",
+		old:     "interface: eth0",
+		new:     "pin_dir: /sys/fs/bpf/x",
+		wantErr: "t.yaml:2:3: node.interface: required field is missing",
+	}, {
+		name:    "empty interface",
+		old:     "interface: eth0",
+		new:     "interface:",
+		wantErr: "t.yaml:2:3: node.interface: required field is missing",
+	}, {
+		name:    "interface name too long",
+		old:     "eth0",
+		new:     "averyveryverylongname",
+		wantErr: `t.yaml:2:14: node.interface: "averyveryverylongname" is longer than 15 bytes, the kernel's limit for interface names`,
+	}, {
+		name:    "missing node",
+		in:      "vips: []\n",
+		wantErr: "t.yaml:1:1: node: required field is missing",
+	}, {
+		name:    "relative pin_dir",
+		old:     "interface: eth0",
+		new:     "interface: eth0\n  pin_dir: bpf/lbd",
+		wantErr: `t.yaml:3:12: node.pin_dir: "bpf/lbd" is not an absolute path`,
+	}, {
+		name:    "bad hash seed",
+		old:     "interface: eth0",
+		new:     "interface: eth0\n  hash_seed: 0x1ffffffff",
+		wantErr: `t.yaml:3:14: node.hash_seed: "0x1ffffffff" is not a 32-bit unsigned integer (decimal or 0x hex)`,
+	}, {
+		name:    "IPv6 encap_source",
+		old:     "interface: eth0",
+		new:     "interface: eth0\n  encap_source: 2001:db8::2",
+		wantErr: `t.yaml:3:17: node.encap_source: 2001:db8::2 is not an IPv4 address (IPv6 goes in encap_source6)`,
+	}, {
+		name: "duplicate VIP",
+		in: base + `  - name: web2
+    address: 198.18.0.10
+    port: 80
+    backends: [{address: 198.18.0.13}]
+`,
+		wantErr: "t.yaml:10:5: vips[1]: 198.18.0.10:80/tcp is already served by vips[0] (t.yaml:4:5)",
+	}, {
+		name: "duplicate VIP name",
+		in: base + `  - name: web
+    address: 198.18.0.10
+    port: 443
+    backends: [{address: 198.18.0.13}]
+`,
+		wantErr: `t.yaml:10:11: vips[1].name: "web" is already the name of vips[0] (t.yaml:4:11)`,
+	}, {
+		name:    "bad VIP name",
+		old:     "name: web",
+		new:     "name: Web",
+		wantErr: `t.yaml:4:11: vips[0].name: "Web" is not a VIP name: lowercase letters, digits, '_' and '-', starting with a letter or digit`,
+	}, {
+		name:    "duplicate backend",
+		old:     "198.18.0.12",
+		new:     "198.18.0.11",
+		wantErr: "t.yaml:9:18: vips[0].backends[1].address: 198.18.0.11 is already backends[0] (t.yaml:8:9)",
+	}, {
+		name:    "empty backends",
+		in:      strings.SplitAfter(base, "port: 80\n")[0] + "    backends: []\n",
+		wantErr: "t.yaml:7:5: vips[0].backends: is empty: a VIP needs at least one backend",
+	}, {
+		name:    "missing backends",
+		in:      strings.SplitAfter(base, "port: 80\n")[0],
+		wantErr: "t.yaml:4:5: vips[0].backends: required field is missing",
+	}, {
+		name: "all weights zero",
+		in: strings.SplitAfter(base, "port: 80\n")[0] + `    backends:
+      - {address: 198.18.0.11, weight: 0}
+      - {address: 198.18.0.12, weight: 0}
+`,
+		wantErr: "t.yaml:7:5: vips[0].backends: every backend has weight 0: no backend can take new flows",
+	}, {
+		name:    "negative weight",
+		old:     "- address: 198.18.0.12",
+		new:     "- address: 198.18.0.12\n        weight: -1",
+		wantErr: "t.yaml:10:17: vips[0].backends[1].weight: -1 is out of range (0..4294967295)",
+	}, {
+		name:    "weight too big",
+		old:     "- address: 198.18.0.12",
+		new:     "- address: 198.18.0.12\n        weight: 4294967296",
+		wantErr: "t.yaml:10:17: vips[0].backends[1].weight: 4294967296 is out of range (0..4294967295)",
+	}, {
+		name:    "non-prime ring",
+		old:     "port: 80",
+		new:     "port: 80\n    ring_size: 65536",
+		wantErr: "t.yaml:7:16: vips[0].ring_size: 65536 is not prime, which Maglev needs (nearest primes: 65521 and 65537)",
+	}, {
+		name: "ring too small",
+		old:  "port: 80",
+		new:  "port: 80\n    ring_size: 199",
+		wantErr: "t.yaml:7:16: vips[0].ring_size: ring_size 199 is too small for 2 backends with weight > 0: " +
+			"it must exceed 100 × 2 = 200 for an even spread (next prime: 211)",
+	}, {
+		name:    "bad duration",
+		old:     "port: 80",
+		new:     "port: 80\n    health:\n      interval: 1",
+		wantErr: `t.yaml:8:17: vips[0].health.interval: "1" is not a duration (e.g. 500ms, 1s, 1m30s)`,
+	}, {
+		name:    "timeout not below interval",
+		old:     "port: 80",
+		new:     "port: 80\n    health:\n      interval: 1s\n      timeout: 1s",
+		wantErr: "t.yaml:9:16: vips[0].health.timeout: timeout 1s must be shorter than interval 1s",
+	}, {
+		name:    "default timeout not below interval",
+		old:     "port: 80",
+		new:     "port: 80\n    health: {interval: 200ms}",
+		wantErr: "t.yaml:7:24: vips[0].health.interval: timeout 500ms must be shorter than interval 200ms",
+	}, {
+		name:    "rise zero",
+		old:     "port: 80",
+		new:     "port: 80\n    health: {rise: 0}",
+		wantErr: "t.yaml:7:20: vips[0].health.rise: 0 is out of range (1..100)",
+	}, {
+		name:    "http field on a tcp check",
+		old:     "port: 80",
+		new:     "port: 80\n    health: {path: /healthz}",
+		wantErr: `t.yaml:7:14: vips[0].health.path: does not apply to type "tcp" (only to http and https)`,
+	}, {
+		name:    "udp check without payload",
+		old:     "port: 80",
+		new:     "port: 80\n    protocol: udp\n    health: {type: udp}",
+		wantErr: "t.yaml:8:13: vips[0].health.payload: required field is missing",
+	}, {
+		name:    "bad hex payload",
+		old:     "port: 80",
+		new:     "port: 80\n    health: {type: udp, payload: 'hex:zz'}",
+		wantErr: `t.yaml:7:34: vips[0].health.payload: "hex:zz" is not valid hex after "hex:": encoding/hex: invalid byte: U+007A 'z'`,
+	}, {
+		name:    "wildcard VIP without health port",
+		old:     "port: 80",
+		new:     "port: 0",
+		wantErr: "t.yaml:4:5: vips[0].health.port: required: the VIP's port is 0 (all ports), so there is no port to probe (or set health.type: none)",
+	}, {
+		name: "v6 VIP with v4 backend",
+		old:  "198.18.0.10",
+		new:  "2001:db8::10",
+		wantErr: "t.yaml:8:18: vips[0].backends[0].address: 198.18.0.11 is IPv4 but the VIP is IPv6: there is no 6in4 encapsulation\n" +
+			"t.yaml:9:18: vips[0].backends[1].address: 198.18.0.12 is IPv4 but the VIP is IPv6: there is no 6in4 encapsulation",
+	}, {
+		name:    "quorum",
+		in:      base + "cluster: {secret_file: k, quorum: most}\n",
+		wantErr: `t.yaml:10:35: cluster.quorum: "most" is not one of majority, any, all`,
+	}, {
+		name:    "cluster bind name",
+		in:      base + "cluster: {secret_file: k, bind: 'lb1:7946'}\n",
+		wantErr: `t.yaml:10:33: cluster.bind: "lb1:7946" is not an IP address, IP:port or :port`,
+	}, {
+		name: "several errors, in file order",
+		in: `node:
+  pin_dir: relative
+vips:
+  - name: web
+    address: 198.18.0.300
+    port: -1
+    backends:
+      - address: 198.18.0.11
+        weight: x
+`,
+		wantErr: `t.yaml:2:3: node.interface: required field is missing
+t.yaml:2:12: node.pin_dir: "relative" is not an absolute path
+t.yaml:5:14: vips[0].address: "198.18.0.300" is not an IP address
+t.yaml:6:11: vips[0].port: -1 is out of range (0..65535)
+t.yaml:9:17: vips[0].backends[0].weight: "x" is not an integer`,
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := tc.in
+			if tc.old != "" {
+				if !strings.Contains(base, tc.old) {
+					t.Fatalf("base has no %q", tc.old)
+				}
+				in = strings.Replace(base, tc.old, tc.new, 1)
+			}
+			c, err := Parse("t.yaml", []byte(in))
+			if err == nil {
+				t.Fatalf("Parse succeeded: %+v", c)
+			}
+			if got := err.Error(); got != tc.wantErr {
+				t.Errorf("error:\n got %s\nwant %s", got, tc.wantErr)
+			}
+			var e *Error
+			if !errors.As(err, &e) || !strings.HasPrefix(e.Pos.String(), "t.yaml") {
+				t.Errorf("errors.As(*Error) = %v, %v", e, err)
+			}
+		})
+	}
+}
+
+func TestErrorCap(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("node: {interface: eth0}\nvips:\n")
+	for i := range 30 {
+		fmt.Fprintf(&b, "  - {name: v%d, address: 198.18.1.%d, port: 80, backends: [{address: bad}]}\n", i, i+1)
+	}
+	_, err := Parse("t.yaml", []byte(b.String()))
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != maxErrors+1 || lines[maxErrors] != "t.yaml: 10 more errors not shown" {
+		t.Errorf("got %d lines, last %q", len(lines), lines[len(lines)-1])
+	}
+}
+
+func TestAliasesAndMerge(t *testing.T) {
+	in := `node: {interface: eth0}
+x-health: &h {type: http, path: /healthz}
+vips:
+  - name: a
+    address: 198.18.0.10
+    port: 80
+    backends: &bs [{address: 198.18.0.11}, {address: 198.18.0.12}]
+    health: *h
+  - name: b
+    address: 198.18.0.10
+    port: 8080
+    backends: *bs
+    health:
+      <<: *h
+      port: 8081
+`
+	_, err := Parse("t.yaml", []byte(in))
+	want := `t.yaml:2:1: x-health: unknown field; allowed: node, cluster, vips`
+	if err == nil || err.Error() != want {
+		t.Fatalf("err = %v, want %s", err, want)
+	}
+	in = strings.Replace(in, "x-health: &h {type: http, path: /healthz}\n", "", 1)
+	in = strings.Replace(in, "    health: *h\n", "    health: &h {type: http, path: /healthz}\n", 1)
+	c, err := Parse("t.yaml", []byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := c.VIP("a"), c.VIP("b")
+	if len(b.Backends) != 2 || b.Health.Path != "/healthz" || b.Health.Port != 8081 || a.Health.Port != 80 {
+		t.Errorf("a = %+v\nb = %+v", a, b)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "lbd.yaml")
+	if err := os.WriteFile(p, []byte(base+"cluster: {secret_file: gossip.key}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, "gossip.key"); c.Cluster.SecretFile != want {
+		t.Errorf("secret_file = %q, want %q", c.Cluster.SecretFile, want)
+	}
+	if err := os.WriteFile(p, []byte("node: {interface: eth0, pin: x}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(p)
+	if err == nil || !strings.HasPrefix(err.Error(), p+":1:25: node.pin: unknown field") {
+		t.Errorf("err = %v", err)
+	}
+	if _, err := Load(filepath.Join(dir, "missing.yaml")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestShippedConfigs(t *testing.T) {
+	for _, name := range []string{"demo.yaml", "example.yaml"} {
+		c, err := Load(filepath.Join("..", "..", "configs", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c.Warnings) > 0 {
+			t.Errorf("%s: warnings %q", name, c.Warnings)
+		}
+	}
+}
+
+func TestDigest(t *testing.T) {
+	two := base + `  - name: api
+    address: 198.18.0.20
+    port: 443
+    backends: [{address: 198.18.0.21}]
+`
+	digest := func(in string) string {
+		t.Helper()
+		c, err := Parse("t.yaml", []byte(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Digest()
+	}
+	d := digest(two)
+	if len(d) != 64 {
+		t.Fatalf("digest %q is not hex SHA-256", d)
+	}
+	same := map[string]string{
+		"node-local fields": strings.Replace(two, "interface: eth0",
+			"interface: eth1\n  pin_dir: /x\n  name: other\n  api_addr: '[::1]:1'\n  encap_source: 198.18.0.9", 1),
+		"cluster section": two + "cluster: {secret_file: k, quorum: all}\n",
+		"VIPs reordered": "node:\n  interface: eth0\nvips:\n" + strings.SplitAfter(two, "198.18.0.12\n")[1] +
+			strings.SplitAfter(strings.SplitAfter(two, "vips:\n")[1], "198.18.0.12\n")[0],
+		"backends reordered": strings.Replace(strings.Replace(two, "198.18.0.11", "TMP", 1), "198.18.0.12", "198.18.0.11", 1),
+		"defaults written":   strings.Replace(two, "port: 80\n", "port: 80\n    protocol: tcp\n    ring_size: 65537\n    health: {type: tcp, port: 80}\n", 1),
+	}
+	same["backends reordered"] = strings.Replace(same["backends reordered"], "TMP", "198.18.0.12", 1)
+	for name, in := range same {
+		if got := digest(in); got != d {
+			t.Errorf("%s changed the digest:\n%s", name, in)
+		}
+	}
+	differ := map[string]string{
+		"a weight":  strings.Replace(two, "- address: 198.18.0.12", "- address: 198.18.0.12\n        weight: 2", 1),
+		"hash seed": strings.Replace(two, "interface: eth0", "interface: eth0\n  hash_seed: 1", 1),
+		"a backend": strings.Replace(two, "198.18.0.21", "198.18.0.22", 1),
+		"health":    strings.Replace(two, "port: 443\n", "port: 443\n    health: {fall: 3}\n", 1),
+		"a name":    strings.Replace(two, "name: api", "name: api2", 1),
+	}
+	for name, in := range differ {
+		if got := digest(in); got == d {
+			t.Errorf("%s did not change the digest:\n%s", name, in)
+		}
+	}
+}
+
+// FuzzParse checks that Parse never panics and that every error line names the file.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(base))
+	for _, name := range []string{"demo.yaml", "example.yaml"} {
+		if b, err := os.ReadFile(filepath.Join("..", "..", "configs", name)); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse("f.yaml", data)
+		if err == nil {
+			_ = c.Digest()
+			return
+		}
+		for _, line := range strings.Split(err.Error(), "\n") {
+			if !strings.HasPrefix(line, "f.yaml:") && !strings.HasPrefix(line, "f.yaml: ") {
+				t.Errorf("unpositioned error line %q", line)
+			}
+		}
+	})
+}
