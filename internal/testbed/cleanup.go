@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -130,7 +129,7 @@ func Cleanup(prefix string) {
 		}
 		for _, name := range namespacesOf(prefix, id) {
 			killNetnsPids(name)
-			netns.DeleteNamed(name)
+			deleteNamedNS(name)
 		}
 		for _, dir := range dirs[id] {
 			removeTempDir(dir)

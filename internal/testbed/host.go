@@ -2,6 +2,7 @@ package testbed
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -108,9 +109,9 @@ func newNamedNS(name string) (netns.NsHandle, error) {
 		}
 		defer orig.Close()
 		h, nerr := netns.NewNamed(name) // moves this thread into the new namespace
-		if nerr != nil {
+		if nerr != nil && !errors.Is(nerr, os.ErrExist) {
 			// NewNamed may leave an empty file behind.
-			os.Remove(filepath.Join("/run/netns", name))
+			os.Remove(filepath.Join(netnsDir, name))
 		}
 		if err := netns.Set(orig); err != nil {
 			if nerr == nil {

@@ -24,7 +24,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -166,6 +165,11 @@ func New(opts Options) (_ *Fleet, err error) {
 		}
 		if err := f.buildHost(h, mtu); err != nil {
 			return nil, fmt.Errorf("build %s: %w", h.Name, err)
+		}
+		if testHookHostBuilt != nil {
+			if err := testHookHostBuilt(h); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if err := f.Client.setTxOffloads(false); err != nil {
@@ -456,7 +460,7 @@ func (f *Fleet) Close() error {
 	hosts = append(hosts, f.LBs...)
 	hosts = append(hosts, f.Backends...)
 	for _, h := range hosts {
-		if h != nil && h.ns >= 0 {
+		if h != nil {
 			errs = append(errs, killNetnsPids(h.NS))
 		}
 	}
@@ -476,14 +480,14 @@ func (f *Fleet) Close() error {
 		errs = append(errs, f.Switch.deleteLinks(hosts[1:]))
 	}
 	for _, h := range hosts {
-		if h == nil || h.ns < 0 {
+		if h == nil {
 			continue
 		}
-		h.ns.Close()
-		h.ns = -1
-		if err := netns.DeleteNamed(h.NS); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("delete netns %s: %w", h.NS, err))
+		if h.ns >= 0 {
+			h.ns.Close()
+			h.ns = -1
 		}
+		errs = append(errs, deleteNamedNS(h.NS))
 	}
 
 	if f.PinDir != "" {
@@ -535,6 +539,27 @@ func (sw *Host) deleteLinks(hosts []*Host) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// testHookHostBuilt, when set, runs after each host is built; tests use it
+// to make New fail halfway.
+var testHookHostBuilt func(*Host) error
+
+// deleteNamedNS removes a named netns (`ip netns del`); a name that is not
+// there is not an error.
+func deleteNamedNS(name string) error {
+	path := filepath.Join(netnsDir, name)
+	err := unix.Unmount(path, unix.MNT_DETACH)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil && !errors.Is(err, unix.EINVAL) { // EINVAL: a file, not mounted
+		return fmt.Errorf("delete netns %s: %w", name, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("delete netns %s: %w", name, err)
+	}
+	return nil
 }
 
 func unmount(dir string) error {
