@@ -38,8 +38,11 @@ const (
 	// MinRingSlotsPerBackend: a ring must have more than this many slots per backend with
 	// weight > 0, or Maglev's balance promise (max/mean ≤ 1.01) does not hold.
 	MinRingSlotsPerBackend = 100
-	// MaxRingSize bounds a ring's memory (4 bytes per slot in the data path).
-	MaxRingSize = 1 << 24
+	// The data path's limits (bpf/lb_consts.h), checked here so that a file that cannot be
+	// applied is refused with a position rather than failing half-way through an apply.
+	MaxRingSize = 1048573 // MAX_RING_SIZE, the largest ring xdp_lb indexes (a prime)
+	MaxVIPs     = 1024    // MAX_VIPS
+	MaxBackends = 16383   // MAX_BACKENDS less the reserved id 0: {VIP, backend} pairs, all VIPs
 	// maxErrors caps how many problems one Parse reports; the rest are counted.
 	maxErrors = 20
 )

@@ -194,7 +194,7 @@ func TestWarnings(t *testing.T) {
 	want := []string{
 		"t.yaml:3:13: node.api_addr: 198.18.0.2:9177 is not a loopback address: the status API and /metrics have no authentication",
 		"t.yaml:5:5: vips[0].health: a udp VIP is probed with a TCP connect by default: set health.type (udp, tcp or none)",
-		"t.yaml:13:3: cluster: no secret_file: gossip between LB nodes is neither encrypted nor authenticated",
+		"t.yaml:12:1: cluster: no secret_file: gossip between LB nodes is neither encrypted nor authenticated",
 	}
 	if diff := cmp.Diff(want, c.Warnings); diff != "" {
 		t.Errorf("warnings (-want +got):\n%s", diff)
@@ -319,7 +319,7 @@ func TestParseErrors(t *testing.T) {
 		name:    "missing interface",
 		old:     "interface: eth0",
 		new:     "pin_dir: /sys/fs/bpf/x",
-		wantErr: "t.yaml:2:3: node.interface: required field is missing",
+		wantErr: "t.yaml:1:1: node.interface: required field is missing",
 	}, {
 		name:    "empty interface",
 		old:     "interface: eth0",
@@ -440,7 +440,7 @@ func TestParseErrors(t *testing.T) {
 		name:    "udp check without payload",
 		old:     "port: 80",
 		new:     "port: 80\n    protocol: udp\n    health: {type: udp}",
-		wantErr: "t.yaml:8:13: vips[0].health.payload: required field is missing",
+		wantErr: "t.yaml:8:5: vips[0].health.payload: required field is missing",
 	}, {
 		name:    "bad hex payload",
 		old:     "port: 80",
@@ -477,7 +477,7 @@ vips:
       - address: 198.18.0.11
         weight: x
 `,
-		wantErr: `t.yaml:2:3: node.interface: required field is missing
+		wantErr: `t.yaml:1:1: node.interface: required field is missing
 t.yaml:2:12: node.pin_dir: "relative" is not an absolute path
 t.yaml:5:14: vips[0].address: "198.18.0.300" is not an IP address
 t.yaml:6:11: vips[0].port: -1 is out of range (0..65535)
@@ -657,4 +657,29 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestLimits(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("node: {interface: eth0}\nvips:\n")
+	ring := nextPrime(820000)
+	for v := range 2 {
+		fmt.Fprintf(&b, "  - name: v%d\n    address: 198.18.0.%d\n    port: 80\n    ring_size: %d\n    backends:\n", v, v+1, ring)
+		for i := range 8200 {
+			fmt.Fprintf(&b, "      - address: 198.19.%d.%d\n", i/250, i%250+1)
+		}
+	}
+	start := time.Now()
+	_, err := Parse("t.yaml", []byte(b.String()))
+	t.Logf("parsed 16400 backends in %v", time.Since(start))
+	want := "t.yaml:2:1: vips: 16400 backends over all VIPs are more than the data path holds (16383; a backend behind two VIPs counts twice)"
+	if err == nil || err.Error() != want {
+		t.Errorf("err = %v\nwant %s", err, want)
+	}
+
+	_, err = Parse("t.yaml", []byte(strings.Replace(base, "port: 80", "port: 80\n    ring_size: 1048583", 1)))
+	want = "t.yaml:7:16: vips[0].ring_size: 1048583 is out of range (2..1048573)"
+	if err == nil || err.Error() != want {
+		t.Errorf("err = %v\nwant %s", err, want)
+	}
 }

@@ -100,7 +100,7 @@ func index(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]
 // fields is a YAML mapping checked against a list of allowed keys.
 type fields struct {
 	d    *decoder
-	node *yaml.Node // the mapping, for "required" errors
+	node *yaml.Node // where problems with the mapping as a whole are reported: its key, or itself
 	path string
 	m    map[string]field
 }
@@ -203,6 +203,21 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// sub checks the value of field name as a mapping, like decoder.mapping; problems with the
+// mapping as a whole (a missing field) are reported at name's key. It returns nil when the
+// field is absent or not a mapping.
+func (f *fields) sub(name string, allowed ...string) *fields {
+	n, ok := f.get(name)
+	if !ok {
+		return nil
+	}
+	s := f.d.mapping(n, join(f.path, name), allowed...)
+	if s != nil {
+		s.node = f.m[name].key
+	}
+	return s
 }
 
 // get returns the value of a field that is present and not null.

@@ -5,6 +5,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -36,21 +37,20 @@ func (d *decoder) config(doc *yaml.Node) *Config {
 	if f == nil {
 		return c
 	}
-	if n, ok := f.get("node"); ok {
-		c.Node = d.node(n)
+	if f.has("node") {
+		c.Node = d.node(f.sub("node", "interface", "pin_dir", "hash_seed", "encap_source", "encap_source6", "api_addr", "name"))
 	} else {
 		f.missing("node")
 	}
-	if n, ok := f.get("cluster"); ok {
-		c.Cluster = d.cluster(n)
+	if f.has("cluster") {
+		c.Cluster = d.cluster(f.sub("cluster", "bind", "join", "secret_file", "quorum"))
 	}
 	c.VIPs = d.vips(f)
 	return c
 }
 
-func (d *decoder) node(n *yaml.Node) Node {
+func (d *decoder) node(f *fields) Node {
 	node := Node{PinDir: DefaultPinDir, HashSeed: DefaultHashSeed, APIAddr: DefaultAPIAddr}
-	f := d.mapping(n, "node", "interface", "pin_dir", "hash_seed", "encap_source", "encap_source6", "api_addr", "name")
 	if f == nil {
 		return node
 	}
@@ -165,9 +165,8 @@ func (f *fields) addr(name string) (netip.Addr, *yaml.Node, bool) {
 	return netip.Addr{}, nil, false
 }
 
-func (d *decoder) cluster(n *yaml.Node) *Cluster {
+func (d *decoder) cluster(f *fields) *Cluster {
 	c := &Cluster{Bind: DefaultClusterBind, Quorum: DefaultQuorum}
-	f := d.mapping(n, "cluster", "bind", "join", "secret_file", "quorum")
 	if f == nil {
 		return c
 	}
@@ -290,6 +289,17 @@ func (d *decoder) vips(root *fields) []VIP {
 			}
 		}
 		vips = append(vips, v)
+	}
+	at := root.m["vips"].key
+	if len(vips) > MaxVIPs {
+		d.errorf(at, "vips", "%d VIPs are more than the data path holds (%d)", len(vips), MaxVIPs)
+	}
+	pairs := 0
+	for _, v := range vips {
+		pairs += len(v.Backends)
+	}
+	if pairs > MaxBackends {
+		d.errorf(at, "vips", "%d backends over all VIPs are more than the data path holds (%d; a backend behind two VIPs counts twice)", pairs, MaxBackends)
 	}
 	return vips
 }
@@ -435,8 +445,7 @@ func (d *decoder) health(vf *fields, vipPath string, v VIP, portOK bool) Health 
 	h := Health{Type: DefaultHealthType, Port: v.Port, Interval: DefaultInterval, Timeout: DefaultTimeout,
 		Rise: DefaultRise, Fall: DefaultFall}
 	path := vipPath + ".health"
-	n, ok := vf.get("health")
-	if !ok {
+	if !vf.has("health") {
 		if v.Protocol == "udp" {
 			d.warnf(vf.node, path, "a udp VIP is probed with a TCP connect by default: set health.type (udp, tcp or none)")
 		}
@@ -445,7 +454,7 @@ func (d *decoder) health(vf *fields, vipPath string, v VIP, portOK bool) Health 
 		}
 		return h
 	}
-	f := d.mapping(n, path, "type", "port", "path", "host", "method", "expect_status", "expect_body",
+	f := vf.sub("health", "type", "port", "path", "host", "method", "expect_status", "expect_body",
 		"payload", "expect_reply", "interval", "timeout", "rise", "fall", "through_tunnel")
 	if f == nil {
 		return h
@@ -481,7 +490,8 @@ func (d *decoder) health(vf *fields, vipPath string, v VIP, portOK bool) Health 
 	if h.Type == "http" || h.Type == "https" {
 		h.Path, h.Method, h.ExpectStatus = DefaultHealthPath, DefaultHealthMethod, DefaultExpectStatus
 		if n, s, ok := f.scalar("path"); ok {
-			if !strings.HasPrefix(s, "/") || strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+			if _, err := url.ParseRequestURI(s); err != nil || !strings.HasPrefix(s, "/") ||
+				strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 				d.errorf(n, path+".path", "%q is not a request path: it must start with '/' and have no spaces", s)
 			}
 			h.Path = s
