@@ -33,9 +33,7 @@ func runKilledChild() {
 }
 
 func TestCleanupAfterKilledRun(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("testbed: needs root")
-	}
+	SkipIfNotRoot(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"=1")
 	cmd.Stderr = os.Stderr
@@ -118,9 +116,7 @@ func isZombie(pid int) bool {
 }
 
 func TestNewFailsHalfwayAndCleansUp(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("testbed: needs root")
-	}
+	SkipIfNotRoot(t)
 	var id string
 	testHookHostBuilt = func(h *Host) error {
 		id = h.fleet.ID

@@ -5,6 +5,27 @@
 // Tests, `lbd demo` and the benchmarks share it. Every namespace, link and
 // temporary directory carries a random per-run ID, so a leftover of a killed
 // run never collides with the next one; Cleanup removes such leftovers.
+//
+//	f := testbed.NewT(t, testbed.Options{LBs: 2, Backends: 3})
+//	f.Client.RouteVia(netip.MustParsePrefix("198.19.0.0/24"), f.LBs[0].Addr)
+//	lb, _ := f.Start(f.LBs[0], lbdBinary, "run", "--config", cfg, "--pin-dir", f.PinDir)
+//	lb.WaitForLog("ready", 10*time.Second)
+//	resp, err := f.Client.HTTPClient(2*time.Second).Get("http://198.19.0.1/")
+//
+// Addresses: 198.18.0.0/24 and 2001:db8::/64 on the links (Net4, Net6); take
+// VIPs from elsewhere in 198.18.0.0/15 and 2001:db8::/32, e.g. 198.19.0.0/24
+// and 2001:db8:1::/64.
+//
+// Facts of the kernel (Linux 6.18) the fleet is built around:
+//   - XDP_TX on a veth reaches the peer only if the peer has an XDP program:
+//     the switch-side end of every LB veth gets an XDP_PASS one.
+//   - CHECKSUM_PARTIAL does not survive XDP on veth: the client's TX
+//     checksum offload (and so TSO/GSO) is off.
+//   - `ip netns exec` remounts /sys, so PinDir is a bpffs in a temporary
+//     directory of the host mount namespace, not under /sys/fs/bpf.
+//   - A veth drops what it sends until the kernel's linkwatch work has run
+//     (up to a second after "link up"): New waits for every port to be
+//     operationally up, so the first SYN is not lost.
 package testbed
 
 import (
@@ -88,14 +109,23 @@ func (f *Fleet) Hosts() []*Host {
 	return append(hs, f.Backends...)
 }
 
+// ErrNotRoot is returned by New when the program does not run as root.
+var ErrNotRoot = errors.New("testbed: needs root (network namespaces, veth, bpffs, XDP); run as root, e.g. sudo -E go test ./...")
+
+// SkipIfNotRoot skips the test, saying why, unless it runs as root.
+func SkipIfNotRoot(tb testing.TB) {
+	tb.Helper()
+	if os.Geteuid() != 0 {
+		tb.Skip(ErrNotRoot)
+	}
+}
+
 // NewT builds a fleet for a test: it skips the test when not root, fails it
 // when the fleet cannot be built, and closes the fleet in tb.Cleanup. When
 // the test failed, the output of every process the fleet started is logged.
 func NewT(tb testing.TB, opts Options) *Fleet {
 	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Skip("testbed: needs root (network namespaces, veth, bpffs, XDP); run as root, e.g. sudo -E go test ./...")
-	}
+	SkipIfNotRoot(tb)
 	f, err := New(opts)
 	if err != nil {
 		tb.Fatalf("testbed: %v", err)
@@ -126,6 +156,14 @@ func New(opts Options) (_ *Fleet, err error) {
 	}
 	if opts.Prefix == "" {
 		opts.Prefix = "lbd"
+	}
+	if os.Geteuid() != 0 {
+		return nil, ErrNotRoot
+	}
+	for _, c := range opts.Prefix {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') || len(opts.Prefix) > 32 {
+			return nil, fmt.Errorf("options: prefix %q: want at most 32 of [a-z0-9-]", opts.Prefix)
+		}
 	}
 	if opts.LBs < 0 || opts.LBs > maxLBs {
 		return nil, fmt.Errorf("options: LBs %d out of range 1..%d", opts.LBs, maxLBs)

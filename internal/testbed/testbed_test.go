@@ -200,9 +200,7 @@ func TestMTUs(t *testing.T) {
 }
 
 func TestCloseRemovesEverything(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("testbed: needs root")
-	}
+	SkipIfNotRoot(t)
 	f, err := New(Options{Prefix: testPrefix, LBs: 1, Backends: 1})
 	if err != nil {
 		t.Fatal(err)
