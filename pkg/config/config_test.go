@@ -376,6 +376,12 @@ func TestParseErrors(t *testing.T) {
 		new:     "198.18.0.11",
 		wantErr: "t.yaml:9:18: vips[0].backends[1].address: 198.18.0.11 is already backends[0] (t.yaml:8:9)",
 	}, {
+		name: "duplicate backend after a bad one",
+		old:  "      - address: 198.18.0.12",
+		new:  "      - 198.18.0.12\n      - address: 198.18.0.11",
+		wantErr: `t.yaml:9:9: vips[0].backends[1]: expected a mapping, got "198.18.0.12"` + "\n" +
+			"t.yaml:10:18: vips[0].backends[2].address: 198.18.0.11 is already backends[0] (t.yaml:8:9)",
+	}, {
 		name:    "empty backends",
 		in:      strings.SplitAfter(base, "port: 80\n")[0] + "    backends: []\n",
 		wantErr: "t.yaml:7:5: vips[0].backends: is empty: a VIP needs at least one backend",

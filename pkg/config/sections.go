@@ -383,8 +383,12 @@ func (d *decoder) backends(f *fields, vipPath string, v VIP, addrOK bool) []Back
 		d.errorf(at, vipPath+".backends", "is empty: a VIP needs at least one backend")
 		return nil
 	}
+	type first struct {
+		i   int
+		pos Position
+	}
 	var bs []Backend
-	seen := map[netip.Addr]int{}
+	seen := map[netip.Addr]first{}
 	active := 0
 	for i, it := range items {
 		path := index(vipPath+".backends", i)
@@ -398,13 +402,13 @@ func (d *decoder) backends(f *fields, vipPath string, v VIP, addrOK bool) []Back
 			b.Address = a
 			switch prev, dup := seen[a]; {
 			case dup:
-				d.errorf(n, path+".address", "%s is already backends[%d] (%s)", a, prev, bs[prev].Pos)
+				d.errorf(n, path+".address", "%s is already backends[%d] (%s)", a, prev.i, prev.pos)
 			case addrOK && a == v.Address:
 				d.errorf(n, path+".address", "%s is the VIP's own address", a)
 			case addrOK && v.Address.Is6() && a.Is4():
 				d.errorf(n, path+".address", "%s is IPv4 but the VIP is IPv6: there is no 6in4 encapsulation", a)
 			default:
-				seen[a] = len(bs)
+				seen[a] = first{i, b.Pos}
 			}
 		} else if !bf.has("address") {
 			bf.missing("address")
