@@ -330,9 +330,6 @@ func (lb *LB) applyVIP(v VIP) error {
 	if !v.Key.Addr.IsValid() {
 		return errors.New("no address")
 	}
-	if len(v.Ring) == 0 {
-		return errors.New("empty ring")
-	}
 	st, exists := lb.vips[v.Key]
 	if !exists {
 		id, err := lb.freeID(func(s vipState) uint32 { return s.id }, MaxVIPs)
@@ -360,28 +357,30 @@ func (lb *LB) applyVIP(v VIP) error {
 		}
 		ring[i] = ids[idx]
 	}
-	inner, err := lb.newRing(ring)
-	if err != nil {
-		return err
-	}
-	defer inner.Close()
 	ringID := st.ringID
-	if !exists || st.ringSize != len(ring) {
-		// a ring of another size gets a fresh slot, then the meta points at it in one update
-		ringID, err = lb.freeID(func(s vipState) uint32 { return s.ringID }, 2*MaxVIPs)
+	if len(ring) > 0 {
+		inner, err := lb.newRing(ring)
 		if err != nil {
 			return err
 		}
+		defer inner.Close()
+		if !exists || st.ringSize != len(ring) {
+			// a ring of another size gets a fresh slot, then the meta points at it in one update
+			if ringID, err = lb.freeID(func(s vipState) uint32 { return s.ringID }, 2*MaxVIPs); err != nil {
+				return err
+			}
+		}
+		if err := lb.objs.Rings.Put(ringID, inner); err != nil {
+			return fmt.Errorf("swap ring: %w", err)
+		}
 	}
-	if err := lb.objs.Rings.Put(ringID, inner); err != nil {
-		return fmt.Errorf("swap ring: %w", err)
-	}
-	var flags uint32
-	meta := lbVipMeta{VipId: st.id, RingId: ringID, Flags: flags, RingSize: uint32(len(ring))}
+	// an empty ring (no usable backend) leaves ring_size 0: the VIP's packets are dropped
+	// and counted as no-backend rather than handed to a host that does not own the VIP
+	meta := lbVipMeta{VipId: st.id, RingId: ringID, RingSize: uint32(len(ring))}
 	if err := lb.objs.Vips.Put(vipKeyTo(v.Key), meta); err != nil {
 		return fmt.Errorf("write vip: %w", err)
 	}
-	if exists && ringID != st.ringID {
+	if exists && st.ringSize > 0 && (ringID != st.ringID || len(ring) == 0) {
 		if err := lb.objs.Rings.Delete(st.ringID); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return fmt.Errorf("drop old ring: %w", err)
 		}
@@ -615,3 +614,6 @@ func addrFrom(w [4]uint32, v6 bool) netip.Addr {
 
 // htons swaps a port between host order and the network order the maps hold.
 func htons(p uint16) uint16 { return p<<8 | p>>8 }
+
+// Ifindex is the interface the program is attached to.
+func (lb *LB) Ifindex() int { return lb.ifindex }

@@ -1,0 +1,218 @@
+// Package daemon is `lbd run`'s control loop: config ─► backends and their health ─►
+// rings ─► data path, plus the status API and metrics that show it.
+package daemon
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+
+	"github.com/lbdproj/lbd/internal/dataplane"
+	"github.com/lbdproj/lbd/pkg/backends"
+	"github.com/lbdproj/lbd/pkg/config"
+	"github.com/lbdproj/lbd/pkg/consistenthash"
+)
+
+// Options configure a daemon.
+type Options struct {
+	Logger *slog.Logger
+	// Resolver finds next hops; default a netlink resolver in the current namespace.
+	Resolver interface {
+		Resolve(ctx context.Context, addr netip.Addr) (backends.NextHop, error)
+	}
+}
+
+// Daemon owns the data path of one LB node and keeps it in line with the config.
+type Daemon struct {
+	log  *slog.Logger
+	res  Options
+	lb   *dataplane.LB
+	mu   sync.Mutex
+	cfg  *config.Config
+	vips []vipView
+	// health verdicts by VIP name and backend address; missing means healthy
+	down map[string]map[netip.Addr]bool
+}
+
+// vipView is what was last written for a VIP, kept for status and metrics.
+type vipView struct {
+	cfg         config.VIP
+	key         dataplane.VIPKey
+	backends    []backends.Backend
+	nexthops    []backends.NextHop
+	unreachable map[netip.Addr]string
+	ring        []uint32
+	fingerprint string
+}
+
+// New loads and attaches the data path for cfg (adopting a pinned one) and writes cfg's
+// VIPs into it.
+func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Resolver == nil {
+		opts.Resolver = &backends.Resolver{}
+	}
+	lb, err := dataplane.OpenLB(dataplane.Config{
+		Interface:    cfg.Node.Interface,
+		PinDir:       cfg.Node.PinDir,
+		HashSeed:     cfg.Node.HashSeed,
+		EncapSource:  cfg.Node.EncapSource,
+		EncapSource6: cfg.Node.EncapSource6,
+		Logger:       opts.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{log: opts.Logger, res: opts, lb: lb, down: map[string]map[netip.Addr]bool{}}
+	dc := lb.Config()
+	verb := "attached"
+	if lb.Adopted {
+		verb = "adopted pinned link, program swapped in place (flows kept)"
+	}
+	d.log.Info("xdp_lb "+verb, "interface", dc.Interface, "pin_dir", dc.PinDir, "mtu", dc.MTU,
+		"encap_source", dc.EncapSource, "hash_seed", fmt.Sprintf("%#x", dc.HashSeed))
+	if err := d.Apply(ctx, cfg); err != nil {
+		lb.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// ErrRestartNeeded is returned by Apply for changes the running data path cannot take.
+var ErrRestartNeeded = errors.New("restart lbd to apply")
+
+// Apply writes cfg's VIPs into the data path. A config that changes what was fixed at
+// load time (interface, pin directory, hash seed, encap sources) is refused whole, and the
+// running one keeps serving.
+func (d *Daemon) Apply(ctx context.Context, cfg *config.Config) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if old := d.cfg; old != nil {
+		o, n := old.Node, cfg.Node
+		if o.Interface != n.Interface || o.PinDir != n.PinDir || o.HashSeed != n.HashSeed ||
+			o.EncapSource != n.EncapSource || o.EncapSource6 != n.EncapSource6 {
+			return fmt.Errorf("node section changed (interface, pin_dir, hash_seed or encap source): %w", ErrRestartNeeded)
+		}
+	}
+	return d.applyLocked(ctx, cfg)
+}
+
+func (d *Daemon) applyLocked(ctx context.Context, cfg *config.Config) error {
+	views, err := d.build(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	dp := make([]dataplane.VIP, len(views))
+	for i, v := range views {
+		dp[i] = dataplane.VIP{Key: v.key, Ring: v.ring, Backends: make([]dataplane.Backend, len(v.backends))}
+		for j, b := range v.backends {
+			nh := v.nexthops[j]
+			dp[i].Backends[j] = dataplane.Backend{Addr: b.Addr, DstMAC: nh.DstMAC, SrcMAC: nh.SrcMAC,
+				Down: backends.StateOf(b) == backends.Down}
+			if nh.Ifindex != 0 && nh.Ifindex != d.lb.Ifindex() {
+				dp[i].Backends[j].Ifindex = nh.Ifindex
+			}
+		}
+	}
+	if err := d.lb.Apply(dp); err != nil {
+		return fmt.Errorf("write data path: %w", err)
+	}
+	for _, v := range views {
+		d.log.Info("vip serving", "vip", v.cfg.Name, "key", v.key, "backends", len(v.backends),
+			"ring_size", len(v.ring), "ring", v.fingerprint)
+	}
+	d.cfg, d.vips = cfg, views
+	return nil
+}
+
+func (d *Daemon) build(ctx context.Context, cfg *config.Config) ([]vipView, error) {
+	views := make([]vipView, 0, len(cfg.VIPs))
+	resolved := map[netip.Addr]backends.NextHop{}
+	failed := map[netip.Addr]error{}
+	for _, vc := range cfg.VIPs {
+		v := vipView{cfg: vc, key: dataplane.VIPKey{Addr: vc.Address, Port: vc.Port, Proto: vc.Proto},
+			unreachable: map[netip.Addr]string{}}
+		for _, bc := range vc.Backends {
+			nh, ok := resolved[bc.Address]
+			err := failed[bc.Address]
+			if !ok && err == nil {
+				nh, err = d.res.Resolver.Resolve(ctx, bc.Address)
+				if err != nil {
+					failed[bc.Address] = err
+					d.log.Warn("backend next hop unresolved: treated as down", "backend", bc.Address, "err", err)
+				} else {
+					resolved[bc.Address] = nh
+				}
+			}
+			b := backends.Backend{Addr: bc.Address, Weight: bc.Weight, Healthy: err == nil && !d.down[vc.Name][bc.Address]}
+			if err != nil {
+				v.unreachable[bc.Address] = err.Error()
+			}
+			v.backends = append(v.backends, b)
+			v.nexthops = append(v.nexthops, nh)
+		}
+		ring, err := backends.Ring(algorithm(vc), v.backends, vc.RingSize)
+		if err != nil {
+			return nil, fmt.Errorf("%s: vip %s: ring: %w", vc.Pos, vc.Name, err)
+		}
+		v.ring = ring
+		v.fingerprint = fingerprint(v.backends, ring)
+		views = append(views, v)
+	}
+	return views, nil
+}
+
+func algorithm(v config.VIP) consistenthash.Algorithm {
+	if v.Algorithm == "" {
+		return consistenthash.Maglev
+	}
+	return consistenthash.Algorithm(v.Algorithm)
+}
+
+// fingerprint names a ring by its content (slot → backend address), so LB nodes can tell
+// whether they serve the same one.
+func fingerprint(bs []backends.Backend, ring []uint32) string {
+	h := sha256.New()
+	for _, i := range ring {
+		h.Write(bs[i].Addr.AsSlice())
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// SetHealth records a backend's health verdict for a VIP and, when it changed, rebuilds
+// the rings.
+func (d *Daemon) SetHealth(ctx context.Context, vip string, addr netip.Addr, up bool) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.down[vip] == nil {
+		d.down[vip] = map[netip.Addr]bool{}
+	}
+	if d.down[vip][addr] == !up {
+		return nil
+	}
+	d.down[vip][addr] = !up
+	return d.applyLocked(ctx, d.cfg)
+}
+
+// Close releases the data path; the pinned program keeps forwarding until the next lbd.
+func (d *Daemon) Close() error { return d.lb.Close() }
+
+// Detach removes the data path and its pins.
+func (d *Daemon) Detach() error { return d.lb.Detach() }
+
+// Stats returns the data path's counters.
+func (d *Daemon) Stats() (dataplane.Stats, error) { return d.lb.Stats() }
+
+// Config returns the config being served.
+func (d *Daemon) Config() *config.Config {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg
+}
