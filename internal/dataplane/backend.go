@@ -195,3 +195,42 @@ func (b *BackendSide) Detach() error {
 	}
 	return errors.Join(errs...)
 }
+
+// ReadBackendStats reads the counters of backend programs pinned under pinDir by a
+// running (or stopped) `lbd backend`.
+func ReadBackendStats(pinDir string) (BackendStats, error) {
+	dir := filepath.Join(pinDir, beDirPinName)
+	stats, err := ebpf.LoadPinnedMap(filepath.Join(dir, "be_stats"), nil)
+	if err != nil {
+		return BackendStats{}, fmt.Errorf("open pinned backend counters in %s: %w", dir, err)
+	}
+	defer stats.Close()
+	ret, err := ebpf.LoadPinnedMap(filepath.Join(dir, "return_stats"), nil)
+	if err != nil {
+		return BackendStats{}, fmt.Errorf("open pinned return counters in %s: %w", dir, err)
+	}
+	defer ret.Close()
+	b := &BackendSide{objs: beObjects{beMaps: beMaps{BeStats: stats, ReturnStats: ret}}}
+	return b.Stats()
+}
+
+// DetachPinnedBackend removes backend programs left pinned in pinDir by an `lbd backend`
+// that is no longer running.
+func DetachPinnedBackend(pinDir string) error {
+	var errs []error
+	for _, n := range []string{decapLinkName, egressLinkName} {
+		if l, err := link.LoadPinnedLink(filepath.Join(pinDir, n), nil); err == nil {
+			errs = append(errs, l.Unpin(), l.Close())
+		}
+	}
+	spec, err := loadBe()
+	if err != nil {
+		return err
+	}
+	var names []string
+	for n := range spec.Maps {
+		names = append(names, n)
+	}
+	errs = append(errs, unpinAll(filepath.Join(pinDir, beDirPinName), names))
+	return errors.Join(errs...)
+}

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"text/tabwriter"
+	"time"
+
+	"github.com/lbdproj/lbd/internal/daemon"
+	"github.com/lbdproj/lbd/internal/dataplane"
+	"github.com/lbdproj/lbd/pkg/config"
+)
+
+// cmdValidate checks a config and changes nothing.
+func cmdValidate(ctx context.Context, e *env, args []string) int {
+	fs := newFlags(e, "validate", "FILE")
+	pos, ok := parseFlags(fs, args)
+	if !ok {
+		return exitUsage
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return exitUsage
+	}
+	cfg, err := config.Load(pos[0])
+	if err != nil {
+		fmt.Fprintln(e.stderr, err)
+		return exitUsage
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(e.stderr, "warning:", w)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "VIP\tADDRESS\tBACKENDS\tRING\tHEALTH\n")
+	for _, v := range cfg.VIPs {
+		fmt.Fprintf(tw, "%s\t%s:%d/%s\t%d\t%d\t%s\n", v.Name, v.Address, v.Port, v.Protocol, len(v.Backends), v.RingSize, v.Health.Type)
+	}
+	tw.Flush()
+	fmt.Fprintf(e.stdout, "%s: ok (digest %s)\n", pos[0], cfg.Digest()[:12])
+	return exitOK
+}
+
+// fetchStatus reads a running lbd's status API.
+func fetchStatus(ctx context.Context, client *http.Client, api string) (daemon.Status, error) {
+	var st daemon.Status
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+api+"/status", nil)
+	if err != nil {
+		return st, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return st, fmt.Errorf("is lbd running? %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return st, fmt.Errorf("status: %s: %s", resp.Status, b)
+	}
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+func printStatus(w io.Writer, st daemon.Status) {
+	fmt.Fprintf(w, "node %s  interface %s  config %s\n", st.Node, st.Interface, shortDigest(st.ConfigDigest))
+	for _, v := range st.VIPs {
+		fmt.Fprintf(w, "\nVIP %s  %s:%d/%s  ring %d slots (%s)  packets %d\n", v.Name, v.Address, v.Port, v.Protocol,
+			v.RingSize, v.Fingerprint, v.Packets)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(tw, "  BACKEND\tSTATE\tWEIGHT\tSLOTS\tNEXT HOP\tPACKETS\n")
+		for _, b := range v.Backends {
+			nh := b.NextHop
+			if b.Error != "" {
+				nh = b.Error
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%s\t%d\n", b.Address, b.State, b.Weight, b.Slots, nh, b.Packets)
+		}
+		tw.Flush()
+	}
+	printCounters(w, st.Verdicts, st.Events)
+}
+
+func printCounters(w io.Writer, verdicts map[string]dataplane.Counter, events map[string]uint64) {
+	fmt.Fprintf(w, "\ncounters:")
+	for _, k := range []string{"tx", "pass", "pass_fragment", "drop_malformed", "drop_no_backend", "drop_encap_failed", "drop_too_big"} {
+		fmt.Fprintf(w, " %s=%d", k, verdicts[k].Packets)
+	}
+	fmt.Fprintf(w, "\nflow table:")
+	for _, k := range []string{"lru_hit", "lru_miss", "lru_skip_down", "syn"} {
+		fmt.Fprintf(w, " %s=%d", k, events[k])
+	}
+	fmt.Fprintln(w)
+}
+
+func shortDigest(d string) string {
+	if len(d) > 12 {
+		return d[:12]
+	}
+	return d
+}
+
+func cmdStatus(ctx context.Context, e *env, args []string) int {
+	fs := newFlags(e, "status", "[--api ADDR] [--json]")
+	api := fs.String("api", config.DefaultAPIAddr, "the daemon's status API address (node.api_addr)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, ok := parseFlags(fs, args); !ok {
+		return exitUsage
+	}
+	st, err := fetchStatus(ctx, &http.Client{Timeout: 5 * time.Second}, *api)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "lbd status: %v\n", err)
+		return exitFailure
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(st)
+		return exitOK
+	}
+	printStatus(e.stdout, st)
+	return exitOK
+}
+
+func cmdDetach(ctx context.Context, e *env, args []string) int {
+	fs := newFlags(e, "detach", "--pin-dir DIR")
+	pinDir := fs.String("pin-dir", config.DefaultPinDir, "bpffs directory lbd pinned into")
+	if _, ok := parseFlags(fs, args); !ok {
+		return exitUsage
+	}
+	err := dataplane.DetachPinned(*pinDir)
+	if err == nil {
+		err = dataplane.DetachPinnedBackend(*pinDir)
+	}
+	if err != nil {
+		fmt.Fprintf(e.stderr, "lbd detach: %v\n", err)
+		return exitFailure
+	}
+	fmt.Fprintf(e.stdout, "detached and unpinned everything lbd left in %s\n", *pinDir)
+	return exitOK
+}

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/lbdproj/lbd/internal/daemon"
+	"github.com/lbdproj/lbd/pkg/config"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// loadConfig reads and validates path, applying flag overrides, and prints warnings.
+func loadConfig(e *env, log *slog.Logger, path, pinDir string) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if pinDir != "" {
+		cfg.Node.PinDir = pinDir
+	}
+	for _, w := range cfg.Warnings {
+		log.Warn("config: " + w)
+	}
+	return cfg, nil
+}
+
+func cmdRun(ctx context.Context, e *env, args []string) int {
+	fs := newFlags(e, "run", "--config FILE [--pin-dir DIR]")
+	path := fs.String("config", "", "config file (YAML)")
+	pinDir := fs.String("pin-dir", "", "bpffs directory for pins (overrides node.pin_dir)")
+	detach := fs.Bool("detach-on-exit", false, "remove xdp_lb and its pins when stopping (default: keep forwarding until the next lbd)")
+	watch := fs.Duration("watch", 2*time.Second, "how often to check the config file for changes (0: only on SIGHUP)")
+	if _, ok := parseFlags(fs, args); !ok {
+		return exitUsage
+	}
+	if *path == "" {
+		fmt.Fprintln(e.stderr, "lbd run: --config is required")
+		return exitUsage
+	}
+	log := e.logger()
+	cfg, err := loadConfig(e, log, *path, *pinDir)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "lbd run: invalid config:\n%v\n", err)
+		return exitUsage
+	}
+	sigs, stop := e.signals()
+	defer stop()
+
+	d, err := daemon.New(ctx, cfg, daemon.Options{Logger: log})
+	if err != nil {
+		fmt.Fprintf(e.stderr, "lbd run: %v\n", err)
+		return exitFailure
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(d.Collector(), collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ln, err := net.Listen("tcp", cfg.Node.APIAddr)
+	if err != nil {
+		d.Close()
+		fmt.Fprintf(e.stderr, "lbd run: api listener: %v\n", err)
+		return exitFailure
+	}
+	srv := &http.Server{Handler: d.Handler(reg), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+	log.Info("lbd serving", "vips", len(cfg.VIPs), "api", ln.Addr().String(), "config", *path)
+
+	reload := func(why string) {
+		next, err := loadConfig(e, log, *path, *pinDir)
+		if err == nil {
+			err = d.Apply(ctx, next)
+		}
+		if err != nil {
+			log.Error("reload refused; still serving the previous config", "why", why, "err", err)
+			return
+		}
+		log.Info("config reloaded", "why", why, "vips", len(next.VIPs), "digest", next.Digest()[:12])
+	}
+	lastMod := modTime(*path)
+	var tick <-chan time.Time
+	if *watch > 0 {
+		t := time.NewTicker(*watch)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return shutdown(e, log, d, *detach)
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				reload("SIGHUP")
+				lastMod = modTime(*path)
+				continue
+			}
+			log.Info("stopping", "signal", s.String())
+			return shutdown(e, log, d, *detach)
+		case <-tick:
+			if m := modTime(*path); !m.Equal(lastMod) {
+				lastMod = m
+				reload("file changed")
+			}
+		}
+	}
+}
+
+func modTime(path string) time.Time {
+	st, err := os.Stat(path)
+	if err != nil {
+		return time.Time{}
+	}
+	return st.ModTime()
+}
+
+func shutdown(e *env, log *slog.Logger, d *daemon.Daemon, detach bool) int {
+	if detach {
+		if err := d.Detach(); err != nil {
+			log.Error("detach", "err", err)
+			return exitFailure
+		}
+		log.Info("xdp_lb detached and unpinned")
+		return exitOK
+	}
+	if err := d.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
+		log.Error("close", "err", err)
+	}
+	log.Info("stopped; xdp_lb keeps forwarding from its pinned link until the next lbd run or lbd detach",
+		"pin_dir", d.Config().Node.PinDir)
+	return exitOK
+}

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lbdproj/lbd/internal/daemon"
+	"github.com/lbdproj/lbd/internal/dataplane"
+	"github.com/lbdproj/lbd/internal/testbed"
+	"github.com/lbdproj/lbd/pkg/config"
+)
+
+// sandbox is a fleet in network namespaces running real lbd processes: `lbd run` on the
+// LB nodes, `lbd backend` and an HTTP server that names itself on each backend. The demo
+// and the end-to-end tests share it.
+type sandbox struct {
+	fleet    *testbed.Fleet
+	cfg      *config.Config
+	cfgPath  string
+	lbProcs  []*testbed.Process
+	beProcs  []*testbed.Process
+	servers  map[string]*backendServer // by backend host name
+	exe      string
+	exeEnv   []string
+	vip      netip.Addr
+	vipPort  uint16
+	startDur time.Duration
+}
+
+type backendServer struct {
+	host *testbed.Host
+	srv  *http.Server
+	ln   net.Listener
+}
+
+type sandboxOptions struct {
+	exe      string // the lbd binary
+	config   []byte // the LB nodes' config; node.pin_dir is overridden per node
+	lbs      int
+	backends int
+	prefix   string
+}
+
+func raiseSandbox(o sandboxOptions) (_ *sandbox, err error) {
+	start := time.Now()
+	fleet, err := testbed.New(testbed.Options{LBs: o.lbs, Backends: o.backends, Prefix: o.prefix})
+	if err != nil {
+		return nil, err
+	}
+	s := &sandbox{fleet: fleet, exe: o.exe, servers: map[string]*backendServer{}}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	s.cfgPath = filepath.Join(fleet.Dir, "lbd.yaml")
+	if err := os.WriteFile(s.cfgPath, o.config, 0o600); err != nil {
+		return nil, err
+	}
+	cfg, err := config.Load(s.cfgPath)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox config: %w", err)
+	}
+	s.cfg = cfg
+	if len(cfg.VIPs) == 0 {
+		return nil, errors.New("sandbox config has no VIP")
+	}
+	s.vip, s.vipPort = cfg.VIPs[0].Address, cfg.VIPs[0].Port
+
+	for _, h := range fleet.Backends {
+		if err := s.startServer(h); err != nil {
+			return nil, err
+		}
+		p, err := fleet.Start(h, s.exe, "backend", "--interface", h.Link, "--pin-dir", s.pinDir(h))
+		if err != nil {
+			return nil, err
+		}
+		if err := p.WaitForLog("backend ready", 20*time.Second); err != nil {
+			return nil, fmt.Errorf("lbd backend on %s: %w\n%s", h.Name, err, p.Output())
+		}
+		s.beProcs = append(s.beProcs, p)
+	}
+	for i := range fleet.LBs {
+		if err := s.StartLB(i); err != nil {
+			return nil, err
+		}
+	}
+	// the client reaches the VIPs through the first LB node
+	for _, v := range cfg.VIPs {
+		if err := fleet.Client.RouteVia(netip.PrefixFrom(v.Address, v.Address.BitLen()), fleet.LBs[0].Addr); err != nil {
+			return nil, err
+		}
+	}
+	s.startDur = time.Since(start)
+	return s, nil
+}
+
+func (s *sandbox) pinDir(h *testbed.Host) string { return filepath.Join(s.fleet.PinDir, h.Name) }
+
+// StartLB starts `lbd run` on LB node i and waits until it serves.
+func (s *sandbox) StartLB(i int) error {
+	h := s.fleet.LBs[i]
+	p, err := s.fleet.Start(h, s.exe, "run", "--config", s.cfgPath, "--pin-dir", s.pinDir(h), "--watch", "200ms")
+	if err != nil {
+		return err
+	}
+	if err := p.WaitForLog("lbd serving", 30*time.Second); err != nil {
+		return fmt.Errorf("lbd run on %s: %w\n%s", h.Name, err, p.Output())
+	}
+	if i < len(s.lbProcs) {
+		s.lbProcs[i] = p
+	} else {
+		s.lbProcs = append(s.lbProcs, p)
+	}
+	return nil
+}
+
+// startServer serves HTTP on port 80 of every address of h, answering with h's name.
+func (s *sandbox) startServer(h *testbed.Host) error {
+	ln, err := h.Listen("tcp", fmt.Sprintf(":%d", s.vipPort))
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", h.Name, err)
+	}
+	name := h.Name
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s\n", name)
+	})}
+	go srv.Serve(ln)
+	s.servers[h.Name] = &backendServer{host: h, srv: srv, ln: ln}
+	return nil
+}
+
+// StopServer closes backend name's service (its host stays up: only the port closes).
+func (s *sandbox) StopServer(name string) error {
+	b, ok := s.servers[name]
+	if !ok {
+		return fmt.Errorf("no backend %s", name)
+	}
+	return b.srv.Close()
+}
+
+// tally is the outcome of a batch of requests.
+type tally struct {
+	By       map[string]int // backend name → answered requests
+	Failures int
+	Errors   []string // first few
+}
+
+// Requests opens n new TCP connections from the client to the VIP, one HTTP GET each,
+// with `parallel` in flight at once.
+func (s *sandbox) Requests(ctx context.Context, n, parallel int) tally {
+	t := tally{By: map[string]int{}}
+	client := s.fleet.Client.HTTPClient(3 * time.Second)
+	url := fmt.Sprintf("http://%s/", netip.AddrPortFrom(s.vip, s.vipPort))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, max(parallel, 1))
+	for range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			name, err := get(ctx, client, url)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				t.Failures++
+				if len(t.Errors) < 5 {
+					t.Errors = append(t.Errors, err.Error())
+				}
+				return
+			}
+			t.By[name]++
+		}()
+	}
+	wg.Wait()
+	return t
+}
+
+func get(ctx context.Context, c *http.Client, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// LBStatus reads LB node i's status API from inside its namespace.
+func (s *sandbox) LBStatus(ctx context.Context, i int) (daemon.Status, error) {
+	return fetchStatus(ctx, s.fleet.LBs[i].HTTPClient(3*time.Second), s.cfg.Node.APIAddr)
+}
+
+// BackendStats reads backend i's pinned counters.
+func (s *sandbox) BackendStats(i int) (dataplane.BackendStats, error) {
+	return dataplane.ReadBackendStats(s.pinDir(s.fleet.Backends[i]))
+}
+
+// Close stops every process and server and removes the fleet.
+func (s *sandbox) Close() error {
+	for _, b := range s.servers {
+		b.srv.Close()
+	}
+	return s.fleet.Close()
+}
