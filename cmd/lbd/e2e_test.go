@@ -1,0 +1,212 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lbdproj/lbd/configs"
+	"github.com/lbdproj/lbd/internal/testbed"
+)
+
+// mustSandbox raises a fleet running this test binary as lbd; it skips as non-root.
+func mustSandbox(t *testing.T, cfg []byte, lbs, backends int) *sandbox {
+	t.Helper()
+	testbed.SkipIfNotRoot(t)
+	s, err := raiseSandbox(sandboxOptions{exe: os.Args[0], config: cfg, lbs: lbs, backends: backends, prefix: testPrefix})
+	if err != nil {
+		t.Fatalf("raise sandbox: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, p := range s.lbProcs {
+				if p != nil {
+					t.Logf("lbd run on lb%d:\n%s", i, p.Output())
+				}
+			}
+		}
+		s.Close()
+	})
+	return s
+}
+
+func TestEndToEnd300Connections(t *testing.T) {
+	s := mustSandbox(t, configs.Demo, 1, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	before, err := s.LBStatus(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 300
+	tl := s.Requests(ctx, n, 8)
+	if tl.Failures != 0 {
+		t.Fatalf("%d of %d requests failed: %v", tl.Failures, n, tl.Errors)
+	}
+	for _, h := range s.fleet.Backends {
+		if got := tl.By[h.Name]; got < n/5 {
+			t.Errorf("backend %s served %d of %d (< 20%%): %v", h.Name, got, n, tl.By)
+		}
+	}
+
+	after, err := s.LBStatus(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var decap, restored uint64
+	for i := range s.fleet.Backends {
+		bs, err := s.BackendStats(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		decap += bs.Counters["decap"].Packets
+		restored += bs.Counters["restored"].Packets
+	}
+	tx := after.Verdicts["tx"].Packets - before.Verdicts["tx"].Packets
+	pass := after.Verdicts["pass"].Packets - before.Verdicts["pass"].Packets
+	// every connection sends at least SYN, request and FIN to the VIP, and gets at least
+	// SYN-ACK, response and FIN back
+	if tx < 3*n || decap < tx {
+		t.Errorf("LB sent %d packets to backends, backends decapsulated %d: want >= %d and all of them", tx, decap, 3*n)
+	}
+	if restored < 3*n {
+		t.Errorf("backends restored the VIP on %d replies, want >= %d", restored, 3*n)
+	}
+	// direct server return: the replies (restored above) never crossed the LB node, which
+	// saw only the client's packets and a little neighbour traffic
+	if pass >= restored/10 {
+		t.Errorf("LB passed %d non-VIP packets while backends sent %d replies: replies went through the LB", pass, restored)
+	}
+	if drops := after.Verdicts["drop_malformed"].Packets + after.Verdicts["drop_no_backend"].Packets; drops != 0 {
+		t.Errorf("LB dropped %d packets", drops)
+	}
+}
+
+func TestRunRejectsBadConfig(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct{ name, yaml, want string }{
+		{"yaml syntax", "node:\n  interface: eth0\nvips:\n  - name: web\n    address: [\n", "bad.yaml:"},
+		{"unknown field", "node:\n  interface: eth0\n  colour: blue\nvips: []\n", "bad.yaml:3:3: node.colour"},
+		{"bad address", "node:\n  interface: eth0\nvips:\n  - name: web\n    address: 198.18.0.300\n    port: 80\n    backends:\n      - address: 198.18.0.11\n", "bad.yaml:5:14: vips[0].address"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := dir + "/bad.yaml"
+			if err := os.WriteFile(path, []byte(c.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var stdout, stderr bytes.Buffer
+			e := newEnv()
+			e.stdout, e.stderr = &stdout, &stderr
+			code := run(context.Background(), e, []string{"run", "--config", path})
+			if code == exitOK {
+				t.Fatalf("lbd run accepted a bad config")
+			}
+			if !strings.Contains(stderr.String(), c.want) {
+				t.Fatalf("stderr does not name %q:\n%s", c.want, stderr.String())
+			}
+		})
+	}
+}
+
+// keepAlive is one HTTP/1.1 connection to the VIP that is used again and again.
+type keepAlive struct {
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+func (k *keepAlive) get(t *testing.T) string {
+	t.Helper()
+	k.conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := fmt.Fprintf(k.conn, "GET / HTTP/1.1\r\nHost: vip\r\n\r\n"); err != nil {
+		t.Fatalf("write on the established connection: %v", err)
+	}
+	resp, err := http.ReadResponse(k.r, nil)
+	if err != nil {
+		t.Fatalf("read on the established connection: %v", err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(resp.Body)
+	return strings.TrimSpace(b.String())
+}
+
+func TestRestartKeepsEstablishedFlows(t *testing.T) {
+	s := mustSandbox(t, configs.Demo, 1, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := s.fleet.Client.DialContext(ctx, "tcp", fmt.Sprintf("%s:%d", s.vip, s.vipPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	k := &keepAlive{conn: conn, r: bufio.NewReader(conn)}
+	first := k.get(t)
+
+	if err := s.lbProcs[0].Stop(); err != nil && !strings.Contains(err.Error(), "terminated") {
+		t.Logf("stop lbd run: %v", err)
+	}
+	// no lbd running: the pinned program keeps forwarding
+	if got := k.get(t); got != first {
+		t.Fatalf("with lbd stopped the connection moved from %s to %s", first, got)
+	}
+	if err := s.StartLB(0); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(s.lbProcs[0].Output(), "adopted pinned link") {
+		t.Errorf("restarted lbd did not adopt the pinned link:\n%s", s.lbProcs[0].Output())
+	}
+	for range 5 {
+		if got := k.get(t); got != first {
+			t.Fatalf("after the restart the connection moved from %s to %s", first, got)
+		}
+	}
+	if tl := s.Requests(ctx, 30, 4); tl.Failures != 0 {
+		t.Fatalf("new connections after the restart: %d failed: %v", tl.Failures, tl.Errors)
+	}
+}
+
+func TestReloadRefusesBadConfigAndAppliesGoodOne(t *testing.T) {
+	s := mustSandbox(t, configs.Demo, 1, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	lb := s.lbProcs[0]
+
+	// a broken file: refused, the old config keeps serving all three backends
+	if err := os.WriteFile(s.cfgPath, []byte("node:\n  interface: eth0\nvips:\n  - name: web\n    port: eighty\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := lb.WaitForLog("reload refused", 10*time.Second); err != nil {
+		t.Fatalf("%v\n%s", err, lb.Output())
+	}
+	if !strings.Contains(lb.Output(), "lbd.yaml:5:") {
+		t.Errorf("refusal does not name the file and line:\n%s", lb.Output())
+	}
+	if tl := s.Requests(ctx, 60, 4); tl.Failures != 0 || len(tl.By) != 3 {
+		t.Fatalf("after a refused reload: %d failures, served by %v", tl.Failures, tl.By)
+	}
+
+	// a good file without be2: applied, be2 gets no new connections
+	good := strings.Replace(string(configs.Demo), "      - address: 198.18.0.13\n        weight: 1\n", "", 1)
+	if good == string(configs.Demo) {
+		t.Fatal("demo config changed shape: cannot remove be2")
+	}
+	if err := os.WriteFile(s.cfgPath, []byte(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := lb.WaitForLog("config reloaded", 10*time.Second); err != nil {
+		t.Fatalf("%v\n%s", err, lb.Output())
+	}
+	tl := s.Requests(ctx, 60, 4)
+	if tl.Failures != 0 || tl.By["be2"] != 0 || len(tl.By) != 2 {
+		t.Fatalf("after removing be2: %d failures, served by %v", tl.Failures, tl.By)
+	}
+}
