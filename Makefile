@@ -1,0 +1,41 @@
+# lbd: `make demo` runs the main job on the embedded default config, `make test` runs every
+# test. Both install their own dependencies (scripts/deps.sh). BPF tests, the demo and the
+# benchmarks need root.
+export PATH := $(PATH):/usr/local/go/bin
+GO ?= go
+GOFLAGS_TEST ?= -count=1 -p 2 -timeout 30m
+
+.PHONY: all deps build generate check-generated vet test demo bench clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build:
+	$(GO) build -o bin/lbd ./cmd/lbd
+
+# regenerate the BPF objects and their Go bindings (committed, so `go build` needs no clang)
+generate: deps
+	cd internal/dataplane && $(GO) generate ./...
+	cd bench && $(GO) generate ./...
+
+# fails when the committed BPF objects are not what the sources compile to
+check-generated: generate
+	@git diff --exit-code --stat -- internal/dataplane bench || \
+	  { echo "generated BPF files are not up to date: run make generate and commit" >&2; exit 1; }
+
+vet:
+	$(GO) vet ./...
+
+test: deps
+	$(GO) test $(GOFLAGS_TEST) ./...
+
+demo: deps build
+	./bin/lbd demo
+
+bench: deps
+	bench/datapath.sh
+
+clean:
+	rm -rf bin
