@@ -1,8 +1,12 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 )
+
+// ErrBadQuorum is wrapped by errors about an unknown quorum.
+var ErrBadQuorum = errors.New("bad quorum")
 
 // BackendKey names one backend of one VIP. It is opaque to this package;
 // callers use something like "web/198.18.0.11:80".
@@ -47,6 +51,9 @@ type NodeView struct {
 	// does not probe (or has no result for yet) is absent: the node does not
 	// vote on it. The map is never modified once published.
 	Backends map[BackendKey]bool
+	// Leaving: the node announced that it leaves. It votes until memberlist
+	// reports it gone; Status tells a leave from a failure by it.
+	Leaving bool
 }
 
 // Decide computes the verdict from the gossiped views. It is a pure function
@@ -75,7 +82,11 @@ func Decide(local string, views map[string]NodeView, live []string, q Quorum) ma
 	}
 
 	type tally struct{ up, probers int }
-	tallies := make(map[BackendKey]tally)
+	size := 0
+	for _, backends := range voters {
+		size = max(size, len(backends))
+	}
+	tallies := make(map[BackendKey]tally, size)
 	for _, backends := range voters {
 		for key, up := range backends {
 			t := tallies[key]
