@@ -137,6 +137,9 @@ func (d *Daemon) build(ctx context.Context, cfg *config.Config) ([]vipView, erro
 	resolved := map[netip.Addr]backends.NextHop{}
 	failed := map[netip.Addr]error{}
 	for _, vc := range cfg.VIPs {
+		if vc.Encap != "" && vc.Encap != "ipip" {
+			return nil, fmt.Errorf("%s: vip %s: encap %q: this data path encapsulates with ipip only", vc.Pos, vc.Name, vc.Encap)
+		}
 		v := vipView{cfg: vc, key: dataplane.VIPKey{Addr: vc.Address, Port: vc.Port, Proto: vc.Proto},
 			unreachable: map[netip.Addr]string{}}
 		for _, bc := range vc.Backends {
