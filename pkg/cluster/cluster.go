@@ -363,8 +363,8 @@ func (c *Cluster) memberChanged(n *memberlist.Node, live bool) {
 	if !live {
 		m.goneAt = now
 	}
-	for name, m := range c.members {
-		if !m.live && now.Sub(m.goneAt) > forgetAfter {
+	for name, old := range c.members {
+		if name != c.name && !old.live && now.Sub(old.goneAt) > forgetAfter {
 			delete(c.members, name)
 			delete(c.states, name)
 		}
