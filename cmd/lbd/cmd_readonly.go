@@ -68,13 +68,10 @@ func printStatus(w io.Writer, st daemon.Status) {
 		fmt.Fprintf(w, "\nVIP %s  %s:%d/%s  ring %d slots (%s)  packets %d\n", v.Name, v.Address, v.Port, v.Protocol,
 			v.RingSize, v.Fingerprint, v.Packets)
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintf(tw, "  BACKEND\tSTATE\tWEIGHT\tSLOTS\tNEXT HOP\tPACKETS\n")
+		fmt.Fprintf(tw, "  BACKEND\tSTATE\tPROBE\tWEIGHT\tSLOTS\tNEXT HOP\tPACKETS\tLAST ERROR\n")
 		for _, b := range v.Backends {
-			nh := b.NextHop
-			if b.Error != "" {
-				nh = b.Error
-			}
-			fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%s\t%d\n", b.Address, b.State, b.Weight, b.Slots, nh, b.Packets)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%d\t%s\t%d\t%s\n", b.Address, b.State, b.Probe, b.Weight, b.Slots,
+				b.NextHop, b.Packets, b.Error)
 		}
 		tw.Flush()
 	}

@@ -54,12 +54,15 @@ func cmdRun(ctx context.Context, e *env, args []string) int {
 	sigs, stop := e.signals()
 	defer stop()
 
-	d, err := daemon.New(ctx, cfg, daemon.Options{Logger: log})
+	reg := prometheus.NewRegistry()
+	d, err := daemon.New(ctx, cfg, daemon.Options{Logger: log, Registerer: reg})
 	if err != nil {
 		fmt.Fprintf(e.stderr, "lbd run: %v\n", err)
 		return exitFailure
 	}
-	reg := prometheus.NewRegistry()
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	go d.Run(runCtx)
 	reg.MustRegister(d.Collector(), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ln, err := net.Listen("tcp", cfg.Node.APIAddr)

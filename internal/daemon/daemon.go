@@ -9,13 +9,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
+	"slices"
 	"sync"
+	"time"
 
 	"github.com/lbdproj/lbd/internal/dataplane"
 	"github.com/lbdproj/lbd/pkg/backends"
+	"github.com/lbdproj/lbd/pkg/cluster"
 	"github.com/lbdproj/lbd/pkg/config"
 	"github.com/lbdproj/lbd/pkg/consistenthash"
+	"github.com/lbdproj/lbd/pkg/health"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Options configure a daemon.
@@ -25,18 +31,30 @@ type Options struct {
 	Resolver interface {
 		Resolve(ctx context.Context, addr netip.Addr) (backends.NextHop, error)
 	}
+	// Registerer receives the health, cluster and transition metrics; nil keeps them private.
+	Registerer prometheus.Registerer
 }
 
 // Daemon owns the data path of one LB node and keeps it in line with the config.
 type Daemon struct {
-	log  *slog.Logger
-	res  Options
-	lb   *dataplane.LB
+	log     *slog.Logger
+	res     Options
+	reg     prometheus.Registerer
+	lb      *dataplane.LB
+	checker *health.Checker
+	cluster *cluster.Cluster // nil: this node decides alone
+	dirty   chan struct{}
+
+	transitions *prometheus.CounterVec
+
 	mu   sync.Mutex
 	cfg  *config.Config
 	vips []vipView
-	// health verdicts by VIP name and backend address; missing means healthy
+	// the verdict: backends that are down, by VIP name; missing means up
 	down map[string]map[netip.Addr]bool
+	// this node's own probe results and last probe errors
+	local    map[cluster.BackendKey]bool
+	probeErr map[cluster.BackendKey]string
 }
 
 // vipView is what was last written for a VIP, kept for status and metrics.
@@ -70,7 +88,18 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{log: opts.Logger, res: opts, lb: lb, down: map[string]map[netip.Addr]bool{}}
+	reg := opts.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	d := &Daemon{log: opts.Logger, res: opts, reg: reg, lb: lb, down: map[string]map[netip.Addr]bool{},
+		dirty: make(chan struct{}, 1)}
+	d.transitions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lbd_backend_transitions_total",
+		Help: "Backends going up or down in this node's rings (the cluster verdict, or local probes alone)."},
+		[]string{"vip", "backend", "to"})
+	reg.MustRegister(d.transitions)
+	d.checker = health.NewChecker(health.Options{Registerer: reg, Logger: opts.Logger.With("component", "health"),
+		OnChange: func(health.Key, health.State) { d.kick() }})
 	dc := lb.Config()
 	verb := "attached"
 	if lb.Adopted {
@@ -81,6 +110,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 	if err := d.Apply(ctx, cfg); err != nil {
 		lb.Close()
 		return nil, err
+	}
+	if d.cluster, err = newCluster(cfg, d); err != nil {
+		lb.Close()
+		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	return d, nil
 }
@@ -101,7 +134,17 @@ func (d *Daemon) Apply(ctx context.Context, cfg *config.Config) error {
 			return fmt.Errorf("node section changed (interface, pin_dir, hash_seed or encap source): %w", ErrRestartNeeded)
 		}
 	}
-	return d.applyLocked(ctx, cfg)
+	if err := d.applyLocked(ctx, cfg); err != nil {
+		return err
+	}
+	d.checker.Set(targets(cfg))
+	if d.cluster != nil {
+		if err := d.cluster.SetConfigDigest(cfg.Digest(), time.Second); err != nil {
+			d.log.Warn("cluster: new config digest not yet sent", "err", err)
+		}
+	}
+	d.kick()
+	return nil
 }
 
 func (d *Daemon) applyLocked(ctx context.Context, cfg *config.Config) error {
@@ -189,26 +232,37 @@ func fingerprint(bs []backends.Backend, ring []uint32) string {
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-// SetHealth records a backend's health verdict for a VIP and, when it changed, rebuilds
-// the rings.
-func (d *Daemon) SetHealth(ctx context.Context, vip string, addr netip.Addr, up bool) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.down[vip] == nil {
-		d.down[vip] = map[netip.Addr]bool{}
+// digestOf names a set of named fingerprints, in name order.
+func digestOf(fps map[string]string) string {
+	h := sha256.New()
+	for _, name := range slices.Sorted(maps.Keys(fps)) {
+		fmt.Fprintf(h, "%s=%s;", name, fps[name])
 	}
-	if d.down[vip][addr] == !up {
-		return nil
-	}
-	d.down[vip][addr] = !up
-	return d.applyLocked(ctx, d.cfg)
+	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-// Close releases the data path; the pinned program keeps forwarding until the next lbd.
-func (d *Daemon) Close() error { return d.lb.Close() }
+// Close leaves the cluster and releases the data path; the pinned program keeps
+// forwarding until the next lbd.
+func (d *Daemon) Close() error {
+	d.leave()
+	return d.lb.Close()
+}
 
-// Detach removes the data path and its pins.
-func (d *Daemon) Detach() error { return d.lb.Detach() }
+// Detach leaves the cluster and removes the data path and its pins.
+func (d *Daemon) Detach() error {
+	d.leave()
+	return d.lb.Detach()
+}
+
+func (d *Daemon) leave() {
+	if d.cluster == nil {
+		return
+	}
+	if err := d.cluster.Leave(2 * time.Second); err != nil {
+		d.log.Warn("cluster leave", "err", err)
+	}
+	d.cluster.Shutdown()
+}
 
 // Stats returns the data path's counters.
 func (d *Daemon) Stats() (dataplane.Stats, error) { return d.lb.Stats() }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/lbdproj/lbd/internal/dataplane"
 	"github.com/lbdproj/lbd/pkg/backends"
+	"github.com/lbdproj/lbd/pkg/cluster"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -19,6 +20,27 @@ type Status struct {
 	VIPs         []VIPStatus                  `json:"vips"`
 	Verdicts     map[string]dataplane.Counter `json:"verdicts"`
 	Events       map[string]uint64            `json:"events"`
+	// Cluster is nil when the node decides alone.
+	Cluster *ClusterStatus `json:"cluster,omitempty"`
+}
+
+// ClusterStatus is the node's view of the LB cluster.
+type ClusterStatus struct {
+	Quorum            string         `json:"quorum"`
+	Members           []MemberStatus `json:"members"`
+	FingerprintsAgree bool           `json:"fingerprints_agree"`
+	Fingerprint       string         `json:"fingerprint"`
+}
+
+// MemberStatus is one LB node as gossip shows it.
+type MemberStatus struct {
+	Name        string `json:"name"`
+	Addr        string `json:"addr"`
+	State       string `json:"state"`
+	SameConfig  bool   `json:"same_config"`
+	Voter       bool   `json:"voter"`
+	Fingerprint string `json:"fingerprint"`
+	Self        bool   `json:"self,omitempty"`
 }
 
 // VIPStatus is one VIP.
@@ -39,11 +61,14 @@ type BackendStatus struct {
 	Address string `json:"address"`
 	Weight  uint32 `json:"weight"`
 	State   string `json:"state"` // active, draining, down
-	Slots   int    `json:"slots"`
-	NextHop string `json:"next_hop,omitempty"`
-	Error   string `json:"error,omitempty"`
-	Packets uint64 `json:"packets"`
-	Bytes   uint64 `json:"bytes"`
+	Probe   string `json:"probe"` // this node's own probes: up, down, not probed
+	// Views: each LB node's probe result, when in a cluster
+	Views   map[string]bool `json:"views,omitempty"`
+	Slots   int             `json:"slots"`
+	NextHop string          `json:"next_hop,omitempty"`
+	Error   string          `json:"error,omitempty"`
+	Packets uint64          `json:"packets"`
+	Bytes   uint64          `json:"bytes"`
 }
 
 // Status reads the served state and the counters.
@@ -54,8 +79,21 @@ func (d *Daemon) Status() (Status, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	views := map[cluster.BackendKey]map[string]bool{}
+	var cst *ClusterStatus
+	if d.cluster != nil {
+		cs := d.cluster.Status()
+		cst = &ClusterStatus{Quorum: string(cs.Quorum), FingerprintsAgree: cs.FingerprintsAgree, Fingerprint: d.fingerprintLocked()}
+		for _, m := range cs.Members {
+			cst.Members = append(cst.Members, MemberStatus{Name: m.Name, Addr: m.Addr, State: m.State,
+				SameConfig: m.SameConfig, Voter: m.Voter, Fingerprint: m.Fingerprint, Self: m.Self})
+		}
+		for _, b := range cs.Backends {
+			views[b.Key] = b.Views
+		}
+	}
 	st := Status{Node: d.cfg.Node.Name, Interface: d.cfg.Node.Interface, PinDir: d.cfg.Node.PinDir,
-		ConfigDigest: d.cfg.Digest(), Verdicts: stats.Verdicts, Events: stats.Events}
+		ConfigDigest: d.cfg.Digest(), Verdicts: stats.Verdicts, Events: stats.Events, Cluster: cst}
 	for _, v := range d.vips {
 		shares := backends.Shares(v.backends, v.ring)
 		vs := VIPStatus{Name: v.cfg.Name, Address: v.cfg.Address.String(), Port: v.cfg.Port, Protocol: v.cfg.Protocol,
@@ -65,6 +103,14 @@ func (d *Daemon) Status() (Status, error) {
 			c := stats.Backends[v.key][b.Addr]
 			bs := BackendStatus{Address: b.Addr.String(), Weight: b.Weight, State: backends.StateOf(b).String(),
 				Slots: shares[b.Addr], Error: v.unreachable[b.Addr], Packets: c.Packets, Bytes: c.Bytes}
+			bk := backendKey(v.cfg.Name, b.Addr)
+			bs.Probe = upDown(d.local, bk)
+			if bs.Error == "" {
+				bs.Error = d.probeErr[bk]
+			}
+			if views, ok := views[bk]; ok {
+				bs.Views = views
+			}
 			if mac := v.nexthops[i].DstMAC; mac != nil {
 				bs.NextHop = mac.String()
 			}
@@ -118,11 +164,13 @@ var (
 		"Ring slots a backend owns in a VIP's ring.", []string{"vip", "backend"}, nil)
 	descBackendActive = prometheus.NewDesc("lbd_backend_active",
 		"1 when the backend takes new flows (healthy, weight > 0).", []string{"vip", "backend"}, nil)
+	descBackendUp = prometheus.NewDesc("lbd_backend_up",
+		"1 unless the health verdict (the cluster's, or this node's alone) has the backend down.", []string{"vip", "backend"}, nil)
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPackets, descBytes, descEvents, descVIPPackets, descVIPBytes,
-		descBackendPackets, descBackendSlots, descBackendActive} {
+		descBackendPackets, descBackendSlots, descBackendActive, descBackendUp} {
 		ch <- d
 	}
 }
@@ -151,6 +199,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 				active = 1
 			}
 			ch <- prometheus.MustNewConstMetric(descBackendActive, prometheus.GaugeValue, active, v.Name, b.Address)
+			up := 1.0
+			if b.State == backends.Down.String() {
+				up = 0
+			}
+			ch <- prometheus.MustNewConstMetric(descBackendUp, prometheus.GaugeValue, up, v.Name, b.Address)
 		}
 	}
 }
