@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -75,7 +76,46 @@ func cmdDemo(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "\nlbd demo: FAILED: %d failures, %d of %d backends served\n", t.Failures, len(t.By), len(s.fleet.Backends))
 		return exitFailure
 	}
-	fmt.Fprintf(out, "\nall %d requests answered, every backend served; tearing the fleet down\n", *n)
+	fmt.Fprintf(out, "\nall %d requests answered, every backend served\n", *n)
+
+	// failover: one backend's service stops; its host (and decap) stay up
+	victim := s.fleet.Backends[1]
+	h := s.cfg.VIPs[0].Health
+	fmt.Fprintf(out, "\nfailover: stopping %s's HTTP service (health: %s, interval %v, fall %d, rise %d)\n",
+		victim.Name, h.Type, h.Interval, h.Fall, h.Rise)
+	if err := s.StopServer(victim.Name); err != nil {
+		fmt.Fprintf(e.stderr, "lbd demo: %v\n", err)
+		return exitFailure
+	}
+	took, err := s.WaitBackend(ctx, 0, victim.Addr, "down", 10*time.Second)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "lbd demo: %v\n", err)
+		return exitFailure
+	}
+	fmt.Fprintf(out, "lb0 took %s out of its ring %v after the service stopped; the LB's log says:\n", victim.Name, took.Round(10*time.Millisecond))
+	for _, line := range strings.Split(s.lbProcs[0].Output(), "\n") {
+		if strings.Contains(line, "msg=\"backend down\"") {
+			fmt.Fprintf(out, "  %s\n", line)
+		}
+	}
+	fmt.Fprintf(out, "sending %d more requests:\n\n", *n)
+	t2 := s.Requests(ctx, *n, 8)
+	printTally(e, s, t2, 0)
+	if t2.Failures > 0 || t2.By[victim.Name] != 0 {
+		fmt.Fprintf(e.stderr, "\nlbd demo: FAILED: after failover %d failures, %d requests still reached %s\n", t2.Failures, t2.By[victim.Name], victim.Name)
+		return exitFailure
+	}
+	if err := s.StartServer(victim.Name); err != nil {
+		fmt.Fprintf(e.stderr, "lbd demo: %v\n", err)
+		return exitFailure
+	}
+	took, err = s.WaitBackend(ctx, 0, victim.Addr, "active", 10*time.Second)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "lbd demo: %v\n", err)
+		return exitFailure
+	}
+	fmt.Fprintf(out, "\n%s's service restarted: back in the ring after %v (rise %d)\n", victim.Name, took.Round(10*time.Millisecond), h.Rise)
+	fmt.Fprintf(out, "\ndemo done: tearing the fleet down\n")
 	return exitOK
 }
 
@@ -96,7 +136,9 @@ func printTally(e *env, s *sandbox, t tally, took time.Duration) {
 	}
 	fmt.Fprintf(tw, "  failed\t%d\t\n", t.Failures)
 	tw.Flush()
-	fmt.Fprintf(e.stdout, "  (%d requests in %v)\n", total, took.Round(time.Millisecond))
+	if took > 0 {
+		fmt.Fprintf(e.stdout, "  (%d requests in %v)\n", total, took.Round(time.Millisecond))
+	}
 	for _, err := range t.Errors {
 		fmt.Fprintf(e.stdout, "  error: %s\n", err)
 	}

@@ -215,6 +215,42 @@ func (s *sandbox) BackendStats(i int) (dataplane.BackendStats, error) {
 	return dataplane.ReadBackendStats(s.pinDir(s.fleet.Backends[i]))
 }
 
+// WaitBackend polls LB node i's status until backend addr of the first VIP is in state
+// ("active", "draining", "down"), and returns how long that took.
+func (s *sandbox) WaitBackend(ctx context.Context, i int, addr netip.Addr, state string, timeout time.Duration) (time.Duration, error) {
+	start := time.Now()
+	deadline := start.Add(timeout)
+	last := ""
+	for time.Now().Before(deadline) {
+		st, err := s.LBStatus(ctx, i)
+		if err == nil && len(st.VIPs) > 0 {
+			for _, b := range st.VIPs[0].Backends {
+				if b.Address == addr.String() {
+					last = b.State
+					if b.State == state {
+						return time.Since(start), nil
+					}
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return 0, fmt.Errorf("lb%d: backend %s still %q after %v, want %q", i, addr, last, timeout, state)
+}
+
+// StartServer (re)starts backend name's service.
+func (s *sandbox) StartServer(name string) error {
+	b, ok := s.servers[name]
+	if !ok {
+		return fmt.Errorf("no backend %s", name)
+	}
+	return s.startServer(b.host)
+}
+
 // Close stops every process and server and removes the fleet.
 func (s *sandbox) Close() error {
 	for _, b := range s.servers {
