@@ -27,7 +27,23 @@ const (
 	// own permutation of the slots and takes the first free one when its turn comes; turns are
 	// interleaved in proportion to weight.
 	Maglev Algorithm = "maglev"
+
+	// Rendezvous is bounded-load rendezvous hashing over the same permutations: a slot goes to
+	// the member whose walk reaches it first, and a member takes at most
+	// 1+RendezvousSlackPercent/100 times its share. When a member leaves or joins it moves
+	// fewer slots than Maglev, at the price of a less even lower end (see README.md).
+	Rendezvous Algorithm = "rendezvous"
 )
+
+// DefaultAlgorithm is used for a VIP that names none. It stays canonical Maglev: Rendezvous
+// moves fewer flows almost everywhere in the grid (README.md) but not in every cell (10
+// members with mixed weights), leaves light members of a mixed set up to ~16% below their
+// share, and builds more slowly; see README.md for the figures.
+const DefaultAlgorithm = Maglev
+
+// RendezvousSlackPercent is how far above its share a member may go with Rendezvous: the cap
+// that keeps max/mean slots per unit of weight within 1%.
+const RendezvousSlackPercent = 1
 
 // DefaultSize is the ring size the data path is compiled with (a prime).
 const DefaultSize uint32 = 65537
@@ -61,9 +77,15 @@ func build(alg Algorithm, members []Member, size uint32, checkSize bool) ([]uint
 	switch alg {
 	case Maglev:
 		fill = (*ring).fillMaglev
+	case Rendezvous:
+		fill = func(r *ring) { r.fillRendezvous(RendezvousSlackPercent) }
 	default:
 		return nil, fmt.Errorf("%w: %q", ErrUnknownAlgorithm, alg)
 	}
+	return buildWith(fill, members, size, checkSize)
+}
+
+func buildWith(fill func(*ring), members []Member, size uint32, checkSize bool) ([]uint32, error) {
 	r, err := newRing(members, size, checkSize)
 	if err != nil {
 		return nil, err
@@ -81,6 +103,8 @@ type ring struct {
 	weight []uint32 // per active member
 	quota  []uint32 // per active member, exact number of slots it must end up with
 	table  []uint32 // the result, size slots
+
+	noTail bool // tests: fillRendezvous walks to the end instead of computing the tail
 }
 
 func newRing(members []Member, size uint32, checkSize bool) (*ring, error) {

@@ -11,7 +11,7 @@ import (
 )
 
 // algorithms lists every algorithm Build knows; property tests run on each.
-var algorithms = []Algorithm{Maglev}
+var algorithms = []Algorithm{Maglev, Rendezvous}
 
 func members(n int, weight func(i int) uint32) []Member {
 	ms := make([]Member, n)
@@ -62,8 +62,9 @@ func moved(a, b []string) float64 {
 	return float64(n) / float64(len(a))
 }
 
+// Maglev's promise; Rendezvous' is in TestRendezvousAddOneAndBalance.
 func TestBalanceEqualWeights(t *testing.T) {
-	for _, alg := range algorithms {
+	for _, alg := range []Algorithm{Maglev} {
 		for _, n := range []int{1, 2, 3, 10, 100, 655} {
 			ms := members(n, equal)
 			c := counts(ms, mustBuild(t, alg, ms, DefaultSize))
@@ -78,7 +79,9 @@ func TestBalanceEqualWeights(t *testing.T) {
 	}
 }
 
-// Every member gets its exact proportional share rounded: |slots - size·w/Σw| < 1.
+// Maglev gives every member its exact share rounded: |slots - size·w/Σw| < 1. Rendezvous keeps
+// every member at or below its cap, max(round(share), ⌊1.01·share⌋), and (measured, see the
+// grid) above 0.75 × share.
 func TestWeightsRespected(t *testing.T) {
 	for _, alg := range algorithms {
 		for _, tc := range []struct {
@@ -97,8 +100,12 @@ func TestWeightsRespected(t *testing.T) {
 			}
 			for i, m := range tc.ms {
 				want := float64(DefaultSize) * float64(m.Weight) / total
-				if math.Abs(float64(c[i])-want) >= 1 {
-					t.Errorf("%s %s: member %s weight %d has %d slots, want %.2f ± 1", alg, tc.name, m.Key, m.Weight, c[i], want)
+				lo, hi := want-1, want+1
+				if alg == Rendezvous {
+					lo, hi = 0.75*want-1, max(math.Floor(1.01*want), math.Round(want))
+				}
+				if got := float64(c[i]); got <= lo && m.Weight > 0 || got > hi || m.Weight == 0 && got != 0 {
+					t.Errorf("%s %s: member %s weight %d has %d slots, share %.2f, want in (%.2f, %.2f]", alg, tc.name, m.Key, m.Weight, c[i], want, lo, hi)
 				}
 			}
 		}
@@ -115,11 +122,12 @@ func TestTinyWeightGetsASlot(t *testing.T) {
 	}
 }
 
-// goldenDigest is SHA-256 over "slot key\n" lines of goldenMembers' Maglev table. If it
+// golden is SHA-256 over "slot key\n" lines of goldenMembers' table per algorithm. If it
 // changes, every LB node running an older lbd would disagree with the new one: do not update
 // it casually.
 var golden = map[Algorithm]string{
-	Maglev: "814beaf4e69313e8cabe1ba24e5e9aedba6af35b864c948c54119c810b47bae8",
+	Maglev:     "814beaf4e69313e8cabe1ba24e5e9aedba6af35b864c948c54119c810b47bae8",
+	Rendezvous: "6012809ef0181919813bb49df22e78c6850110dd2a17474d86bdb52b2ce5a83e",
 }
 
 func goldenMembers() []Member {
@@ -236,17 +244,21 @@ func TestIsPrime(t *testing.T) {
 	}
 }
 
-// Removing one of N equal members moves its own 1/N of the slots plus some collateral; canonical
-// Maglev's collateral is bounded (measured 1.57/N at N=100, 5.8/N at N=500, M=65537).
+// Removing one of N equal members moves its own 1/N of the slots plus some collateral. The
+// bounds are on the moved fraction as a multiple of 1/N, worst of three removals (measured:
+// Maglev 1.02, 1.57, 6.0; Rendezvous 1.00, 1.2, 1.9 at N = 10, 100, 500 in 65537 slots).
 func TestDisruptionRemoveOne(t *testing.T) {
 	for _, tc := range []struct {
 		alg Algorithm
 		n   int
-		max float64 // bound on moved fraction as a multiple of 1/N
+		max float64
 	}{
-		{Maglev, 10, 1.5},
-		{Maglev, 100, 2.0},
+		{Maglev, 10, 1.05},
+		{Maglev, 100, 1.8},
 		{Maglev, 500, 7.0},
+		{Rendezvous, 10, 1.02},
+		{Rendezvous, 100, 1.3},
+		{Rendezvous, 500, 2.3},
 	} {
 		ms := members(tc.n, equal)
 		before := keys(ms, mustBuild(t, tc.alg, ms, DefaultSize))
@@ -255,15 +267,45 @@ func TestDisruptionRemoveOne(t *testing.T) {
 			rest := append(append([]Member(nil), ms[:gone]...), ms[gone+1:]...)
 			after := keys(rest, mustBuild(t, tc.alg, rest, DefaultSize))
 			f := moved(before, after) * float64(tc.n)
-			// every slot of the removed member must move, and nothing else may move to it.
-			if f < 1-float64(tc.n)/float64(DefaultSize) {
-				t.Errorf("%s N=%d: moved %.3f/N, below the minimum", tc.alg, tc.n, f)
+			// every slot of the removed member must move.
+			var own int
+			for _, k := range before {
+				if k == ms[gone].Key {
+					own++
+				}
+			}
+			if f*float64(DefaultSize) < float64(own*tc.n) {
+				t.Errorf("%s N=%d: moved %.3f/N, fewer than the removed member's slots", tc.alg, tc.n, f)
 			}
 			worst = max(worst, f)
 		}
 		t.Logf("%s N=%d remove 1: worst moved %.3f/N", tc.alg, tc.n, worst)
 		if worst > tc.max {
-			t.Errorf("%s N=%d remove 1: moved %.3f/N, want <= %.1f/N", tc.alg, tc.n, worst, tc.max)
+			t.Errorf("%s N=%d remove 1: moved %.3f/N, want <= %.2f/N", tc.alg, tc.n, worst, tc.max)
+		}
+	}
+}
+
+// Rendezvous must move fewer slots than Maglev when one member joins, and keep max/mean slots
+// per unit of weight within 1% (min/mean: measured 0.79 at worst here, asserted >= 0.75).
+func TestRendezvousAddOneAndBalance(t *testing.T) {
+	for _, n := range []int{10, 100, 300} {
+		ms := members(n+1, equal)
+		movedBy := map[Algorithm]float64{}
+		for _, alg := range algorithms {
+			a := keys(ms[:n], mustBuild(t, alg, ms[:n], DefaultSize))
+			b := keys(ms, mustBuild(t, alg, ms, DefaultSize))
+			movedBy[alg] = moved(a, b) * float64(n+1)
+		}
+		t.Logf("N=%d add 1: moved ×min: maglev %.3f, rendezvous %.3f", n, movedBy[Maglev], movedBy[Rendezvous])
+		if movedBy[Rendezvous] > movedBy[Maglev] || n <= 100 && movedBy[Rendezvous] > 1.3 {
+			t.Errorf("N=%d add 1: rendezvous moved %.3f × min, maglev %.3f", n, movedBy[Rendezvous], movedBy[Maglev])
+		}
+		for _, w := range []func(int) uint32{equal, mixed} {
+			ms := members(n, w)
+			if hi, lo := balance(ms, mustBuild(t, Rendezvous, ms, DefaultSize)); hi > 1.01 || lo < 0.75 {
+				t.Errorf("N=%d: rendezvous slots per unit weight over mean in [%.4f, %.4f], want [0.75, 1.01]", n, lo, hi)
+			}
 		}
 	}
 }

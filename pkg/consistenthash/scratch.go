@@ -9,6 +9,12 @@ type scratch struct {
 	start []uint32
 	taken []uint64
 	walk  []walker
+
+	steppers []stepper
+
+	classes []pace
+	free    []uint32
+	tail    []meet
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}

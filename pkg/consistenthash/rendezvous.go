@@ -1,0 +1,353 @@
+package consistenthash
+
+import (
+	"math/bits"
+	"slices"
+)
+
+// fillRendezvous is bounded-load rendezvous hashing over the Maglev permutations.
+//
+// Each member walks its permutation as in Maglev, but a step looks at one slot only: the member
+// claims it if it is free and otherwise moves on. Member m takes its j-th step at time
+// (2j+1)/(2·w_m), a pace that depends on its own weight alone, and steps at the same time go
+// heavier member first, then in canonical order. So a slot goes to the member whose walk reaches
+// it first — rendezvous hashing with "how soon m's walk reaches s" as the score — and nobody
+// steals the slot that another member would have reached next, which is what makes canonical
+// Maglev move extra slots when the set changes. A member stops at its cap,
+// max(quota, ⌊(1+slack/100)·size·w/Σw⌋), which bounds the load; the walks go on until every
+// slot is claimed (the caps add up to at least size, so they end).
+func (r *ring) fillRendezvous(slackPercent uint64) {
+	size := r.size
+	sc := getScratch()
+	defer scratchPool.Put(sc)
+
+	// One stepper per member, grouped by weight, heaviest first, canonical order within.
+	n := len(r.quota)
+	var total uint64
+	for _, w := range r.weight {
+		total += uint64(w)
+	}
+	byWeight := grow(&sc.order, n)
+	for i := range byWeight {
+		byWeight[i] = uint32(i)
+	}
+	slices.SortStableFunc(byWeight, func(a, b uint32) int {
+		return -cmpUint32(r.weight[a], r.weight[b])
+	})
+	walk := grow(&sc.steppers, n)
+	caps := grow(&sc.start, n)
+	for k, i := range byWeight {
+		pos, skip := permutation(r.hashes[i], size)
+		hi, lo := bits.Mul64(uint64(size)*(100+slackPercent), uint64(r.weight[i]))
+		c, _ := bits.Div64(hi, lo, total)
+		caps[i] = max(r.quota[i], uint32(c/100))
+		walk[k] = stepper{pos: pos, skip: skip, left: caps[i], owner: r.orig[i], member: i}
+	}
+	classes := sc.classes[:0]
+	for i := 0; i < n; {
+		j := i + 1
+		for j < n && r.weight[byWeight[j]] == r.weight[byWeight[i]] {
+			j++
+		}
+		classes = append(classes, pace{weight: uint64(r.weight[byWeight[i]]), members: walk[i:j]})
+		i = j
+	}
+	sc.classes = classes
+
+	taken := grow(&sc.taken, int(size+63)/64)
+	clear(taken)
+	free := size
+	active := uint64(n)
+	table := r.table
+
+	// step lets every member of class c take one step, in canonical order, and drops those
+	// that reach their cap. It reports whether the table is full.
+	step := func(c *pace) bool {
+		k := 0
+		ms := c.members
+		for i := range ms {
+			w := ms[i]
+			p := w.pos
+			w.pos = addMod(p, w.skip, size)
+			// Whether the slot is free is a coin toss for most of the fill: no branch on it.
+			word, bit := &taken[p>>6], uint64(1)<<(p&63)
+			got := uint32(*word>>(p&63)&1) ^ 1
+			*word |= bit
+			owner := table[p]
+			if got != 0 {
+				owner = w.owner // CMOV
+			}
+			table[p] = owner
+			w.left -= got
+			if free -= got; free == 0 {
+				return true
+			}
+			ms[k] = w
+			if w.left != 0 {
+				k++
+			} else {
+				active--
+			}
+		}
+		c.members = ms[:k]
+		c.step++
+		return false
+	}
+
+	// Late in the fill most steps land on taken slots. Once (active + free) × free is below
+	// size, it is cheaper to compute where each walk meets the next free slot (O(active + free)
+	// per claim) than to walk there (O(size) steps per claim in all).
+	tailFrom := uint64(size)
+	if r.noTail {
+		tailFrom = 0
+	}
+	// Members still walking at the end may have claimed nothing.
+	starved := func(ms []stepper) {
+		for _, w := range ms {
+			if w.left == caps[w.member] {
+				r.feedStarved(w.member)
+			}
+		}
+	}
+	if len(classes) == 1 {
+		for !step(&classes[0]) {
+			if (active+uint64(free))*uint64(free) <= tailFrom {
+				starved(r.rendezvousTail(sc, classes, taken, free))
+				return
+			}
+		}
+		starved(classes[0].members)
+		return
+	}
+	// A binary min-heap of classes by time of their next step.
+	h := classHeap(classes)
+	h.init()
+	for {
+		c := &h[0]
+		if step(c) {
+			for _, c := range h {
+				starved(c.members)
+			}
+			return
+		}
+		if len(c.members) == 0 {
+			h.pop()
+		} else {
+			h.down(0)
+		}
+		if (active+uint64(free))*uint64(free) <= tailFrom {
+			starved(r.rendezvousTail(sc, h, taken, free))
+			return
+		}
+	}
+}
+
+// feedStarved keeps the promise that a member with a positive weight gets a slot. With very
+// unequal weights a light member's walk can find every slot claimed; member i (canonical
+// index) then takes the first slot on its walk whose owner has more than one.
+func (r *ring) feedStarved(i uint32) {
+	count := make([]int, slices.Max(r.orig)+1)
+	for _, m := range r.table {
+		count[m]++
+	}
+	p, skip := permutation(r.hashes[i], r.size)
+	for count[r.table[p]] <= 1 {
+		p = addMod(p, skip, r.size)
+	}
+	r.table[p] = r.orig[i]
+}
+
+// stepper is one member's walk in fillRendezvous: the slot it looks at next, its stride, how
+// many more slots it may claim, its index in the caller's slice and in canonical order.
+type stepper struct {
+	pos, skip, left uint32
+	owner, member   uint32
+}
+
+// rendezvousTail finishes fillRendezvous event by event, with the same result as walking on.
+// For each active member it keeps the free slot its walk reaches first and when; the earliest
+// such meeting (time, then heavier, then canonical order) is the next claim.
+//
+// It returns the members still walking at the end.
+func (r *ring) rendezvousTail(sc *scratch, classes []pace, taken []uint64, free uint32) []stepper {
+	size := uint64(r.size)
+	bar := newBarrett(size)
+	slots := grow(&sc.free, int(free))[:0]
+	for i, word := range taken {
+		for x := ^word; x != 0; x &= x - 1 {
+			if s := uint64(i)*64 + uint64(bits.TrailingZeros64(x)); s < size {
+				slots = append(slots, uint32(s))
+			}
+		}
+	}
+	ms := sc.tail[:0]
+	for _, c := range classes {
+		for _, w := range c.members {
+			ms = append(ms, meet{stepper: w, weight: c.weight, step: c.step,
+				inv: uint32(powMod(uint64(w.skip), size-2, size))})
+		}
+	}
+	sc.tail = ms
+	// nearest sets t.dist and t.slot to the first free slot on t's walk.
+	nearest := func(t *meet) {
+		best, at := size, 0
+		for i, x := range slots {
+			gap := uint64(x) + size - uint64(t.pos)
+			if gap >= size {
+				gap -= size
+			}
+			if d := bar.mulMod(gap, uint64(t.inv)); d < best {
+				best, at = d, i
+			}
+		}
+		t.dist, t.slot = best, slots[at]
+	}
+	for i := range ms {
+		nearest(&ms[i])
+	}
+	for {
+		first := 0
+		for i := 1; i < len(ms); i++ {
+			if ms[i].before(&ms[first]) {
+				first = i
+			}
+		}
+		t := &ms[first]
+		x := t.slot
+		r.table[x] = t.owner
+		t.left--
+		if len(slots) == 1 {
+			out := grow(&sc.steppers, len(ms))
+			for i := range ms {
+				out[i] = ms[i].stepper
+			}
+			return out
+		}
+		i := slices.Index(slots, x)
+		slots[i] = slots[len(slots)-1]
+		slots = slots[:len(slots)-1]
+		t.step += t.dist + 1
+		t.pos = uint32((uint64(x) + uint64(t.skip)) % size)
+		if t.left == 0 {
+			ms[first] = ms[len(ms)-1]
+			ms = ms[:len(ms)-1]
+		} else {
+			nearest(t)
+		}
+		for i := range ms {
+			if ms[i].slot == x {
+				nearest(&ms[i])
+			}
+		}
+	}
+}
+
+// meet is an active member in rendezvousTail: its walk is at pos at its step-th step, and
+// reaches slot, the first free one, dist steps later. inv is the inverse of its stride.
+type meet struct {
+	stepper
+	slot       uint32
+	inv        uint32
+	weight     uint64
+	step, dist uint64
+}
+
+// pace is a class of members of one weight, which take their steps together.
+type pace struct {
+	weight  uint64
+	step    uint64 // the next step is the step-th (from 0), at time (2·step+1)/(2·weight)
+	members []stepper
+}
+
+// before reports whether a's next step comes before b's: earlier time, then heavier.
+func (a *pace) before(b *pace) bool {
+	// (2a.step+1)/a.weight < (2b.step+1)/b.weight, exactly, in 128 bits.
+	xh, xl := bits.Mul64(2*a.step+1, b.weight)
+	yh, yl := bits.Mul64(2*b.step+1, a.weight)
+	if xh != yh {
+		return xh < yh
+	}
+	if xl != yl {
+		return xl < yl
+	}
+	return a.weight > b.weight
+}
+
+type classHeap []pace
+
+func (h classHeap) init() {
+	for i := len(h)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+}
+
+func (h classHeap) down(i int) {
+	for {
+		l := 2*i + 1
+		if l >= len(h) {
+			return
+		}
+		m := l
+		if r := l + 1; r < len(h) && h[r].before(&h[l]) {
+			m = r
+		}
+		if !h[m].before(&h[i]) {
+			return
+		}
+		h[i], h[m] = h[m], h[i]
+		i = m
+	}
+}
+
+func (h *classHeap) pop() {
+	old := *h
+	last := len(old) - 1
+	old[0] = old[last]
+	*h = old[:last]
+	h.down(0)
+}
+
+func cmpUint32(a, b uint32) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// before orders meetings as fillRendezvous orders steps: by time (2·step+1)/(2·weight), then
+// heavier first, then canonical order.
+func (a *meet) before(b *meet) bool {
+	xh, xl := bits.Mul64(2*(a.step+a.dist)+1, b.weight)
+	yh, yl := bits.Mul64(2*(b.step+b.dist)+1, a.weight)
+	if xh != yh {
+		return xh < yh
+	}
+	if xl != yl {
+		return xl < yl
+	}
+	if a.weight != b.weight {
+		return a.weight > b.weight
+	}
+	return a.member < b.member
+}
+
+// barrett computes x·y mod m for x, y < m < 2^32 without a division instruction.
+type barrett struct{ m, mu uint64 }
+
+func newBarrett(m uint64) barrett { return barrett{m: m, mu: ^uint64(0) / m} }
+
+func (b barrett) mulMod(x, y uint64) uint64 {
+	p := x * y
+	q, _ := bits.Mul64(p, b.mu) // q ≤ p/m, and p/m - q < 2
+	r := p - q*b.m
+	if r >= b.m {
+		r -= b.m
+	}
+	if r >= b.m {
+		r -= b.m
+	}
+	return r
+}

@@ -1,0 +1,36 @@
+package consistenthash
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+)
+
+// The tail of fillRendezvous computes what walking on would give; check it does, exactly.
+func TestRendezvousTailSameAsWalking(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		w    func(int) uint32
+		size uint32
+	}{
+		{1, equal, 65537}, {7, equal, 65537}, {100, equal, 65537}, {300, mixed, 65537},
+		{1000, equal, 65537}, {40, func(i int) uint32 { return uint32(i*i + 1) }, 10007},
+		{50, func(i int) uint32 { return uint32(1 + i%2*1000) }, 65537},
+	} {
+		ms := members(tc.n, tc.w)
+		for _, slack := range []uint64{0, 1, 5} {
+			name := fmt.Sprintf("N=%d/M=%d/slack=%d", tc.n, tc.size, slack)
+			a, err := newRing(ms, tc.size, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.fillRendezvous(slack)
+			b, _ := newRing(ms, tc.size, false)
+			b.noTail = true
+			b.fillRendezvous(slack)
+			if !slices.Equal(a.table, b.table) {
+				t.Errorf("%s: tail differs from walking", name)
+			}
+		}
+	}
+}
