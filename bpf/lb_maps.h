@@ -65,6 +65,14 @@ struct {
 } flows_v6 SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lb_ctl);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_ctl SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, LB_COUNTER_MAX);
 	__type(key, __u32);

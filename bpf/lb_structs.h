@@ -58,6 +58,11 @@ struct backend {
 	__u8 smac[6];  /* our interface's address */
 };
 
+/* runtime switches written by the daemon (lb_ctl[0]) */
+struct lb_ctl {
+	__u32 wildcard_vips; /* port-wildcard VIPs configured: 0 spares non-VIP traffic a lookup */
+};
+
 struct counter {
 	__u64 packets;
 	__u64 bytes;

@@ -56,9 +56,14 @@ static __always_inline void count(void *map, __u32 id, __u64 bytes)
 static __always_inline struct vip_meta *find_vip(struct vip_key *vk)
 {
 	struct vip_meta *meta = bpf_map_lookup_elem(&vips, vk);
+	__u32 zero = 0;
+	struct lb_ctl *ctl;
 
 	if (meta)
 		return meta;
+	ctl = bpf_map_lookup_elem(&lb_ctl, &zero);
+	if (!ctl || !ctl->wildcard_vips)
+		return NULL;
 	vk->port = 0; /* port-wildcard VIP */
 	return bpf_map_lookup_elem(&vips, vk);
 }
@@ -176,7 +181,8 @@ static __always_inline int lb_ipv4(struct xdp_md *ctx, __u32 l2len)
 		event(LB_EV_SYN);
 	else
 		be = flow_backend(bpf_map_lookup_elem(&flows_v4, &fk), &bid);
-	hash = flow_hash_v4(&fk, hash_seed);
+	if (!be || (be->flags & BE_F_V6))
+		hash = flow_hash_v4(&fk, hash_seed); /* the ring slot, or the 4in6 flow label */
 	if (!be) {
 		struct flow_val fv;
 

@@ -318,9 +318,26 @@ func (lb *LB) Apply(vips []VIP) error {
 			delete(lb.pairs, pk)
 		}
 	}
+	wildcards := uint32(0)
+	for _, v := range vips {
+		if v.Key.Port == 0 {
+			wildcards++
+		}
+	}
+	// switch the wildcard lookup on before a wildcard VIP appears, off after the last goes
+	if wildcards > 0 {
+		if err := lb.objs.LbCtl.Put(uint32(0), lbLbCtl{WildcardVips: wildcards}); err != nil {
+			return fmt.Errorf("write lb_ctl: %w", err)
+		}
+	}
 	for _, v := range vips {
 		if err := lb.applyVIP(v); err != nil {
 			return fmt.Errorf("vip %s: %w", v.Key, err)
+		}
+	}
+	if wildcards == 0 {
+		if err := lb.objs.LbCtl.Put(uint32(0), lbLbCtl{}); err != nil {
+			return fmt.Errorf("write lb_ctl: %w", err)
 		}
 	}
 	return nil

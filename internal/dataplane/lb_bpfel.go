@@ -72,6 +72,11 @@ const (
 	lbLbCounterLB_COUNTER_MAX     lbLbCounter = 7
 )
 
+type lbLbCtl struct {
+	_            structs.HostLayout
+	WildcardVips uint32
+}
+
 type lbLbEvent uint32
 
 const (
@@ -110,6 +115,7 @@ const (
 	lbMapEvents       = "events"
 	lbMapFlowsV4      = "flows_v4"
 	lbMapFlowsV6      = "flows_v6"
+	lbMapLbCtl        = "lb_ctl"
 	lbMapRings        = "rings"
 	lbMapStats        = "stats"
 	lbMapVipStats     = "vip_stats"
@@ -177,6 +183,7 @@ type lbMapSpecs struct {
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	FlowsV4      *ebpf.MapSpec `ebpf:"flows_v4"`
 	FlowsV6      *ebpf.MapSpec `ebpf:"flows_v6"`
+	LbCtl        *ebpf.MapSpec `ebpf:"lb_ctl"`
 	Rings        *ebpf.MapSpec `ebpf:"rings"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 	VipStats     *ebpf.MapSpec `ebpf:"vip_stats"`
@@ -220,6 +227,7 @@ type lbMaps struct {
 	Events       *ebpf.Map `ebpf:"events"`
 	FlowsV4      *ebpf.Map `ebpf:"flows_v4"`
 	FlowsV6      *ebpf.Map `ebpf:"flows_v6"`
+	LbCtl        *ebpf.Map `ebpf:"lb_ctl"`
 	Rings        *ebpf.Map `ebpf:"rings"`
 	Stats        *ebpf.Map `ebpf:"stats"`
 	VipStats     *ebpf.Map `ebpf:"vip_stats"`
@@ -233,6 +241,7 @@ func (m *lbMaps) Close() error {
 		m.Events,
 		m.FlowsV4,
 		m.FlowsV6,
+		m.LbCtl,
 		m.Rings,
 		m.Stats,
 		m.VipStats,
