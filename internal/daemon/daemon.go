@@ -217,7 +217,7 @@ func (d *Daemon) build(ctx context.Context, cfg *config.Config) ([]vipView, erro
 
 func algorithm(v config.VIP) consistenthash.Algorithm {
 	if v.Algorithm == "" {
-		return consistenthash.Maglev
+		return consistenthash.DefaultAlgorithm
 	}
 	return consistenthash.Algorithm(v.Algorithm)
 }
