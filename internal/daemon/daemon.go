@@ -183,6 +183,9 @@ func (d *Daemon) build(ctx context.Context, cfg *config.Config) ([]vipView, erro
 		if vc.Encap != "" && vc.Encap != "ipip" {
 			return nil, fmt.Errorf("%s: vip %s: encap %q: this data path encapsulates with ipip only", vc.Pos, vc.Name, vc.Encap)
 		}
+		if vc.Health.ThroughTunnel {
+			return nil, fmt.Errorf("%s: vip %s: health.through_tunnel: probes through the tunnel are not built yet; probe the backend directly", vc.Pos, vc.Name)
+		}
 		v := vipView{cfg: vc, key: dataplane.VIPKey{Addr: vc.Address, Port: vc.Port, Proto: vc.Proto},
 			unreachable: map[netip.Addr]string{}}
 		for _, bc := range vc.Backends {
