@@ -22,13 +22,14 @@ type Host struct {
 	Name    string           // role: "switch", "client", "lb0", "be1", …
 	NS      string           // netns name, usable with `ip netns exec`
 	Link    string           // "eth0" (the bridge's name for the switch)
-	Peer    string           // switch-side end of the veth, e.g. "lb0-1a2b3c" (empty for the switch)
+	Peer    string           // other end of the veth: on the switch, e.g. "lb0-1a2b3c"; "eth1" in the router for the client behind one; empty for the switch
 	Addr    netip.Addr       // IPv4 on Link (invalid for the switch)
 	Addr6   netip.Addr       // IPv6 on Link, no DAD (invalid for the switch)
 	MAC     net.HardwareAddr // of Link
 	Ifindex int              // of Link, inside NS
 
 	fleet *Fleet
+	up    *Host          // whose namespace Peer is in: the switch, or the router
 	ns    netns.NsHandle // -1 until made
 }
 

@@ -1,31 +1,3 @@
-// Package testbed builds a fleet of hosts in network namespaces on one
-// machine and tears it down: a switch namespace with a Linux bridge, and a
-// client, LB nodes and backends each joined to the bridge by a veth pair.
-//
-// Tests, `lbd demo` and the benchmarks share it. Every namespace, link and
-// temporary directory carries a random per-run ID, so a leftover of a killed
-// run never collides with the next one; Cleanup removes such leftovers.
-//
-//	f := testbed.NewT(t, testbed.Options{LBs: 2, Backends: 3})
-//	f.Client.RouteVia(netip.MustParsePrefix("198.19.0.0/24"), f.LBs[0].Addr)
-//	lb, _ := f.Start(f.LBs[0], lbdBinary, "run", "--config", cfg, "--pin-dir", f.PinDir)
-//	lb.WaitForLog("ready", 10*time.Second)
-//	resp, err := f.Client.HTTPClient(2*time.Second).Get("http://198.19.0.1/")
-//
-// Addresses: 198.18.0.0/24 and 2001:db8::/64 on the links (Net4, Net6); take
-// VIPs from elsewhere in 198.18.0.0/15 and 2001:db8::/32, e.g. 198.19.0.0/24
-// and 2001:db8:1::/64.
-//
-// Facts of the kernel (Linux 6.18) the fleet is built around:
-//   - XDP_TX on a veth reaches the peer only if the peer has an XDP program:
-//     the switch-side end of every LB veth gets an XDP_PASS one.
-//   - CHECKSUM_PARTIAL does not survive XDP on veth: the client's TX
-//     checksum offload (and so TSO/GSO) is off.
-//   - `ip netns exec` remounts /sys, so PinDir is a bpffs in a temporary
-//     directory of the host mount namespace, not under /sys/fs/bpf.
-//   - A veth drops what it sends until the kernel's linkwatch work has run
-//     (up to a second after "link up"): New waits for every port to be
-//     operationally up, so the first SYN is not lost.
 package testbed
 
 import (
@@ -33,11 +5,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -48,11 +22,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Addressing: one L2 segment. Hosts get the same last number in both
-// families: client .1 / ::1, LBs .2… / ::2…, backends .11… / ::11….
+// Addressing (see the package doc): the bridge's segment is Net4 and Net6.
+// Hosts get the same last number in both families: client (or router) .1 /
+// ::1, LBs .2… / ::2…, backends .11… / ::11…. With a router, the client
+// has a segment of its own, ClientNet4 and ClientNet6: router .1 / ::1,
+// client .2 / ::2.
 var (
-	Net4 = netip.MustParsePrefix("198.18.0.0/24")
-	Net6 = netip.MustParsePrefix("2001:db8::/64")
+	Net4       = netip.MustParsePrefix("198.18.0.0/24")
+	Net6       = netip.MustParsePrefix("2001:db8::/64")
+	ClientNet4 = netip.MustParsePrefix("198.18.1.0/24")
+	ClientNet6 = netip.MustParsePrefix("2001:db8:0:1::/64")
 )
 
 const (
@@ -67,6 +46,10 @@ const (
 	firstLB      = 2
 	firstBackend = 11
 
+	// routerClientLink is the router's leg on the client's segment (its
+	// leg on the bridge is eth0, like every other host's Link).
+	routerClientLink = "eth1"
+
 	upTimeout   = 5 * time.Second
 	stopTimeout = 5 * time.Second
 )
@@ -77,6 +60,11 @@ type Options struct {
 	Backends int    // backends; default 3
 	Prefix   string // first part of every namespace name; default "lbd"
 	LogDir   string // if set, Start also writes each process's output to a file here
+
+	// Router puts the client behind a router namespace that spreads flows
+	// to a VIP over the LB nodes by ECMP (see RouteVIP) instead of on the
+	// bridge. Off, the topology is the single segment of old.
+	Router bool
 }
 
 // Fleet is a built test bed. Close tears it down.
@@ -85,6 +73,7 @@ type Fleet struct {
 	Prefix   string
 	Switch   *Host // NS is the switch namespace, Link the bridge
 	Client   *Host
+	Router   *Host // nil unless Options.Router; Link is its leg on the bridge
 	LBs      []*Host
 	Backends []*Host
 	Dir      string // temporary directory owned by the fleet
@@ -102,9 +91,13 @@ type Fleet struct {
 	nprocs int
 }
 
-// Hosts returns every host but the switch: client, LBs, backends.
+// Hosts returns every host but the switch: client, router (if any), LBs,
+// backends.
 func (f *Fleet) Hosts() []*Host {
 	hs := []*Host{f.Client}
+	if f.Router != nil {
+		hs = append(hs, f.Router)
+	}
 	hs = append(hs, f.LBs...)
 	return append(hs, f.Backends...)
 }
@@ -190,18 +183,25 @@ func New(opts Options) (_ *Fleet, err error) {
 	}
 
 	f.Client = f.newHost("client", 1)
+	build := []*Host{f.Client}
+	if opts.Router {
+		f.Router = f.newHost("router", 1)
+		f.Client.Addr = hostAddr(ClientNet4, 2)
+		f.Client.Addr6 = hostAddr(ClientNet6, 2)
+		f.Client.Peer = routerClientLink
+		f.Client.up = f.Router
+		build = []*Host{f.Router, f.Client} // the client's veth starts in the router
+	}
 	for i := range opts.LBs {
 		f.LBs = append(f.LBs, f.newHost(fmt.Sprintf("lb%d", i), firstLB+i))
 	}
 	for i := range opts.Backends {
 		f.Backends = append(f.Backends, f.newHost(fmt.Sprintf("be%d", i), firstBackend+i))
 	}
-	for _, h := range f.Hosts() {
-		mtu := FabricMTU
-		if h == f.Client {
-			mtu = ClientMTU
-		}
-		if err := f.buildHost(h, mtu); err != nil {
+	build = append(build, f.LBs...)
+	build = append(build, f.Backends...)
+	for _, h := range build {
+		if err := f.buildHost(h); err != nil {
 			return nil, fmt.Errorf("build %s: %w", h.Name, err)
 		}
 		if testHookHostBuilt != nil {
@@ -213,20 +213,44 @@ func New(opts Options) (_ *Fleet, err error) {
 	if err := f.Client.setTxOffloads(false); err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
+	if err := f.routeThroughRouter(); err != nil {
+		return nil, err
+	}
 	if err := f.attachPeerXDP(); err != nil {
 		return nil, err
 	}
-	ports := []string{f.Switch.Link}
+	ports := map[*Host][]string{f.Switch: {f.Switch.Link}}
 	for _, h := range f.Hosts() {
 		if err := h.waitOperUp(upTimeout, h.Link); err != nil {
 			return nil, err
 		}
-		ports = append(ports, h.Peer)
+		ports[h.up] = append(ports[h.up], h.Peer)
 	}
-	if err := f.Switch.waitOperUp(upTimeout, ports...); err != nil {
-		return nil, err
+	for up, names := range ports {
+		if err := up.waitOperUp(upTimeout, names...); err != nil {
+			return nil, err
+		}
 	}
 	return f, nil
+}
+
+// hostAddr returns the address numbered n in the segment p.
+func hostAddr(p netip.Prefix, n int) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	b[len(b)-1] = byte(n)
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// segmentOf returns the segment (Net4, Net6, ClientNet4, ClientNet6) a host
+// address is on.
+func segmentOf(a netip.Addr) netip.Prefix {
+	for _, p := range []netip.Prefix{ClientNet4, ClientNet6, Net6} {
+		if p.Contains(a) {
+			return p
+		}
+	}
+	return Net4
 }
 
 // nsName is the netns name of a role: <prefix>-<id>-<role>.
@@ -244,6 +268,7 @@ func (f *Fleet) newHost(role string, n int) *Host {
 		Addr:  netip.AddrFrom4([4]byte{198, 18, 0, byte(n)}),
 		Addr6: netip.MustParseAddr(fmt.Sprintf("2001:db8::%d", n)),
 		fleet: f,
+		up:    f.Switch,
 		ns:    -1,
 	}
 }
@@ -344,22 +369,27 @@ func (f *Fleet) buildSwitch() error {
 	return nil
 }
 
-// buildHost makes h's namespace and joins it to the bridge.
-func (f *Fleet) buildHost(h *Host, mtu int) error {
+// buildHost makes h's namespace and joins it to h.up: the bridge, or for
+// the client of a fleet with a router, the router's client leg.
+func (f *Fleet) buildHost(h *Host) error {
 	ns, err := newNamedNS(h.NS)
 	if err != nil {
 		return fmt.Errorf("netns %s: %w", h.NS, err)
 	}
 	h.ns = ns
 	// Set before eth0 exists so that it inherits the defaults.
-	if err := h.setSysctls(map[string]string{
+	sysctls := map[string]string{
 		"net/ipv4/conf/all/rp_filter":                "2",
 		"net/ipv4/conf/default/rp_filter":            "2",
 		"net/ipv6/conf/all/accept_dad":               "0",
 		"net/ipv6/conf/default/accept_dad":           "0",
 		"net/ipv6/conf/default/accept_ra":            "0",
 		"net/ipv6/conf/default/router_solicitations": "0",
-	}); err != nil {
+	}
+	if h == f.Router {
+		maps.Copy(sysctls, routerSysctls)
+	}
+	if err := h.setSysctls(sysctls); err != nil {
 		return err
 	}
 
@@ -372,16 +402,23 @@ func (f *Fleet) buildHost(h *Host, mtu int) error {
 		return err
 	}
 
-	sh, err := f.Switch.Netlink()
+	uh, err := h.up.Netlink()
 	if err != nil {
 		return err
 	}
-	defer sh.Close()
-	queues := runtime.NumCPU() // XDP on veth wants as many queues as CPUs
+	defer uh.Close()
+	mtu := FabricMTU
+	if h == f.Client {
+		mtu = ClientMTU
+	}
 	la := netlink.NewLinkAttrs()
 	la.Name = h.Peer
-	la.MTU = FabricMTU
-	la.MasterIndex = f.Switch.Ifindex
+	la.MTU = mtu // the router's client leg
+	if h.up == f.Switch {
+		la.MasterIndex = f.Switch.Ifindex
+		la.MTU = FabricMTU
+	}
+	queues := runtime.NumCPU() // XDP on veth wants as many queues as CPUs
 	la.NumTxQueues, la.NumRxQueues = queues, queues
 	veth := &netlink.Veth{
 		LinkAttrs:       la,
@@ -392,14 +429,22 @@ func (f *Fleet) buildHost(h *Host, mtu int) error {
 		PeerNumTxQueues: uint32(queues),
 		PeerNumRxQueues: uint32(queues),
 	}
-	if err := sh.LinkAdd(veth); err != nil {
+	if err := uh.LinkAdd(veth); err != nil {
 		return fmt.Errorf("add veth %s/%s: %w", h.Peer, h.Link, err)
 	}
-	peer, err := sh.LinkByName(h.Peer)
+	peer, err := uh.LinkByName(h.Peer)
 	if err != nil {
 		return err
 	}
-	if err := sh.LinkSetUp(peer); err != nil {
+	if h.up != f.Switch {
+		// The router's client leg: .1 on the client's segment.
+		for _, a := range []netip.Addr{gateway(h.Addr), gateway(h.Addr6)} {
+			if err := addAddr(uh, peer, a); err != nil {
+				return fmt.Errorf("%s: %w", h.up.Name, err)
+			}
+		}
+	}
+	if err := uh.LinkSetUp(peer); err != nil {
 		return fmt.Errorf("%s up: %w", h.Peer, err)
 	}
 
@@ -408,13 +453,8 @@ func (f *Fleet) buildHost(h *Host, mtu int) error {
 		return err
 	}
 	for _, a := range []netip.Addr{h.Addr, h.Addr6} {
-		p := Net4
-		if a.Is6() {
-			p = Net6
-		}
-		addr := &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(a, p.Bits())), Flags: unix.IFA_F_NODAD}
-		if err := nh.AddrAdd(l, addr); err != nil {
-			return fmt.Errorf("add %s to %s: %w", a, h.Link, err)
+		if err := addAddr(nh, l, a); err != nil {
+			return err
 		}
 	}
 	if err := nh.LinkSetUp(l); err != nil {
@@ -422,6 +462,130 @@ func (f *Fleet) buildHost(h *Host, mtu int) error {
 	}
 	h.MAC = l.Attrs().HardwareAddr
 	h.Ifindex = l.Attrs().Index
+	return nil
+}
+
+// routerSysctls make the router namespace a router: it forwards in both
+// families, sends no ICMP redirects to hosts that could reach each other
+// directly on the bridge, and hashes multipath routes by 5-tuple.
+//
+// By 5-tuple means policy 3 with the fields source and destination
+// address, protocol, source and destination port (0x37 = 55), not policy
+// 1: policy 1 takes a packet's L4 hash as it is when it has one, and a
+// packet from a socket in another namespace of this machine carries that
+// socket's random sk_txhash across the veth. Under policy 1 the same 5-tuple
+// lands on a different LB node from one connection to the next, and a
+// flow moves to another node when TCP picks a new txhash on a retransmit
+// timeout. A real router hashes the headers (or a NIC's RSS hash of them);
+// policy 3 hashes the headers, whatever the skb carries.
+var routerSysctls = map[string]string{
+	"net/ipv4/ip_forward":                  "1",
+	"net/ipv6/conf/all/forwarding":         "1",
+	"net/ipv6/conf/default/forwarding":     "1",
+	"net/ipv4/conf/all/send_redirects":     "0",
+	"net/ipv4/conf/default/send_redirects": "0",
+	"net/ipv4/fib_multipath_hash_policy":   "3",
+	"net/ipv4/fib_multipath_hash_fields":   "55",
+	"net/ipv6/fib_multipath_hash_policy":   "3",
+	"net/ipv6/fib_multipath_hash_fields":   "55",
+}
+
+// addAddr adds a to l with its segment's prefix length, without DAD.
+func addAddr(nh *netlink.Handle, l netlink.Link, a netip.Addr) error {
+	addr := &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(a, segmentOf(a).Bits())), Flags: unix.IFA_F_NODAD}
+	if err := nh.AddrAdd(l, addr); err != nil {
+		return fmt.Errorf("add %s to %s: %w", a, l.Attrs().Name, err)
+	}
+	return nil
+}
+
+// gateway returns the router's address on the segment of a (.1 / ::1).
+func gateway(a netip.Addr) netip.Addr { return hostAddr(segmentOf(a), 1) }
+
+// routeThroughRouter, in a fleet with a router, gives the client default
+// routes via the router and every host on the bridge routes to the
+// client's segment via the router: replies go straight back through it,
+// never through an LB.
+func (f *Fleet) routeThroughRouter() error {
+	if f.Router == nil {
+		return nil
+	}
+	type route struct {
+		dst netip.Prefix
+		via netip.Addr
+	}
+	routes := map[*Host][]route{
+		f.Client: {
+			{netip.PrefixFrom(netip.IPv4Unspecified(), 0), gateway(f.Client.Addr)},
+			{netip.PrefixFrom(netip.IPv6Unspecified(), 0), gateway(f.Client.Addr6)},
+		},
+	}
+	for _, h := range append(append([]*Host{}, f.LBs...), f.Backends...) {
+		routes[h] = []route{{ClientNet4, f.Router.Addr}, {ClientNet6, f.Router.Addr6}}
+	}
+	for h, rs := range routes {
+		for _, r := range rs {
+			if err := h.RouteVia(r.dst, r.via); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// RouteVIP routes a VIP prefix to the LB nodes via (default: all of them),
+// replacing any route to it; call it again to change the set, e.g. to drop
+// a node that left.
+//
+// With a router, the route is on the router: one with a nexthop per node,
+// over which the kernel spreads flows by 5-tuple, so each flow sticks to
+// one node. Without one, the route is on the client, via the first node
+// only (the single-segment test bed has no ECMP).
+func (f *Fleet) RouteVIP(prefix netip.Prefix, via ...*Host) error {
+	if !prefix.IsValid() {
+		return errors.New("route VIP: invalid prefix")
+	}
+	prefix = prefix.Masked()
+	if len(via) == 0 {
+		via = f.LBs
+	}
+	if len(via) == 0 {
+		return fmt.Errorf("route %s: no LB nodes", prefix)
+	}
+	var gws []netip.Addr
+	for _, h := range via {
+		if h == nil || h.fleet != f || h.up != f.Switch || h == f.Router || h.Peer == "" {
+			return fmt.Errorf("route %s via %v: not a host on this fleet's bridge", prefix, h)
+		}
+		gw := h.Addr
+		if prefix.Addr().Is6() {
+			gw = h.Addr6
+		}
+		if slices.Contains(gws, gw) {
+			return fmt.Errorf("route %s: %s given twice", prefix, h.Name)
+		}
+		gws = append(gws, gw)
+	}
+	if f.Router == nil {
+		return f.Client.RouteVia(prefix, gws[0])
+	}
+	r := &netlink.Route{Dst: ipNet(prefix)}
+	if len(gws) == 1 {
+		r.LinkIndex, r.Gw = f.Router.Ifindex, gws[0].AsSlice()
+	}
+	if len(gws) > 1 {
+		for _, gw := range gws {
+			r.MultiPath = append(r.MultiPath, &netlink.NexthopInfo{LinkIndex: f.Router.Ifindex, Gw: gw.AsSlice()})
+		}
+	}
+	nh, err := f.Router.Netlink()
+	if err != nil {
+		return err
+	}
+	defer nh.Close()
+	if err := nh.RouteReplace(r); err != nil {
+		return fmt.Errorf("route %s via %v in %s: %w", prefix, gws, f.Router.NS, err)
+	}
 	return nil
 }
 
@@ -494,7 +658,7 @@ func (f *Fleet) Close() error {
 	wg.Wait()
 	errs = append(errs, perr...)
 
-	hosts := []*Host{f.Switch, f.Client}
+	hosts := []*Host{f.Switch, f.Client, f.Router}
 	hosts = append(hosts, f.LBs...)
 	hosts = append(hosts, f.Backends...)
 	for _, h := range hosts {
@@ -514,8 +678,10 @@ func (f *Fleet) Close() error {
 
 	// Delete the veths explicitly: namespace teardown frees them
 	// asynchronously, deleting them here makes Close synchronous.
-	if f.Switch != nil && f.Switch.ns >= 0 {
-		errs = append(errs, f.Switch.deleteLinks(hosts[1:]))
+	for _, up := range []*Host{f.Router, f.Switch} {
+		if up != nil && up.ns >= 0 {
+			errs = append(errs, up.deleteLinks(hosts[1:]))
+		}
 	}
 	for _, h := range hosts {
 		if h == nil {
@@ -552,15 +718,17 @@ func (f *Fleet) Close() error {
 	return err
 }
 
-func (sw *Host) deleteLinks(hosts []*Host) error {
-	nh, err := sw.Netlink()
+// deleteLinks deletes the peers of hosts that are in up's namespace, and
+// the bridge if up is the switch.
+func (up *Host) deleteLinks(hosts []*Host) error {
+	nh, err := up.Netlink()
 	if err != nil {
 		return err
 	}
 	defer nh.Close()
 	var errs []error
 	for _, h := range hosts {
-		if h == nil {
+		if h == nil || h.up != up || h.Peer == "" {
 			continue
 		}
 		l, err := nh.LinkByName(h.Peer)
@@ -571,9 +739,11 @@ func (sw *Host) deleteLinks(hosts []*Host) error {
 			errs = append(errs, fmt.Errorf("delete %s: %w", h.Peer, err))
 		}
 	}
-	if l, err := nh.LinkByName(sw.Link); err == nil {
-		if err := nh.LinkDel(l); err != nil {
-			errs = append(errs, fmt.Errorf("delete %s: %w", sw.Link, err))
+	if up == up.fleet.Switch {
+		if l, err := nh.LinkByName(up.Link); err == nil {
+			if err := nh.LinkDel(l); err != nil {
+				errs = append(errs, fmt.Errorf("delete %s: %w", up.Link, err))
+			}
 		}
 	}
 	return errors.Join(errs...)
