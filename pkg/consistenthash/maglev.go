@@ -1,5 +1,7 @@
 package consistenthash
 
+import "math/bits"
+
 // fillMaglev is canonical Maglev with exact weighted quotas.
 //
 // Each active member i walks its permutation offset_i, offset_i+skip_i, … (mod size) and, on
@@ -21,7 +23,15 @@ func (r *ring) fillMaglev() {
 	}
 	taken := grow(&sc.taken, int(size+63)/64)
 	clear(taken)
-	for _, m := range order {
+	// The last turns walk far over taken slots; once free² ≤ size, compute each member's next
+	// free slot from the list of free ones instead (same result, see maglevTail).
+	tail := len(order)
+	if !r.noTail {
+		for tail > 0 && uint64(len(order)-tail+1)*uint64(len(order)-tail+1) <= uint64(size) {
+			tail--
+		}
+	}
+	for _, m := range order[:tail] {
 		w := &walk[m]
 		p := w.pos
 		for taken[p>>6]&(1<<(p&63)) != 0 {
@@ -31,6 +41,50 @@ func (r *ring) fillMaglev() {
 		r.table[p] = r.orig[m]
 		w.pos = addMod(p, w.skip, size)
 	}
+	if tail < len(order) {
+		r.maglevTail(sc, order[tail:], walk, taken)
+	}
+}
+
+// maglevTail plays the last turns of fillMaglev: on its turn a member takes the free slot its
+// walk reaches first, found as the free slot x with the least (x - pos)·skip⁻¹ mod size.
+func (r *ring) maglevTail(sc *scratch, order []uint32, walk []walker, taken []uint64) {
+	size := uint64(r.size)
+	bar := newBarrett(size)
+	slots := freeSlots(sc, taken, size)
+	for _, m := range order {
+		w := &walk[m]
+		inv := bar.inverse(uint64(w.skip))
+		best, at := size, 0
+		for i, x := range slots {
+			gap := uint64(x) + size - uint64(w.pos)
+			if gap >= size {
+				gap -= size
+			}
+			if d := bar.mulMod(gap, inv); d < best {
+				best, at = d, i
+			}
+		}
+		x := slots[at]
+		r.table[x] = r.orig[m]
+		w.pos = uint32((uint64(x) + uint64(w.skip)) % size)
+		slots[at] = slots[len(slots)-1]
+		slots = slots[:len(slots)-1]
+	}
+}
+
+// freeSlots lists the slots not set in taken.
+func freeSlots(sc *scratch, taken []uint64, size uint64) []uint32 {
+	slots := sc.free[:0]
+	for i, word := range taken {
+		for x := ^word; x != 0; x &= x - 1 {
+			if s := uint64(i)*64 + uint64(bits.TrailingZeros64(x)); s < size {
+				slots = append(slots, uint32(s))
+			}
+		}
+	}
+	sc.free = slots
+	return slots
 }
 
 // walker is one member's position on its permutation and its stride.

@@ -58,40 +58,15 @@ func (r *ring) fillRendezvous(slackPercent uint64) {
 	clear(taken)
 	free := size
 	active := uint64(n)
-	table := r.table
 
 	// step lets every member of class c take one step, in canonical order, and drops those
 	// that reach their cap. It reports whether the table is full.
 	step := func(c *pace) bool {
-		k := 0
-		ms := c.members
-		for i := range ms {
-			w := ms[i]
-			p := w.pos
-			w.pos = addMod(p, w.skip, size)
-			// Whether the slot is free is a coin toss for most of the fill: no branch on it.
-			word, bit := &taken[p>>6], uint64(1)<<(p&63)
-			got := uint32(*word>>(p&63)&1) ^ 1
-			*word |= bit
-			owner := table[p]
-			if got != 0 {
-				owner = w.owner // CMOV
-			}
-			table[p] = owner
-			w.left -= got
-			if free -= got; free == 0 {
-				return true
-			}
-			ms[k] = w
-			if w.left != 0 {
-				k++
-			} else {
-				active--
-			}
-		}
-		c.members = ms[:k]
-		c.step++
-		return false
+		var full bool
+		var dropped uint32
+		free, dropped, full = stepClass(c, r.table, taken, free, size)
+		active -= uint64(dropped)
+		return full
 	}
 
 	// Late in the fill most steps land on taken slots. Once (active + free) × free is below
@@ -119,6 +94,29 @@ func (r *ring) fillRendezvous(slackPercent uint64) {
 		starved(classes[0].members)
 		return
 	}
+	// Class c steps w_c times per unit of time, so the order of class steps repeats every
+	// 1/g (g = gcd of the weights) after Σ w_c/g steps. Replay that period when it is short;
+	// otherwise keep the classes in a heap.
+	if seq := period(sc, classes); seq != nil {
+		for {
+			for _, ci := range seq {
+				c := &classes[ci]
+				if len(c.members) == c.dead {
+					continue
+				}
+				if step(c) {
+					for _, c := range classes {
+						starved(c.members)
+					}
+					return
+				}
+				if (active+uint64(free))*uint64(free) <= tailFrom {
+					starved(r.rendezvousTail(sc, classes, taken, free))
+					return
+				}
+			}
+		}
+	}
 	// A binary min-heap of classes by time of their next step.
 	h := classHeap(classes)
 	h.init()
@@ -130,7 +128,7 @@ func (r *ring) fillRendezvous(slackPercent uint64) {
 			}
 			return
 		}
-		if len(c.members) == 0 {
+		if len(c.members) == c.dead {
 			h.pop()
 		} else {
 			h.down(0)
@@ -140,6 +138,46 @@ func (r *ring) fillRendezvous(slackPercent uint64) {
 			return
 		}
 	}
+}
+
+// maxPeriod bounds the class steps period replays.
+const maxPeriod = 1 << 14
+
+// period returns the order of class steps (indices into classes) over one period, or nil if the
+// period is longer than maxPeriod steps.
+func period(sc *scratch, classes []pace) []uint32 {
+	var g uint64
+	for _, c := range classes {
+		g = gcd(g, c.weight)
+	}
+	var steps uint64
+	for _, c := range classes {
+		steps += c.weight / g
+	}
+	if steps > maxPeriod {
+		return nil
+	}
+	h := grow(&sc.periodHeap, len(classes))
+	for i, c := range classes {
+		h[i] = pace{weight: c.weight, dead: i} // dead carries the class index here
+	}
+	ch := classHeap(h)
+	ch.init()
+	seq := sc.period[:0]
+	for range steps {
+		seq = append(seq, uint32(ch[0].dead))
+		ch[0].step++
+		ch.down(0)
+	}
+	sc.period = seq
+	return seq
+}
+
+func gcd(a, b uint64) uint64 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
 }
 
 // feedStarved keeps the promise that a member with a positive weight gets a slot. With very
@@ -157,6 +195,43 @@ func (r *ring) feedStarved(i uint32) {
 	r.table[p] = r.orig[i]
 }
 
+// stepClass is one step of every member of class c (see fillRendezvous). It returns the
+// number of free slots left, how many members reached their cap, and whether the table is full.
+//
+// Members at their cap stay in c.members, stepping without claiming, until they are an eighth
+// of it: removing them at once costs a copy of the class each time one reaches its cap.
+func stepClass(c *pace, table []uint32, taken []uint64, free, size uint32) (uint32, uint32, bool) {
+	ms := c.members
+	var dropped uint32
+	for i := range ms {
+		w := &ms[i]
+		p := w.pos
+		w.pos = addMod(p, w.skip, size)
+		// Whether the slot is free is a coin toss for most of the fill: no branch on it.
+		alive := (w.left | -w.left) >> 31
+		word := &taken[p>>6]
+		got := (uint32(*word>>(p&63)&1) ^ 1) & alive
+		*word |= uint64(got) << (p & 63)
+		owner := table[p]
+		if got != 0 {
+			owner = w.owner // CMOV
+		}
+		table[p] = owner
+		w.left -= got
+		if free -= got; free == 0 {
+			return 0, 0, true
+		}
+		dropped += alive &^ ((w.left | -w.left) >> 31)
+	}
+	c.step++
+	c.dead += int(dropped)
+	if c.dead > len(ms)/8 {
+		c.members = slices.DeleteFunc(ms, func(w stepper) bool { return w.left == 0 })
+		c.dead = 0
+	}
+	return free, dropped, false
+}
+
 // stepper is one member's walk in fillRendezvous: the slot it looks at next, its stride, how
 // many more slots it may claim, its index in the caller's slice and in canonical order.
 type stepper struct {
@@ -172,19 +247,15 @@ type stepper struct {
 func (r *ring) rendezvousTail(sc *scratch, classes []pace, taken []uint64, free uint32) []stepper {
 	size := uint64(r.size)
 	bar := newBarrett(size)
-	slots := grow(&sc.free, int(free))[:0]
-	for i, word := range taken {
-		for x := ^word; x != 0; x &= x - 1 {
-			if s := uint64(i)*64 + uint64(bits.TrailingZeros64(x)); s < size {
-				slots = append(slots, uint32(s))
-			}
-		}
-	}
+	slots := freeSlots(sc, taken, size)
 	ms := sc.tail[:0]
 	for _, c := range classes {
 		for _, w := range c.members {
+			if w.left == 0 {
+				continue
+			}
 			ms = append(ms, meet{stepper: w, weight: c.weight, step: c.step,
-				inv: uint32(powMod(uint64(w.skip), size-2, size))})
+				inv: uint32(bar.inverse(uint64(w.skip)))})
 		}
 	}
 	sc.tail = ms
@@ -257,6 +328,7 @@ type pace struct {
 	weight  uint64
 	step    uint64 // the next step is the step-th (from 0), at time (2·step+1)/(2·weight)
 	members []stepper
+	dead    int // members at their cap still in members
 }
 
 // before reports whether a's next step comes before b's: earlier time, then heavier.
@@ -332,6 +404,19 @@ func (a *meet) before(b *meet) bool {
 		return a.weight > b.weight
 	}
 	return a.member < b.member
+}
+
+// inverse returns x⁻¹ mod m for prime m (Fermat: x^(m-2)).
+func (b barrett) inverse(x uint64) uint64 {
+	r, e := uint64(1), b.m-2
+	for e > 0 {
+		if e&1 == 1 {
+			r = b.mulMod(r, x)
+		}
+		x = b.mulMod(x, x)
+		e >>= 1
+	}
+	return r
 }
 
 // barrett computes x·y mod m for x, y < m < 2^32 without a division instruction.

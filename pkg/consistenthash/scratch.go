@@ -12,6 +12,9 @@ type scratch struct {
 
 	steppers []stepper
 
+	period     []uint32
+	periodHeap []pace
+
 	classes []pace
 	free    []uint32
 	tail    []meet

@@ -6,8 +6,8 @@ import (
 	"testing"
 )
 
-// The tail of fillRendezvous computes what walking on would give; check it does, exactly.
-func TestRendezvousTailSameAsWalking(t *testing.T) {
+// The tails of fillRendezvous and fillMaglev compute what walking on would give; check it does, exactly.
+func TestTailSameAsWalking(t *testing.T) {
 	for _, tc := range []struct {
 		n    int
 		w    func(int) uint32
@@ -31,6 +31,14 @@ func TestRendezvousTailSameAsWalking(t *testing.T) {
 			if !slices.Equal(a.table, b.table) {
 				t.Errorf("%s: tail differs from walking", name)
 			}
+		}
+		a, _ := newRing(ms, tc.size, false)
+		a.fillMaglev()
+		b, _ := newRing(ms, tc.size, false)
+		b.noTail = true
+		b.fillMaglev()
+		if !slices.Equal(a.table, b.table) {
+			t.Errorf("N=%d/M=%d maglev: tail differs from walking", tc.n, tc.size)
 		}
 	}
 }
