@@ -1,6 +1,7 @@
 package health
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"log/slog"
@@ -37,6 +38,11 @@ type Options struct {
 }
 
 // Checker probes a set of targets and keeps one rise/fall state machine per Key.
+//
+// One scheduler goroutine (the one calling Run) keeps the targets in a min-heap by
+// next probe time and starts each due probe in its own short-lived goroutine,
+// at most MaxInFlight at once. Idle targets cost a heap slot, not a goroutine
+// and a timer: measured faster than one sleeping goroutine per target (doc.go).
 type Checker struct {
 	log      *slog.Logger
 	onChange func(Key, State)
@@ -44,21 +50,39 @@ type Checker struct {
 	met      *metrics
 	slots    chan struct{}                              // probe concurrency limit
 	phase    func(interval time.Duration) time.Duration // first probe's delay; tests override
+	wake     chan struct{}                              // the queue's head moved earlier
 
 	mu      sync.Mutex
 	entries map[Key]*entry
+	queue   queue           // targets waiting for their next probe, while running
 	run     context.Context // non-nil while Run is running
-	wg      sync.WaitGroup  // probe loops
+	wg      sync.WaitGroup  // probe goroutines
 }
 
-// entry is one target's state. Fields below mu in Checker are guarded by it.
+// entry is one target's state, guarded by Checker.mu.
 type entry struct {
-	t      Target // normalized spec
-	gen    uint64 // bumped when t changes; results of an older generation are dropped
+	t      Target      // normalized spec
+	gen    uint64      // bumped when t changes; results of an older generation are dropped
+	probe  prober      // nil: not probed (type none, or an invalid spec)
+	dialer *net.Dialer // for probers that use one
 	m      machine
 	st     State
 	tm     targetMetrics
-	cancel context.CancelFunc // stops the probe loop; nil when none runs
+
+	due     time.Time // next probe's scheduled start
+	idx     int       // index in Checker.queue, -1 when not queued
+	running bool      // a probe is in flight
+	removed bool
+}
+
+// job is one probe to run, with what it needs copied out from under the lock.
+type job struct {
+	e      *entry
+	gen    uint64
+	due    time.Time
+	t      Target
+	probe  prober
+	dialer *net.Dialer
 }
 
 // NewChecker returns a checker with no targets. Call Set and Run.
@@ -69,6 +93,7 @@ func NewChecker(opts Options) *Checker {
 		now:      opts.Now,
 		met:      newMetrics(opts.Registerer),
 		entries:  make(map[Key]*entry),
+		wake:     make(chan struct{}, 1),
 	}
 	if c.log == nil {
 		c.log = slog.Default()
@@ -77,7 +102,7 @@ func NewChecker(opts Options) *Checker {
 		c.now = time.Now
 	}
 	// The random phase is the jitter: n targets added together form a uniform
-	// stream of n/interval probes per second instead of a burst.
+	// stream of n/interval probes per second instead of a burst, and keep it.
 	c.phase = func(iv time.Duration) time.Duration { return time.Duration(rand.Int64N(int64(iv))) }
 	n := opts.MaxInFlight
 	if n <= 0 {
@@ -111,7 +136,8 @@ func (c *Checker) Set(targets []Target) {
 	c.mu.Lock()
 	for k, e := range c.entries {
 		if _, ok := want[k]; !ok {
-			c.stopLocked(e)
+			c.unqueueLocked(e)
+			e.removed = true
 			delete(c.entries, k)
 			c.met.transitions.DeletePartialMatch(prometheus.Labels{"vip": k.VIP, "backend": k.backendLabel()})
 		}
@@ -120,37 +146,44 @@ func (c *Checker) Set(targets []Target) {
 		e, ok := c.entries[k]
 		switch {
 		case !ok:
-			e = &entry{t: t, st: State{Status: StatusUnknown, Up: true, Since: now}}
+			e = &entry{st: State{Status: StatusUnknown, Up: true, Since: now}, idx: -1}
 			c.entries[k] = e
 		case e.t.sameProbe(t):
 			continue
 		default:
-			c.stopLocked(e)
-			e.t = t
+			c.unqueueLocked(e)
 			e.gen++
 		}
-		if err := t.Spec.Validate(); err != nil {
-			c.log.Error("health check not started", "target", k, "err", err)
-			e.st.LastErr = err.Error()
-			if ch, ok := c.setStatusLocked(e, StatusDown, now); ok {
-				changes = append(changes, ch)
-			}
-			continue
+		e.t = t
+		if ch, ok := c.configureLocked(e, now); ok {
+			changes = append(changes, ch)
 		}
-		if t.Spec.Type == TypeNone {
-			e.st.LastErr = ""
-			if ch, ok := c.setStatusLocked(e, StatusUp, now); ok {
-				changes = append(changes, ch)
-			}
-			continue
-		}
-		e.tm = c.met.forTarget(&e.t)
-		if c.run != nil {
-			c.startLocked(e)
+		if c.run != nil && e.probe != nil && !e.running {
+			// A running probe of the old target reschedules e when it ends.
+			c.queueLocked(e, time.Now().Add(c.phase(t.Spec.Interval)))
 		}
 	}
 	c.mu.Unlock()
 	c.notify(changes)
+}
+
+// configureLocked sets e's prober for e.t. A target that is not probed gets its
+// status at once: up for type none, down for an invalid spec.
+func (c *Checker) configureLocked(e *entry, now time.Time) (change, bool) {
+	e.probe, e.dialer = nil, nil
+	if err := e.t.Spec.Validate(); err != nil {
+		c.log.Error("health check not started", "target", e.t.Key, "err", err)
+		e.st.LastErr = err.Error()
+		return c.setStatusLocked(e, StatusDown, now)
+	}
+	if e.t.Spec.Type == TypeNone {
+		e.st.LastErr = ""
+		return c.setStatusLocked(e, StatusUp, now)
+	}
+	e.probe = proberFor(e.t.Spec.Type)
+	e.dialer = &net.Dialer{Control: markControl(e.t.Mark), KeepAlive: -1} // a probe lives for one exchange
+	e.tm = c.met.forTarget(&e.t)
+	return change{}, false
 }
 
 // States returns a copy of every target's state.
@@ -174,96 +207,133 @@ func (c *Checker) Run(ctx context.Context) error {
 		return ErrRunning
 	}
 	c.run = ctx
+	now := time.Now()
 	for _, e := range c.entries {
-		if c.probed(e) {
-			c.startLocked(e)
+		e.running = false // nothing is in flight: the last Run waited for its probes
+		if e.probe != nil {
+			c.queueLocked(e, now.Add(c.phase(e.t.Spec.Interval)))
 		}
 	}
 	c.mu.Unlock()
 
-	<-ctx.Done()
+	c.schedule(ctx)
 
 	c.mu.Lock()
-	for _, e := range c.entries {
-		c.stopLocked(e)
-	}
 	c.run = nil
+	for _, e := range c.queue {
+		e.idx = -1
+	}
+	c.queue = c.queue[:0]
 	c.mu.Unlock()
 	c.wg.Wait()
 	return nil
 }
 
-// probed reports whether e has a probe loop to run.
-func (c *Checker) probed(e *entry) bool {
-	return e.t.Spec.Type != TypeNone && e.t.Spec.Validate() == nil
-}
-
-func (c *Checker) startLocked(e *entry) {
-	ctx, cancel := context.WithCancel(c.run)
-	e.cancel = cancel
-	c.wg.Add(1)
-	go c.loop(ctx, e, e.t, e.gen)
-}
-
-func (c *Checker) stopLocked(e *entry) {
-	if e.cancel != nil {
-		e.cancel()
-		e.cancel = nil
-	}
-}
-
-// loop probes t every interval from a random phase until ctx is done.
-func (c *Checker) loop(ctx context.Context, e *entry, t Target, gen uint64) {
-	defer c.wg.Done()
-	probe := proberFor(t.Spec.Type)
-	d := &net.Dialer{Control: markControl(t.Mark)}
-	iv := t.Spec.Interval
-	due := time.Now().Add(c.phase(iv))
-	timer := time.NewTimer(time.Until(due))
+// schedule starts probes as they fall due until ctx is done.
+func (c *Checker) schedule(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	var due []job
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-timer.C:
+		due = due[:0]
+		wait := time.Duration(-1) // no target queued
+		c.mu.Lock()
+		now := time.Now()
+		for len(c.queue) > 0 {
+			e := c.queue[0]
+			if d := e.due.Sub(now); d > 0 {
+				wait = d
+				break
+			}
+			heap.Pop(&c.queue)
+			e.running = true
+			due = append(due, job{e: e, gen: e.gen, due: e.due, t: e.t, probe: e.probe, dialer: e.dialer})
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case c.slots <- struct{}{}:
-		}
-		start := time.Now()
-		c.met.lag.Observe(start.Sub(due).Seconds())
-		pctx, cancel := context.WithTimeout(ctx, t.Spec.Timeout)
-		err := probe(pctx, d, &t)
-		cancel()
-		took := time.Since(start)
-		<-c.slots
-		if ctx.Err() != nil {
-			return // stopping: the probe was cut short, its result says nothing
-		}
-		c.record(e, gen, err, took)
+		c.mu.Unlock()
 
-		due = due.Add(iv)
-		if now := time.Now(); due.Before(now) {
-			due = now // behind: probe at once rather than bunch up missed slots
+		for _, j := range due {
+			select {
+			case c.slots <- struct{}{}:
+			case <-ctx.Done():
+				return // Run clears the running marks of the jobs left
+			}
+			c.wg.Add(1)
+			go c.runProbe(ctx, j)
 		}
-		timer.Reset(time.Until(due))
+		if len(due) > 0 {
+			continue // time has passed; look again
+		}
+		var tick <-chan time.Time
+		if wait >= 0 {
+			timer.Reset(wait)
+			tick = timer.C
+		}
+		select {
+		case <-tick:
+		case <-c.wake:
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 
-// record applies one probe result to e's state machine.
-func (c *Checker) record(e *entry, gen uint64, err error, took time.Duration) {
+// runProbe runs one probe and hands its result to finish.
+func (c *Checker) runProbe(ctx context.Context, j job) {
+	defer c.wg.Done()
+	start := time.Now()
+	c.met.lag.Observe(start.Sub(j.due).Seconds())
+	pctx, cancel := context.WithTimeout(ctx, j.t.Spec.Timeout)
+	err := j.probe(pctx, j.dialer, &j.t)
+	cancel()
+	took := time.Since(start)
+	<-c.slots
+	c.finish(ctx, j, err, took)
+}
+
+// finish records a probe's result and queues the target's next probe.
+func (c *Checker) finish(ctx context.Context, j job, err error, took time.Duration) {
 	now := c.now()
 	var (
 		ch      change
 		changed bool
+		from    Status
 	)
 	c.mu.Lock()
-	if e.gen != gen || e.cancel == nil {
+	e := j.e
+	e.running = false
+	if e.removed || ctx.Err() != nil {
+		// Gone, or stopping: a probe cut short by the stop says nothing.
 		c.mu.Unlock()
-		return // the target changed or went away while this probe ran
+		return
 	}
+	if e.gen == j.gen {
+		from = e.st.Status
+		ch, changed = c.recordLocked(e, err, took, now)
+		next := j.due.Add(e.t.Spec.Interval)
+		if t := time.Now(); next.Before(t) {
+			next = t // behind: probe at once rather than bunch up missed slots
+		}
+		c.queueLocked(e, next)
+	} else if e.probe != nil {
+		// The target changed while this probe ran: drop the result, start afresh.
+		c.queueLocked(e, time.Now().Add(c.phase(e.t.Spec.Interval)))
+	}
+	c.mu.Unlock()
+	if changed {
+		switch {
+		case ch.st.Status == StatusDown:
+			c.log.Warn("backend down", "target", ch.key, "err", ch.st.LastErr, "failures", ch.st.Consecutive)
+		case from == StatusDown:
+			c.log.Info("backend up", "target", ch.key, "successes", ch.st.Consecutive)
+		default: // unknown → up: it was served already; say it quietly (10,000 of them at start)
+			c.log.Debug("backend up", "target", ch.key)
+		}
+		c.notify([]change{ch})
+	}
+}
+
+// recordLocked applies one probe result to e's state machine and metrics.
+func (c *Checker) recordLocked(e *entry, err error, took time.Duration, now time.Time) (change, bool) {
 	s := &e.t.Spec
 	e.tm.duration.Observe(took.Seconds())
 	switch {
@@ -280,19 +350,29 @@ func (c *Checker) record(e *entry, gen uint64, err error, took time.Duration) {
 	if err != nil {
 		e.st.LastErr = err.Error()
 	}
-	from, moved := e.m.observe(err == nil, s.Rise, s.Fall)
+	_, moved := e.m.observe(err == nil, s.Rise, s.Fall)
 	e.st.Consecutive = e.m.consecutive()
-	if moved {
-		ch, changed = c.setStatusLocked(e, e.m.status, now)
+	if !moved {
+		return change{}, false
 	}
-	c.mu.Unlock()
-	if changed {
-		if ch.st.Status == StatusDown {
-			c.log.Warn("backend down", "target", ch.key, "err", ch.st.LastErr, "failures", ch.st.Consecutive)
-		} else {
-			c.log.Info("backend "+ch.st.Status.String(), "target", ch.key, "from", from.String())
+	return c.setStatusLocked(e, e.m.status, now)
+}
+
+// queueLocked schedules e's next probe at due.
+func (c *Checker) queueLocked(e *entry, due time.Time) {
+	e.due = due
+	heap.Push(&c.queue, e)
+	if e.idx == 0 {
+		select {
+		case c.wake <- struct{}{}:
+		default:
 		}
-		c.notify([]change{ch})
+	}
+}
+
+func (c *Checker) unqueueLocked(e *entry) {
+	if e.idx >= 0 {
+		heap.Remove(&c.queue, e.idx)
 	}
 }
 
@@ -318,4 +398,29 @@ func (c *Checker) notify(changes []change) {
 	for _, ch := range changes {
 		c.onChange(ch.key, ch.st)
 	}
+}
+
+// queue is a min-heap of entries by due time (container/heap).
+type queue []*entry
+
+func (q queue) Len() int           { return len(q) }
+func (q queue) Less(i, j int) bool { return q[i].due.Before(q[j].due) }
+func (q queue) Swap(i, j int) {
+	q[i], q[j] = q[j], q[i]
+	q[i].idx, q[j].idx = i, j
+}
+
+func (q *queue) Push(x any) {
+	e := x.(*entry)
+	e.idx = len(*q)
+	*q = append(*q, e)
+}
+
+func (q *queue) Pop() any {
+	old := *q
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	e.idx = -1
+	*q = old[:len(old)-1]
+	return e
 }

@@ -200,8 +200,8 @@ func TestRunStops(t *testing.T) {
 		st := c.States()
 		return len(c.slots) >= 2 && st[targets[2].Key].Probes > 0
 	})
-	if n := runtime.NumGoroutine(); n < base+50 {
-		t.Fatalf("%d goroutines while running, base %d: expected the probe loops", n, base)
+	if n := runtime.NumGoroutine(); n < base+3 {
+		t.Fatalf("%d goroutines while running, base %d: expected Run and two hung probes", n, base)
 	}
 	start := time.Now()
 	stop()
@@ -301,4 +301,31 @@ func histCount(t *testing.T, reg prometheus.Gatherer, name, vip string) uint64 {
 		}
 	}
 	return n
+}
+
+// TestSetWhileInFlight changes and removes targets while their probes run: the
+// old probe's result is dropped and the target is probed again with the new spec.
+func TestSetWhileInFlight(t *testing.T) {
+	hang := tcpHang(t)
+	c := newTestChecker(t, nil)
+	c.phase = func(time.Duration) time.Duration { return 0 }
+	spec := Spec{Type: TypeHTTP, Interval: 300 * time.Millisecond, Timeout: 300 * time.Millisecond, Rise: 1, Fall: 5}
+	a := target(t, hang.Addr().String(), spec)
+	b := a
+	b.Key.Port++ // same backend socket, another key
+	c.Set([]Target{a, b})
+	mustRun(t, c)
+	waitFor(t, 5*time.Second, "both probes in flight", func() bool { return len(c.slots) == 2 })
+
+	a2 := a
+	a2.Spec.Type = TypeTCP // the hanging server accepts: tcp succeeds
+	c.Set([]Target{a2})    // a changes, b goes, both mid-probe
+	if _, ok := c.States()[b.Key]; ok {
+		t.Error("removed target still has a state")
+	}
+	st := waitStatus(t, c, a.Key, StatusUp)
+	if st.LastErr != "" || st.Probes == 0 {
+		t.Errorf("after the change: %+v, want a successful tcp probe", st)
+	}
+	waitFor(t, 5*time.Second, "the removed target's probe to end", func() bool { return len(c.slots) == 0 })
 }

@@ -37,12 +37,8 @@ func proberFor(typ string) prober {
 }
 
 // probeTCP succeeds when a TCP connection is established.
-func probeTCP(ctx context.Context, d *net.Dialer, t *Target) error {
-	c, err := dialTCP(ctx, d, t)
-	if err != nil {
-		return err
-	}
-	return c.Close()
+func probeTCP(ctx context.Context, _ *net.Dialer, t *Target) error {
+	return connectTCP(ctx, t.Addr, t.Mark)
 }
 
 func probeHTTP(ctx context.Context, d *net.Dialer, t *Target) error {
@@ -143,9 +139,8 @@ func probeUDP(ctx context.Context, d *net.Dialer, t *Target) error {
 	return nil
 }
 
-// dialTCP connects and arranges for Close to send a reset rather than a FIN: the
-// prober then keeps no TIME_WAIT socket per probe (10,000 probes/s would hold
-// ~600,000 of them and overflow tcp_max_tw_buckets). HAProxy's checks do the same.
+// dialTCP connects and arranges for Close to send a reset rather than a FIN, as
+// connectTCP does.
 func dialTCP(ctx context.Context, d *net.Dialer, t *Target) (net.Conn, error) {
 	c, err := d.DialContext(ctx, "tcp", t.Addr.String())
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"golang.org/x/sys/unix"
 )
 
 // The scale run (issue 4, part 6): N TCP targets at a 1s interval against
@@ -49,29 +49,50 @@ func scaleAddr(i int) netip.AddrPort {
 	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 77, byte(i / 250), byte(i%250 + 1)}), scalePort)
 }
 
-// scaleListenerChild listens on n addresses, accepts and closes until stdin closes.
+// scaleListenerChild listens on n addresses and, once a second, accepts and
+// closes whatever connected. The listeners are plain non-blocking sockets swept
+// in a loop rather than n goroutines on the runtime's poller: they stand in for
+// n backends, which in production are other machines, so they should take as
+// little of this machine's CPU as they can. The kernel completes the handshake
+// without them; the backlog holds a second of connections.
 func scaleListenerChild(arg string) int {
 	n, err := strconv.Atoi(arg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	for i := range n {
-		ln, err := net.Listen("tcp", scaleAddr(i).String())
+	fds := make([]int, n)
+	for i := range fds {
+		a := scaleAddr(i)
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err == nil {
+			err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+		}
+		if err == nil {
+			err = unix.Bind(fd, &unix.SockaddrInet4{Port: int(a.Port()), Addr: a.Addr().As4()})
+		}
+		if err == nil {
+			err = unix.Listen(fd, 1024)
+		}
 		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
+			fmt.Fprintf(os.Stderr, "listen %v: %v\n", a, err)
 			return 1
 		}
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
-			}
-		}()
+		fds[i] = fd
 	}
+	go func() {
+		for range time.Tick(time.Second) {
+			for _, fd := range fds {
+				for {
+					c, _, err := unix.Accept4(fd, unix.SOCK_CLOEXEC)
+					if err != nil {
+						break // EAGAIN: drained
+					}
+					unix.Close(c)
+				}
+			}
+		}
+	}()
 	fmt.Println("ready")
 	io.Copy(io.Discard, os.Stdin)
 	return 0
