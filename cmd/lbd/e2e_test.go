@@ -16,11 +16,14 @@ import (
 	"github.com/lbdproj/lbd/internal/testbed"
 )
 
+// testExe is this test binary, which runs as lbd when LBD_TEST_MAIN=1 (see TestMain).
+func testExe() string { return os.Args[0] }
+
 // mustSandbox raises a fleet running this test binary as lbd; it skips as non-root.
 func mustSandbox(t *testing.T, cfg []byte, lbs, backends int) *sandbox {
 	t.Helper()
 	testbed.SkipIfNotRoot(t)
-	s, err := raiseSandbox(sandboxOptions{exe: os.Args[0], config: cfg, lbs: lbs, backends: backends, prefix: testPrefix})
+	s, err := raiseSandbox(sandboxOptions{exe: testExe(), config: cfg, lbs: lbs, backends: backends, prefix: testPrefix})
 	if err != nil {
 		t.Fatalf("raise sandbox: %v", err)
 	}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +30,7 @@ type sandbox struct {
 	cfg      *config.Config
 	cfgPath  string
 	lbProcs  []*testbed.Process
+	lbCfgs   []string // config file of each LB node
 	beProcs  []*testbed.Process
 	servers  map[string]*backendServer // by backend host name
 	exe      string
@@ -49,11 +52,14 @@ type sandboxOptions struct {
 	lbs      int
 	backends int
 	prefix   string
+	// cluster gives every LB node a cluster section (bind on its address, join the others,
+	// a shared gossip key); router puts a router with ECMP over the LB nodes in front
+	cluster, router bool
 }
 
 func raiseSandbox(o sandboxOptions) (_ *sandbox, err error) {
 	start := time.Now()
-	fleet, err := testbed.New(testbed.Options{LBs: o.lbs, Backends: o.backends, Prefix: o.prefix})
+	fleet, err := testbed.New(testbed.Options{LBs: o.lbs, Backends: o.backends, Prefix: o.prefix, Router: o.router})
 	if err != nil {
 		return nil, err
 	}
@@ -91,13 +97,23 @@ func raiseSandbox(o sandboxOptions) (_ *sandbox, err error) {
 		s.beProcs = append(s.beProcs, p)
 	}
 	for i := range fleet.LBs {
+		path := s.cfgPath
+		if o.cluster {
+			if path, err = s.clusterConfig(o.config, i); err != nil {
+				return nil, err
+			}
+		}
+		s.lbCfgs = append(s.lbCfgs, path)
+	}
+	for i := range fleet.LBs {
 		if err := s.StartLB(i); err != nil {
 			return nil, err
 		}
 	}
-	// the client reaches the VIPs through the first LB node
+	// the client reaches the VIPs through the router's ECMP over every LB node, or through
+	// the first LB node
 	for _, v := range cfg.VIPs {
-		if err := fleet.Client.RouteVia(netip.PrefixFrom(v.Address, v.Address.BitLen()), fleet.LBs[0].Addr); err != nil {
+		if err := fleet.RouteVIP(netip.PrefixFrom(v.Address, v.Address.BitLen()), fleet.LBs...); err != nil {
 			return nil, err
 		}
 	}
@@ -107,10 +123,36 @@ func raiseSandbox(o sandboxOptions) (_ *sandbox, err error) {
 
 func (s *sandbox) pinDir(h *testbed.Host) string { return filepath.Join(s.fleet.PinDir, h.Name) }
 
+// clusterConfig writes LB node i's config: base plus its name and a cluster section that
+// binds its own address and joins the other nodes, all sharing one gossip key.
+func (s *sandbox) clusterConfig(base []byte, i int) (string, error) {
+	key := filepath.Join(s.fleet.Dir, "gossip.key")
+	if _, err := os.Stat(key); err != nil {
+		k := make([]byte, 32)
+		if _, err := rand.Read(k); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(key, []byte(base64.StdEncoding.EncodeToString(k)+"\n"), 0o600); err != nil {
+			return "", err
+		}
+	}
+	h := s.fleet.LBs[i]
+	var b strings.Builder
+	b.WriteString(strings.Replace(string(base), "node:\n", fmt.Sprintf("node:\n  name: %s\n", h.Name), 1))
+	fmt.Fprintf(&b, "\ncluster:\n  bind: %s:7946\n  secret_file: %s\n  quorum: majority\n  join:\n", h.Addr, key)
+	for j, o := range s.fleet.LBs {
+		if j != i {
+			fmt.Fprintf(&b, "    - %s:7946\n", o.Addr)
+		}
+	}
+	path := filepath.Join(s.fleet.Dir, fmt.Sprintf("lbd-%s.yaml", h.Name))
+	return path, os.WriteFile(path, []byte(b.String()), 0o600)
+}
+
 // StartLB starts `lbd run` on LB node i and waits until it serves.
 func (s *sandbox) StartLB(i int) error {
 	h := s.fleet.LBs[i]
-	p, err := s.fleet.Start(h, s.exe, "run", "--config", s.cfgPath, "--pin-dir", s.pinDir(h), "--watch", "200ms")
+	p, err := s.fleet.Start(h, s.exe, "run", "--config", s.lbCfgs[i], "--pin-dir", s.pinDir(h), "--watch", "200ms")
 	if err != nil {
 		return err
 	}
