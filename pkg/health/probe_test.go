@@ -3,6 +3,7 @@ package health
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -33,10 +34,54 @@ func TestProbeTCP(t *testing.T) {
 	if err := runProbe(t, target(t, ln.Addr().String(), Spec{Type: TypeTCP})); err != nil {
 		t.Errorf("listening port: %v", err)
 	}
+	if ln6, err := net.Listen("tcp", "[::1]:0"); err != nil {
+		t.Logf("no IPv6 loopback: %v", err)
+	} else {
+		defer ln6.Close()
+		if err := runProbe(t, target(t, ln6.Addr().String(), Spec{Type: TypeTCP})); err != nil {
+			t.Errorf("IPv6 listening port: %v", err)
+		}
+	}
 	err := runProbe(t, target(t, closedPort(t), Spec{Type: TypeTCP}))
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("closed port: %v, want connection refused", err)
 	}
+	full := fullListener(t)
+	err = runProbe(t, target(t, full, Spec{Type: TypeTCP, Timeout: 100 * time.Millisecond}))
+	if !isTimeout(err) {
+		t.Errorf("listener with a full backlog: %v, want a timeout", err)
+	}
+}
+
+// fullListener returns the address of a listener that never accepts and whose
+// backlog is full, so a new SYN goes unanswered.
+func fullListener(t *testing.T) string {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
+	// Fill the backlog: connections the kernel completes but nobody accepts.
+	for range 4 {
+		c, err := net.DialTimeout("tcp", addr, 50*time.Millisecond)
+		if err != nil {
+			break // full already
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	return addr
 }
 
 // newServer starts an httptest server, TLS (self-signed: the probe must not
@@ -220,15 +265,34 @@ func tcpHang(t testing.TB) net.Listener {
 	return ln
 }
 
+// TestProbeMark checks SO_MARK on both kinds of probe socket: the TCP probe's
+// own and the net.Dialer's used by http, https and udp.
 func TestProbeMark(t *testing.T) {
-	ln := tcpServer(t)
 	const mark = 0x1db
-	d := &net.Dialer{Control: markControl(mark)}
-	tg := target(t, ln.Addr().String(), Spec{Type: TypeTCP})
-	c, err := dialTCP(context.Background(), d, &tg)
+	fd, err := probeSocket(unix.AF_INET, mark)
 	if errors.Is(err, unix.EPERM) {
 		t.Skip("setting SO_MARK needs CAP_NET_ADMIN")
 	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK)
+	if err != nil || got != mark {
+		t.Errorf("tcp probe socket: SO_MARK = %#x (%v), want %#x", got, err, mark)
+	}
+	l, err := unix.GetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER)
+	if err != nil || l.Onoff != 1 || l.Linger != 0 {
+		t.Errorf("tcp probe socket: SO_LINGER = %+v (%v), want on, 0s (reset on close)", l, err)
+	}
+	unix.Close(fd)
+	testDialerMark(t, mark)
+}
+
+func testDialerMark(t *testing.T, mark int) {
+	ln := tcpServer(t)
+	d := &net.Dialer{Control: markControl(uint32(mark))}
+	tg := target(t, ln.Addr().String(), Spec{Type: TypeTCP})
+	c, err := dialTCP(context.Background(), d, &tg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +305,7 @@ func TestProbeMark(t *testing.T) {
 	var gerr error
 	rc.Control(func(fd uintptr) { got, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK) })
 	if gerr != nil || got != mark {
-		t.Errorf("SO_MARK = %#x (%v), want %#x", got, gerr, mark)
+		t.Errorf("dialer socket: SO_MARK = %#x (%v), want %#x", got, gerr, mark)
 	}
 	if markControl(0) != nil {
 		t.Error("mark 0 should leave the socket alone")

@@ -106,7 +106,8 @@ type scaleResult struct {
 	timeouts     float64
 	perSecond    float64
 	lag          lagBuckets // over the window
-	cpu          float64    // cores used by this process (the checker)
+	cpu          float64    // cores used by this process (the checker), user+sys
+	sysCPU       float64    // of which in the kernel
 	listenerCPU  float64    // cores used by the listener process
 	machineBusy  float64    // cores busy on the whole machine, everyone included
 	goroutines   int
@@ -116,12 +117,14 @@ type scaleResult struct {
 }
 
 func (r scaleResult) String() string {
-	return fmt.Sprintf("%d targets @1s, %v window: %.0f probes/s (want %d), %.0f failed (%.0f timeouts), late >100ms %.4f%% "+
-		"(>10ms %.3f%%, >25ms %.3f%%), checker CPU %.2f cores, listener CPU %.2f cores, machine busy %.2f of %d cores, "+
-		"%d goroutines, max RSS %.0f MiB, last errors %v",
-		r.targets, r.window.Round(time.Millisecond), r.perSecond, r.targets, r.failures, r.timeouts, 100*r.lateFraction,
-		100*r.lag.fractionOver(0.01), 100*r.lag.fractionOver(0.025), r.cpu, r.listenerCPU, r.machineBusy,
-		runtime.NumCPU(), r.goroutines, r.maxRSSMiB, r.lastErrs)
+	return fmt.Sprintf("%d targets @1s, %v window: %.0f probes/s (want %d), %.0f failed (%.0f timeouts), "+
+		"started >100ms late %.3f%% (>10ms %.2f%%, >25ms %.2f%%); "+
+		"checker CPU %.2f cores (%.0f%% sys, %.1fµs/probe), listener CPU %.2f, everything else %.2f (machine busy %.2f of %d); "+
+		"%d goroutines at the end, max RSS %.0f MiB, last errors %v",
+		r.targets, r.window.Round(time.Millisecond), r.perSecond, r.targets, r.failures, r.timeouts,
+		100*r.lateFraction, 100*r.lag.fractionOver(0.01), 100*r.lag.fractionOver(0.025),
+		r.cpu, 100*r.sysCPU/r.cpu, 1e6*r.cpu/r.perSecond, r.listenerCPU, r.machineBusy-r.cpu-r.listenerCPU,
+		r.machineBusy, runtime.NumCPU(), r.goroutines, r.maxRSSMiB, r.lastErrs)
 }
 
 func scaleEnv(tb testing.TB, name string, def int) int {
@@ -184,6 +187,7 @@ func runScale(tb testing.TB) scaleResult {
 		timeouts:    s1.timeouts - s0.timeouts,
 		lag:         s1.lag.minus(s0.lag),
 		cpu:         (s1.cpu - s0.cpu).Seconds() / wall,
+		sysCPU:      (s1.sysCPU - s0.sysCPU).Seconds() / wall,
 		listenerCPU: (s1.childCPU - s0.childCPU).Seconds() / wall,
 		machineBusy: (s1.machineBusy - s0.machineBusy) / wall,
 		goroutines:  goroutines,
@@ -231,6 +235,7 @@ type sample struct {
 	timeouts         float64
 	lag              lagBuckets
 	cpu, childCPU    time.Duration
+	sysCPU           time.Duration
 	machineBusy      float64 // cores × seconds since boot
 	maxRSS           int64   // KiB
 }
@@ -244,6 +249,7 @@ func takeSample(tb testing.TB, reg prometheus.Gatherer, child int) sample {
 	s := sample{
 		at:          time.Now(),
 		cpu:         time.Duration(ru.Utime.Nano() + ru.Stime.Nano()),
+		sysCPU:      time.Duration(ru.Stime.Nano()),
 		childCPU:    procCPU(tb, child),
 		machineBusy: machineBusy(tb),
 		maxRSS:      ru.Maxrss,

@@ -29,19 +29,9 @@ func connectTCP(ctx context.Context, addr netip.AddrPort, mark uint32) error {
 	if err != nil {
 		return opErr(err)
 	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, err := probeSocket(family, mark)
 	if err != nil {
-		return opErr(os.NewSyscallError("socket", err))
-	}
-	if err := unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1}); err != nil {
-		unix.Close(fd)
-		return opErr(os.NewSyscallError("setsockopt", err))
-	}
-	if mark != 0 {
-		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, int(mark)); err != nil {
-			unix.Close(fd)
-			return opErr(os.NewSyscallError("set SO_MARK", err))
-		}
+		return opErr(err)
 	}
 	switch err := unix.Connect(fd, sa); err {
 	case nil:
@@ -103,6 +93,26 @@ func connectTCP(ctx context.Context, addr netip.AddrPort, mark uint32) error {
 		return opErr(connErr)
 	}
 	return nil
+}
+
+// probeSocket returns a non-blocking TCP socket that resets on close and
+// carries mark (if not 0).
+func probeSocket(family int, mark uint32) (int, error) {
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, os.NewSyscallError("socket", err)
+	}
+	if err := unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1}); err != nil {
+		unix.Close(fd)
+		return -1, os.NewSyscallError("setsockopt", err)
+	}
+	if mark != 0 {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, int(mark)); err != nil {
+			unix.Close(fd)
+			return -1, os.NewSyscallError("set SO_MARK", err)
+		}
+	}
+	return fd, nil
 }
 
 func sockaddr(a netip.AddrPort) (family int, sa unix.Sockaddr, err error) {
