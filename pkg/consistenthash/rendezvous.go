@@ -5,7 +5,8 @@ import (
 	"slices"
 )
 
-// fillRendezvous is bounded-load rendezvous hashing over the Maglev permutations.
+// fillRendezvous is rendezvous hashing with bounded loads over the Maglev permutations
+// (Rendezvous with slackPercent 0, RendezvousSlack with RendezvousSlackPercent).
 //
 // Each member walks its permutation as in Maglev, but a step looks at one slot only: the member
 // claims it if it is free and otherwise moves on. Member m takes its j-th step at time
