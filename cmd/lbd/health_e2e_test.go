@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lbdproj/lbd/configs"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestDeadBackendLeavesTheRingAndReturns(t *testing.T) {
@@ -37,6 +38,22 @@ func TestDeadBackendLeavesTheRingAndReturns(t *testing.T) {
 	}
 	if !strings.Contains(s.lbProcs[0].Output(), `msg="backend down" vip=web backend=`+victim.Addr.String()) {
 		t.Errorf("the LB did not log the state change:\n%s", s.lbProcs[0].Output())
+	}
+	g, err := s.LBMetrics(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `# HELP lbd_backend_up 1 unless the health verdict (the cluster's, or this node's alone) has the backend down.
+# TYPE lbd_backend_up gauge
+lbd_backend_up{backend="198.18.0.11",vip="web"} 1
+lbd_backend_up{backend="198.18.0.12",vip="web"} 0
+lbd_backend_up{backend="198.18.0.13",vip="web"} 1
+# HELP lbd_backend_transitions_total Backends going up or down in this node's rings (the cluster verdict, or local probes alone).
+# TYPE lbd_backend_transitions_total counter
+lbd_backend_transitions_total{backend="198.18.0.12",to="down",vip="web"} 1
+`
+	if err := testutil.GatherAndCompare(g, strings.NewReader(want), "lbd_backend_up", "lbd_backend_transitions_total"); err != nil {
+		t.Errorf("metrics after the failover: %v", err)
 	}
 
 	if err := s.StartServer(victim.Name); err != nil {
