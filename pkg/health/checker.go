@@ -13,9 +13,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// DefaultMaxInFlight bounds the probes running at once when Options.MaxInFlight is 0.
-// Enough for 10,000 targets at 1s whose probes all take 400ms.
-const DefaultMaxInFlight = 4096
+// DefaultMaxInFlight bounds the probes running at once when Options.MaxInFlight is 0:
+// 10,000 targets at 1s that all time out at 500ms keep 5,000 probes in flight.
+// Each holds a socket (a file descriptor) and a goroutine.
+const DefaultMaxInFlight = 8192
 
 // ErrRunning is returned by Run when the checker is already running.
 var ErrRunning = errors.New("health checker already running")

@@ -27,6 +27,10 @@ import (
 //	LBD_HEALTH_SCALE=1 go test -run TestScale -v ./pkg/health     # asserts it keeps up
 //
 // LBD_HEALTH_SCALE_TARGETS (10000) and LBD_HEALTH_SCALE_SECONDS (10) change the size.
+// LBD_HEALTH_SCALE_DEAD=1 makes every backend unresponsive instead: its listener
+// never accepts and has no backlog, so after the first connection the SYNs go
+// unanswered and every probe runs into its 500ms timeout (the worst case for
+// probes in flight: 10,000 × 0.5s = 5,000 at once).
 // The listeners live in a child process (this test binary re-executed) so that
 // getrusage of this process measures the checker alone.
 
@@ -34,6 +38,7 @@ const (
 	scaleChildEnv = "LBD_HEALTH_SCALE_CHILD" // set: be the listener process for N targets
 	scalePort     = 9000
 	scaleWarmup   = 2 * time.Second // first interval: phases spreading, listeners warming
+	scaleDeadEnv  = "LBD_HEALTH_SCALE_DEAD"
 )
 
 func TestMain(m *testing.M) {
@@ -61,6 +66,11 @@ func scaleListenerChild(arg string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
+	dead := os.Getenv(scaleDeadEnv) != ""
+	backlog := 1024
+	if dead {
+		backlog = 0 // room for one connection, never accepted: later SYNs are dropped
+	}
 	fds := make([]int, n)
 	for i := range fds {
 		a := scaleAddr(i)
@@ -72,7 +82,7 @@ func scaleListenerChild(arg string) int {
 			err = unix.Bind(fd, &unix.SockaddrInet4{Port: int(a.Port()), Addr: a.Addr().As4()})
 		}
 		if err == nil {
-			err = unix.Listen(fd, 1024)
+			err = unix.Listen(fd, backlog)
 		}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "listen %v: %v\n", a, err)
@@ -82,6 +92,9 @@ func scaleListenerChild(arg string) int {
 	}
 	go func() {
 		for range time.Tick(time.Second) {
+			if dead {
+				continue
+			}
 			for _, fd := range fds {
 				for {
 					c, _, err := unix.Accept4(fd, unix.SOCK_CLOEXEC)
@@ -377,6 +390,9 @@ func TestScale(t *testing.T) {
 	}
 	if r.lateFraction > 0.01 {
 		t.Errorf("%.2f%% of probes started more than 100ms late, want under 1%%", 100*r.lateFraction)
+	}
+	if os.Getenv(scaleDeadEnv) != "" {
+		return // every probe is meant to fail
 	}
 	if r.failures > 0 {
 		t.Errorf("%.0f probes failed against listeners that are up", r.failures)
