@@ -11,6 +11,7 @@ type scratch struct {
 	walk  []walker
 
 	steppers []stepper
+	claims   []uint64
 
 	period     []uint32
 	periodHeap []pace
