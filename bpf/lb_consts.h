@@ -31,6 +31,11 @@
 
 #define ENCAP_TTL 64
 
+/* health probes through the tunnel: the daemon marks a probe socket with PROBE_MARK | the
+ * backend id, and tc_probe encapsulates its packets to that backend */
+#define PROBE_MARK 0x4c420000U
+#define PROBE_MARK_MASK 0xffff0000U
+
 /* vip_meta.flags */
 #define VIP_F_GUE (1U << 0) /* GUE (UDP) instead of IPIP */
 
@@ -51,6 +56,8 @@ enum lb_counter {
 	LB_DROP_ENCAP,      /* could not grow the packet for the outer header */
 	LB_DROP_TOO_BIG,    /* encapsulated packet would exceed the MTU */
 	LB_PASS_FRAGMENT,   /* IP fragment: not load balanced */
+	LB_PROBE_TX,        /* a health probe encapsulated by tc_probe (egress) */
+	LB_PROBE_DROP,      /* a marked probe whose backend is gone or whose headers are odd */
 	LB_COUNTER_MAX,
 };
 

@@ -1,12 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0
-/* xdp_lb.c: the LB node's XDP ingress. Packets for a VIP are matched to a flow (LRU) or a
- * Maglev ring slot, encapsulated toward the chosen backend and sent back out (XDP_TX) or
- * redirected; everything else passes to the host untouched. */
+/* xdp_lb.c: the LB node's programs.
+ *   xdp_lb (XDP ingress): packets for a VIP are matched to a flow (LRU) or a Maglev ring slot,
+ *     encapsulated toward the chosen backend and sent back out (XDP_TX) or redirected;
+ *     everything else passes to the host untouched.
+ *   tc_probe (TCX egress): the daemon's health probes "through the tunnel" (sockets marked
+ *     PROBE_MARK | backend id, connecting to VIP:port) are encapsulated to that one backend
+ *     exactly as client traffic is. It lives here to share the backends map. */
+#include <stddef.h>
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
+#include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
@@ -268,6 +274,63 @@ int xdp_lb(struct xdp_md *ctx)
 	if (proto == ETH_P_IPV6_BE)
 		return lb_ipv6(ctx, l2len);
 	return verdict(ctx, LB_PASS, XDP_PASS);
+}
+
+#ifndef TCX_NEXT
+#define TCX_NEXT -1 /* linux 6.6 uapi; Debian 12's headers predate it */
+#endif
+
+static __always_inline int probe_verdict(struct __sk_buff *skb, __u32 c, int action)
+{
+	struct counter *s = bpf_map_lookup_elem(&stats, &c);
+
+	if (s) {
+		s->packets++;
+		s->bytes += skb->len;
+	}
+	return action;
+}
+
+SEC("tc")
+int tc_probe(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	struct iphdr outer = {};
+	struct backend *be;
+	__u32 id;
+
+	if ((skb->mark & PROBE_MARK_MASK) != PROBE_MARK)
+		return TCX_NEXT;
+	id = skb->mark & ~PROBE_MARK_MASK;
+	be = bpf_map_lookup_elem(&backends, &id);
+	/* IPv4 probes to IPv4 backends: what the daemon marks */
+	if (!be || !be->gen || (be->flags & BE_F_V6) || (void *)(ip + 1) > data_end ||
+	    eth->h_proto != ETH_P_IP_BE || ip->ihl != 5)
+		return probe_verdict(skb, LB_PROBE_DROP, TC_ACT_SHOT);
+
+	outer.version = 4;
+	outer.ihl = 5;
+	outer.tos = ip->tos;
+	outer.tot_len = bpf_htons(bpf_ntohs(ip->tot_len) + sizeof(outer));
+	outer.frag_off = bpf_htons(IP_DF);
+	outer.ttl = ENCAP_TTL;
+	outer.protocol = IPPROTO_IPIP;
+	outer.saddr = ip->saddr; /* the probe's own source: replies come back to this node */
+	outer.daddr = be->addr.v4;
+	outer.check = ipv4_hdr_csum(&outer);
+
+	/* room for the outer header after the MAC header; the kernel keeps the inner headers'
+	 * offsets (and a partial checksum) valid */
+	if (bpf_skb_adjust_room(skb, sizeof(outer), BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4))
+		return probe_verdict(skb, LB_PROBE_DROP, TC_ACT_SHOT);
+	if (bpf_skb_store_bytes(skb, sizeof(struct ethhdr), &outer, sizeof(outer), 0) ||
+	    bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_dest), be->dmac, ETH_ALEN, 0) ||
+	    bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_source), be->smac, ETH_ALEN, 0))
+		return probe_verdict(skb, LB_PROBE_DROP, TC_ACT_SHOT);
+	return probe_verdict(skb, LB_PROBE_TX, TCX_NEXT);
 }
 
 char __license[] SEC("license") = "GPL";

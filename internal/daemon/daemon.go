@@ -43,6 +43,7 @@ type Daemon struct {
 	lb      *dataplane.LB
 	checker *health.Checker
 	cluster *cluster.Cluster // nil: this node decides alone
+	probes  *backends.ProbeRoutes
 	dirty   chan struct{}
 
 	transitions *prometheus.CounterVec
@@ -98,6 +99,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 		Help: "Backends going up or down in this node's rings (the cluster verdict, or local probes alone)."},
 		[]string{"vip", "backend", "to"})
 	reg.MustRegister(d.transitions)
+	d.probes = &backends.ProbeRoutes{Mark: dataplane.ProbeMarkBase, Mask: dataplane.ProbeMarkMask, Ifindex: lb.Ifindex()}
 	d.checker = health.NewChecker(health.Options{Registerer: reg, Logger: opts.Logger.With("component", "health"),
 		OnChange: func(health.Key, health.State) { d.kick() }})
 	dc := lb.Config()
@@ -137,7 +139,7 @@ func (d *Daemon) Apply(ctx context.Context, cfg *config.Config) error {
 	if err := d.applyLocked(ctx, cfg); err != nil {
 		return err
 	}
-	d.checker.Set(targets(cfg))
+	d.checker.Set(d.targetsLocked())
 	if d.cluster != nil {
 		if err := d.cluster.SetConfigDigest(cfg.Digest(), time.Second); err != nil {
 			d.log.Warn("cluster: new config digest not yet sent", "err", err)
@@ -172,7 +174,28 @@ func (d *Daemon) applyLocked(ctx context.Context, cfg *config.Config) error {
 			"ring_size", len(v.ring), "ring", v.fingerprint)
 	}
 	d.cfg, d.vips = cfg, views
+	if err := d.probes.Sync(probeVias(views)); err != nil {
+		d.log.Warn("routes for probes through the tunnel", "err", err)
+	}
 	return nil
+}
+
+// probeVias picks, per VIP probed through the tunnel, a next hop to route its probes by:
+// any resolved backend's (tc_probe rewrites the Ethernet header anyway).
+func probeVias(views []vipView) map[netip.Addr]netip.Addr {
+	out := map[netip.Addr]netip.Addr{}
+	for _, v := range views {
+		if !v.cfg.Health.ThroughTunnel {
+			continue
+		}
+		for _, nh := range v.nexthops {
+			if nh.DstMAC != nil {
+				out[v.cfg.Address] = nh.Via
+				break
+			}
+		}
+	}
+	return out
 }
 
 func (d *Daemon) build(ctx context.Context, cfg *config.Config) ([]vipView, error) {
@@ -183,8 +206,8 @@ func (d *Daemon) build(ctx context.Context, cfg *config.Config) ([]vipView, erro
 		if vc.Encap != "" && vc.Encap != "ipip" {
 			return nil, fmt.Errorf("%s: vip %s: encap %q: this data path encapsulates with ipip only", vc.Pos, vc.Name, vc.Encap)
 		}
-		if vc.Health.ThroughTunnel {
-			return nil, fmt.Errorf("%s: vip %s: health.through_tunnel: probes through the tunnel are not built yet; probe the backend directly", vc.Pos, vc.Name)
+		if vc.Health.ThroughTunnel && !vc.Address.Is4() {
+			return nil, fmt.Errorf("%s: vip %s: health.through_tunnel: only IPv4 VIPs can be probed through the tunnel yet", vc.Pos, vc.Name)
 		}
 		v := vipView{cfg: vc, key: dataplane.VIPKey{Addr: vc.Address, Port: vc.Port, Proto: vc.Proto},
 			unreachable: map[netip.Addr]string{}}
@@ -258,6 +281,9 @@ func (d *Daemon) Detach() error {
 }
 
 func (d *Daemon) leave() {
+	if err := d.probes.Close(); err != nil {
+		d.log.Warn("remove probe routes", "err", err)
+	}
 	if d.cluster == nil {
 		return
 	}

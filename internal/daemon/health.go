@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strconv"
 
+	"github.com/lbdproj/lbd/internal/dataplane"
 	"github.com/lbdproj/lbd/pkg/cluster"
 	"github.com/lbdproj/lbd/pkg/config"
 	"github.com/lbdproj/lbd/pkg/health"
@@ -18,11 +19,12 @@ func backendKey(vip string, addr netip.Addr) cluster.BackendKey {
 	return cluster.BackendKey(vip + "/" + addr.String())
 }
 
-// targets lists the probes cfg asks for. Backends of VIPs with health type none are not
-// probed and count as up.
-func targets(cfg *config.Config) []health.Target {
+// targetsLocked lists the probes the config asks for. Backends of VIPs with health type
+// none are not probed and count as up. A probe through the tunnel connects to VIP:port with
+// the mark that makes tc_probe encapsulate it to its backend.
+func (d *Daemon) targetsLocked() []health.Target {
 	var out []health.Target
-	for _, v := range cfg.VIPs {
+	for _, v := range d.cfg.VIPs {
 		h := v.Health
 		if h.Type == "" || h.Type == health.TypeNone {
 			continue
@@ -32,11 +34,19 @@ func targets(cfg *config.Config) []health.Target {
 			Payload: []byte(h.Payload), ExpectReply: []byte(h.ExpectReply),
 			Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall}
 		for _, b := range v.Backends {
-			out = append(out, health.Target{
+			t := health.Target{
 				Key:  health.Key{VIP: v.Name, Backend: b.Address, Port: h.Port},
 				Addr: netip.AddrPortFrom(b.Address, h.Port),
 				Spec: spec,
-			})
+			}
+			if h.ThroughTunnel {
+				mark, ok := d.lb.ProbeMark(dataplane.VIPKey{Addr: v.Address, Port: v.Port, Proto: v.Proto}, b.Address)
+				if !ok {
+					continue
+				}
+				t.Addr, t.Mark = netip.AddrPortFrom(v.Address, h.Port), mark
+			}
+			out = append(out, t)
 		}
 	}
 	return out

@@ -187,11 +187,7 @@ func (b *BackendSide) Detach() error {
 	errs = append(errs, b.Close())
 	spec, err := loadBe()
 	if err == nil {
-		var names []string
-		for n := range spec.Maps {
-			names = append(names, n)
-		}
-		errs = append(errs, unpinAll(filepath.Join(b.cfg.PinDir, beDirPinName), names))
+		errs = append(errs, unpinAll(filepath.Join(b.cfg.PinDir, beDirPinName), pinnedNames(spec)))
 	}
 	return errors.Join(errs...)
 }
@@ -227,10 +223,6 @@ func DetachPinnedBackend(pinDir string) error {
 	if err != nil {
 		return err
 	}
-	var names []string
-	for n := range spec.Maps {
-		names = append(names, n)
-	}
-	errs = append(errs, unpinAll(filepath.Join(pinDir, beDirPinName), names))
+	errs = append(errs, unpinAll(filepath.Join(pinDir, beDirPinName), pinnedNames(spec)))
 	return errors.Join(errs...)
 }

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
-	"slices"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -26,13 +25,15 @@ const (
 )
 
 const (
-	vipFlagGUE   = 1 << 0
-	beFlagV6     = 1 << 0
-	beFlagDown   = 1 << 1
-	afInet       = 4
-	afInet6      = 6
-	xdpLinkName  = "xdp_lb_link"
-	lbDirPinName = "lb"
+	vipFlagGUE    = 1 << 0
+	beFlagV6      = 1 << 0
+	beFlagDown    = 1 << 1
+	afInet        = 4
+	afInet6       = 6
+	xdpLinkName   = "xdp_lb_link"
+	probeLinkName = "tc_probe_link"
+	probeMark     = 0x4c420000
+	lbDirPinName  = "lb"
 )
 
 // VIPKey identifies a VIP: address, port (0 = every port) and IP protocol.
@@ -99,6 +100,7 @@ type LB struct {
 	cfg     Config
 	objs    lbObjects
 	link    link.Link
+	probe   link.Link // tc_probe on egress
 	ifindex int
 	Adopted bool // the program was swapped into a link a previous lbd left pinned
 
@@ -144,7 +146,27 @@ func OpenLB(cfg Config) (*LB, error) {
 		return nil, fmt.Errorf("attach xdp to %s: %w", cfg.Interface, err)
 	}
 	lb.link, lb.Adopted = l, adopted
+	pl, _, err := adoptOrAttach(filepath.Join(cfg.PinDir, probeLinkName), lb.ifindex, lb.objs.TcProbe,
+		func() (link.Link, error) {
+			return link.AttachTCX(link.TCXOptions{Program: lb.objs.TcProbe, Interface: lb.ifindex, Attach: ebpf.AttachTCXEgress})
+		})
+	if err != nil {
+		lb.link.Close()
+		lb.objs.Close()
+		return nil, fmt.Errorf("attach tc_probe to %s egress: %w", cfg.Interface, err)
+	}
+	lb.probe = pl
 	return lb, nil
+}
+
+// ProbeMark is the socket mark that makes tc_probe encapsulate a probe's packets to the
+// backend addr of VIP key, exactly as client traffic to that backend is; ok is false when
+// the backend is not in the data path.
+func (lb *LB) ProbeMark(key VIPKey, addr netip.Addr) (mark uint32, ok bool) {
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	slot, ok := lb.pairs[pairKey{key, addr}]
+	return probeMark | slot.id, ok
 }
 
 // loadLB loads the program and its maps without attaching them: pinned under
@@ -547,8 +569,10 @@ func (lb *LB) Config() Config { return lb.cfg }
 // so traffic goes on while lbd restarts.
 func (lb *LB) Close() error {
 	var errs []error
-	if lb.link != nil {
-		errs = append(errs, lb.link.Close())
+	for _, l := range []link.Link{lb.link, lb.probe} {
+		if l != nil {
+			errs = append(errs, l.Close())
+		}
 	}
 	errs = append(errs, lb.objs.Close())
 	return errors.Join(errs...)
@@ -557,16 +581,16 @@ func (lb *LB) Close() error {
 // Detach removes the program from the interface and every pin lbd made for it.
 func (lb *LB) Detach() error {
 	var errs []error
-	if lb.link != nil {
-		errs = append(errs, lb.link.Unpin(), lb.link.Close())
-		lb.link = nil
+	for _, l := range []link.Link{lb.link, lb.probe} {
+		if l != nil {
+			errs = append(errs, l.Unpin(), l.Close())
+		}
 	}
+	lb.link, lb.probe = nil, nil
 	names := []string{}
 	spec, err := lbSpecOnce()
 	if err == nil {
-		for name := range spec.Maps {
-			names = append(names, name)
-		}
+		names = pinnedNames(spec)
 	}
 	errs = append(errs, lb.objs.Close(), unpinAll(filepath.Join(lb.cfg.PinDir, lbDirPinName), names))
 	return errors.Join(errs...)
@@ -575,20 +599,16 @@ func (lb *LB) Detach() error {
 // DetachPinned removes an LB left pinned in pinDir by an lbd that is no longer running.
 func DetachPinned(pinDir string) error {
 	var errs []error
-	if l, err := link.LoadPinnedLink(filepath.Join(pinDir, xdpLinkName), nil); err == nil {
-		errs = append(errs, l.Unpin(), l.Close())
+	for _, name := range []string{xdpLinkName, probeLinkName} {
+		if l, err := link.LoadPinnedLink(filepath.Join(pinDir, name), nil); err == nil {
+			errs = append(errs, l.Unpin(), l.Close())
+		}
 	}
 	spec, err := lbSpecOnce()
 	if err != nil {
 		return err
 	}
-	names := slices.Collect(func(yield func(string) bool) {
-		for n := range spec.Maps {
-			if !yield(n) {
-				return
-			}
-		}
-	})
+	names := pinnedNames(spec)
 	errs = append(errs, unpinAll(filepath.Join(pinDir, lbDirPinName), names))
 	return errors.Join(errs...)
 }
@@ -634,3 +654,9 @@ func htons(p uint16) uint16 { return p<<8 | p>>8 }
 
 // Ifindex is the interface the program is attached to.
 func (lb *LB) Ifindex() int { return lb.ifindex }
+
+// The probe mark: ProbeMarkBase | backend id in the low 16 bits (bpf/lb_consts.h).
+const (
+	ProbeMarkBase = probeMark
+	ProbeMarkMask = 0xffff0000
+)

@@ -69,7 +69,9 @@ const (
 	lbLbCounterLB_DROP_ENCAP      lbLbCounter = 4
 	lbLbCounterLB_DROP_TOO_BIG    lbLbCounter = 5
 	lbLbCounterLB_PASS_FRAGMENT   lbLbCounter = 6
-	lbLbCounterLB_COUNTER_MAX     lbLbCounter = 7
+	lbLbCounterLB_PROBE_TX        lbLbCounter = 7
+	lbLbCounterLB_PROBE_DROP      lbLbCounter = 8
+	lbLbCounterLB_COUNTER_MAX     lbLbCounter = 9
 )
 
 type lbLbCtl struct {
@@ -120,6 +122,7 @@ const (
 	lbMapStats        = "stats"
 	lbMapVipStats     = "vip_stats"
 	lbMapVips         = "vips"
+	lbProgTcProbe     = "tc_probe"
 	lbProgXdpLb       = "xdp_lb"
 	lbVarEncapMtu     = "encap_mtu"
 	lbVarEncapSrcV4   = "encap_src_v4"
@@ -171,7 +174,8 @@ type lbSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbProgramSpecs struct {
-	XdpLb *ebpf.ProgramSpec `ebpf:"xdp_lb"`
+	TcProbe *ebpf.ProgramSpec `ebpf:"tc_probe"`
+	XdpLb   *ebpf.ProgramSpec `ebpf:"xdp_lb"`
 }
 
 // lbMapSpecs contains maps before they are loaded into the kernel.
@@ -265,11 +269,13 @@ type lbVariables struct {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbPrograms struct {
-	XdpLb *ebpf.Program `ebpf:"xdp_lb"`
+	TcProbe *ebpf.Program `ebpf:"tc_probe"`
+	XdpLb   *ebpf.Program `ebpf:"xdp_lb"`
 }
 
 func (p *lbPrograms) Close() error {
 	return _LbClose(
+		p.TcProbe,
 		p.XdpLb,
 	)
 }

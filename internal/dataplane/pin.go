@@ -97,3 +97,14 @@ func unpinAll(dir string, names []string) error {
 	_ = os.Remove(dir)
 	return errors.Join(errs...)
 }
+
+// pinnedNames are the maps of spec that are pinned by name (not .rodata and friends).
+func pinnedNames(spec *ebpf.CollectionSpec) []string {
+	var out []string
+	for name, m := range spec.Maps {
+		if m.Pinning == ebpf.PinByName {
+			out = append(out, name)
+		}
+	}
+	return out
+}

@@ -23,6 +23,8 @@ var counterNames = map[lbLbCounter]string{
 	lbLbCounterLB_DROP_ENCAP:      "drop_encap_failed",
 	lbLbCounterLB_DROP_TOO_BIG:    "drop_too_big",
 	lbLbCounterLB_PASS_FRAGMENT:   "pass_fragment",
+	lbLbCounterLB_PROBE_TX:        "probe_tx",
+	lbLbCounterLB_PROBE_DROP:      "probe_drop",
 }
 
 var eventNames = map[lbLbEvent]string{
