@@ -127,17 +127,18 @@ type scaleResult struct {
 	maxRSSMiB    float64
 	lateFraction float64        // probes that started > 100ms after their scheduled time
 	lastErrs     map[string]int // targets whose last probe failed, by error
+	lateEach     []uint64       // probes started >100ms late, each second of the window
 }
 
 func (r scaleResult) String() string {
 	return fmt.Sprintf("%d targets @1s, %v window: %.0f probes/s (want %d), %.0f failed (%.0f timeouts), "+
 		"started >100ms late %.3f%% (>10ms %.2f%%, >25ms %.2f%%); "+
 		"checker CPU %.2f cores (%.0f%% sys, %.1fµs/probe), listener CPU %.2f, everything else %.2f (machine busy %.2f of %d); "+
-		"%d goroutines at the end, max RSS %.0f MiB, last errors %v",
+		"%d goroutines at the end, max RSS %.0f MiB, last errors %v, late each second %v",
 		r.targets, r.window.Round(time.Millisecond), r.perSecond, r.targets, r.failures, r.timeouts,
 		100*r.lateFraction, 100*r.lag.fractionOver(0.01), 100*r.lag.fractionOver(0.025),
 		r.cpu, 100*r.sysCPU/r.cpu, 1e6*r.cpu/r.perSecond, r.listenerCPU, r.machineBusy-r.cpu-r.listenerCPU,
-		r.machineBusy, runtime.NumCPU(), r.goroutines, r.maxRSSMiB, r.lastErrs)
+		r.machineBusy, runtime.NumCPU(), r.goroutines, r.maxRSSMiB, r.lastErrs, r.lateEach)
 }
 
 func scaleEnv(tb testing.TB, name string, def int) int {
@@ -175,8 +176,18 @@ func runScale(tb testing.TB) scaleResult {
 
 	time.Sleep(scaleWarmup) // not synchronisation: the warm-up is excluded from the figures
 	s0 := takeSample(tb, reg, child)
-	time.Sleep(window)
-	s1 := takeSample(tb, reg, child)
+	// Once a second, the probes started late in that second: a stall shows as
+	// a spike, a checker that cannot keep up as a floor.
+	var lateEach []uint64
+	prev := s0
+	for range int(window / time.Second) {
+		time.Sleep(time.Second)
+		s := takeSample(tb, reg, child)
+		d := s.lag.minus(prev.lag)
+		lateEach = append(lateEach, uint64(math.Round(d.fractionOver(0.1)*float64(d.total))))
+		prev = s
+	}
+	s1 := prev
 	goroutines := runtime.NumGoroutine()
 	stop()
 	errs := map[string]int{}
@@ -206,6 +217,7 @@ func runScale(tb testing.TB) scaleResult {
 		goroutines:  goroutines,
 		maxRSSMiB:   float64(s1.maxRSS) / 1024,
 		lastErrs:    errs,
+		lateEach:    lateEach,
 	}
 	r.perSecond = r.probes / wall
 	r.lateFraction = r.lag.fractionOver(0.1)

@@ -38,7 +38,7 @@ var ErrBadSpec = errors.New("invalid health check")
 type Key struct {
 	VIP     string     // the VIP's name as the caller spells it, e.g. "198.18.0.10:80/tcp"
 	Backend netip.Addr // the backend's address
-	Port    uint16     // the backend's service port for this VIP
+	Port    uint16     // the backend port this state is about (lbd: the probed port)
 }
 
 // String formats the key for logs: "vip backend:port".
