@@ -27,8 +27,9 @@ type Options struct {
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger // nil: slog.Default()
 	// OnChange is called after a target's Status changes, with its new State. It is
-	// called from probe goroutines, possibly concurrently for different keys, and
-	// must not block: hand the news on (a channel, a dirty flag) and return.
+	// called from probe goroutines (and from Set for targets that are not probed),
+	// possibly concurrently for different keys, and must not block: hand the news
+	// on (a channel, a dirty flag) and read States for the current truth.
 	OnChange func(Key, State)
 	// MaxInFlight bounds the probes running at once; 0 means DefaultMaxInFlight.
 	// It should exceed targets × typical probe time / interval, or probes start late
@@ -42,8 +43,9 @@ type Options struct {
 //
 // One scheduler goroutine (the one calling Run) keeps the targets in a min-heap by
 // next probe time and starts each due probe in its own short-lived goroutine,
-// at most MaxInFlight at once. Idle targets cost a heap slot, not a goroutine
-// and a timer: measured faster than one sleeping goroutine per target (doc.go).
+// at most MaxInFlight at once. An idle target costs a heap slot, not a goroutine
+// and a timer: the same CPU as one sleeping goroutine per target at 10,000
+// targets, a third of the memory (doc.go).
 type Checker struct {
 	log      *slog.Logger
 	onChange func(Key, State)
