@@ -28,10 +28,11 @@ const (
 	// interleaved in proportion to weight.
 	Maglev Algorithm = "maglev"
 
-	// Rendezvous is rendezvous hashing over the same walks, with exact shares: a slot goes to
-	// the member whose walk reaches it first, among those still short of their share. Its
-	// balance is Maglev's (every member gets its share rounded); when members leave or join it
-	// moves fewer flows than Maglev from 100 members up (README.md).
+	// Rendezvous is weighted rendezvous hashing over the same walks, with exact shares: a slot
+	// goes to the member whose walk reaches it first (a member steps at a pace set by its
+	// weight), among those still short of their share. Its balance is Maglev's (every member
+	// gets its share rounded), and when members leave, join or change weight it moves fewer
+	// flows than Maglev in every cell of the quality grid (README.md).
 	Rendezvous Algorithm = "rendezvous"
 
 	// RendezvousSlack is Rendezvous where a member may take up to 1% more than its share
@@ -40,10 +41,10 @@ const (
 	RendezvousSlack Algorithm = "rendezvous-slack"
 )
 
-// DefaultAlgorithm is used for a VIP that names none. It stays canonical Maglev: Rendezvous is
-// as balanced and moves fewer flows in every cell of the grid from 100 members up, but not with
-// 10 members of mixed weights (1.1 × the minimum against Maglev's 1.01–1.06; README.md).
-const DefaultAlgorithm = Maglev
+// DefaultAlgorithm is used for a VIP that names none: Rendezvous, which is exactly as balanced
+// as canonical Maglev and moves fewer flows than it across the whole quality grid (README.md).
+// Maglev stays selectable per VIP.
+const DefaultAlgorithm = Rendezvous
 
 // RendezvousSlackPercent is how far above its share a member may go with RendezvousSlack: the
 // cap that keeps max/mean slots per unit of weight within 1%.

@@ -10,8 +10,8 @@ import (
 //
 // Each member walks its permutation as in Maglev, but a step looks at one slot only: the member
 // claims it if it is free and otherwise moves on. Member m takes its j-th step at time
-// (2j+1)/(2·w_m), a pace that depends on its own weight alone, and steps at the same time go
-// heavier member first, then in canonical order. So a slot goes to the member whose walk reaches
+// −log2(1 − (j+½)/size)/w_m (clock.go), a pace that depends on its own weight alone, and steps
+// at the same time go heavier member first, then in canonical order. So a slot goes to the member whose walk reaches
 // it first — rendezvous hashing with "how soon m's walk reaches s" as the score — and nobody
 // steals the slot that another member would have reached next, which is what makes canonical
 // Maglev move extra slots when the set changes. A member stops at its cap,
@@ -106,37 +106,17 @@ func (r *ring) fillRendezvous(slackPercent uint64) {
 		starved(classes[0].members)
 		return
 	}
-	// Class c steps w_c times per unit of time, so the order of class steps repeats every
-	// 1/g (g = gcd of the weights) after Σ w_c/g steps. Replay that period when it is short;
-	// otherwise keep the classes in a heap.
-	if seq := period(sc, classes); seq != nil {
-		for {
-			for _, ci := range seq {
-				c := &classes[ci]
-				if len(c.members) == c.dead {
-					continue
-				}
-				if step(c) {
-					for _, c := range classes {
-						starved(c.members)
-					}
-					return
-				}
-				if (active+uint64(free))*uint64(free) <= tailFrom {
-					flush()
-					starved(r.rendezvousTail(sc, classes, taken, free))
-					return
-				}
-			}
-		}
+	// A binary min-heap of the classes' next steps, by time.
+	h := stepHeap(grow(&sc.heap, len(classes)))
+	for i := range classes {
+		h[i] = nextStep{class: uint32(i)}
+		h[i].set(uint64(size), &classes[i])
 	}
-	// A binary min-heap of classes by time of their next step.
-	h := classHeap(classes)
 	h.init()
 	for {
-		c := &h[0]
+		c := &classes[h[0].class]
 		if step(c) {
-			for _, c := range h {
+			for _, c := range classes {
 				starved(c.members)
 			}
 			return
@@ -144,54 +124,15 @@ func (r *ring) fillRendezvous(slackPercent uint64) {
 		if len(c.members) == c.dead {
 			h.pop()
 		} else {
+			h[0].set(uint64(size), c)
 			h.down(0)
 		}
 		if (active+uint64(free))*uint64(free) <= tailFrom {
 			flush()
-			starved(r.rendezvousTail(sc, h, taken, free))
+			starved(r.rendezvousTail(sc, classes, taken, free))
 			return
 		}
 	}
-}
-
-// maxPeriod bounds the class steps period replays.
-const maxPeriod = 1 << 14
-
-// period returns the order of class steps (indices into classes) over one period, or nil if the
-// period is longer than maxPeriod steps.
-func period(sc *scratch, classes []pace) []uint32 {
-	var g uint64
-	for _, c := range classes {
-		g = gcd(g, c.weight)
-	}
-	var steps uint64
-	for _, c := range classes {
-		steps += c.weight / g
-	}
-	if steps > maxPeriod {
-		return nil
-	}
-	h := grow(&sc.periodHeap, len(classes))
-	for i, c := range classes {
-		h[i] = pace{weight: c.weight, dead: i} // dead carries the class index here
-	}
-	ch := classHeap(h)
-	ch.init()
-	seq := sc.period[:0]
-	for range steps {
-		seq = append(seq, uint32(ch[0].dead))
-		ch[0].step++
-		ch.down(0)
-	}
-	sc.period = seq
-	return seq
-}
-
-func gcd(a, b uint64) uint64 {
-	for b != 0 {
-		a, b = b, a%b
-	}
-	return a
 }
 
 // feedStarved keeps the promise that a member with a positive weight gets a slot. With very
@@ -286,6 +227,8 @@ func (r *ring) rendezvousTail(sc *scratch, classes []pace, taken []uint64, free 
 			}
 		}
 		t.dist, t.slot = best, slots[at]
+		t.tau = stepTime(size, t.step+t.dist)
+		t.key = stepKey(t.tau, t.weight)
 	}
 	for i := range ms {
 		nearest(&ms[i])
@@ -328,91 +271,23 @@ func (r *ring) rendezvousTail(sc *scratch, classes []pace, taken []uint64, free 
 }
 
 // meet is an active member in rendezvousTail: its walk is at pos at its step-th step, and
-// reaches slot, the first free one, dist steps later. inv is the inverse of its stride.
+// reaches slot, the first free one, dist steps later, at time tau/weight. inv is the inverse of
+// its stride.
 type meet struct {
 	stepper
 	slot       uint32
 	inv        uint32
 	weight     uint64
 	step, dist uint64
+	tau        uint64
+	key        float64
 }
 
-// pace is a class of members of one weight, which take their steps together.
-type pace struct {
-	weight  uint64
-	step    uint64 // the next step is the step-th (from 0), at time (2·step+1)/(2·weight)
-	members []stepper
-	dead    int // members at their cap still in members
-}
-
-// before reports whether a's next step comes before b's: earlier time, then heavier.
-func (a *pace) before(b *pace) bool {
-	// (2a.step+1)/a.weight < (2b.step+1)/b.weight, exactly, in 128 bits.
-	xh, xl := bits.Mul64(2*a.step+1, b.weight)
-	yh, yl := bits.Mul64(2*b.step+1, a.weight)
-	if xh != yh {
-		return xh < yh
-	}
-	if xl != yl {
-		return xl < yl
-	}
-	return a.weight > b.weight
-}
-
-type classHeap []pace
-
-func (h classHeap) init() {
-	for i := len(h)/2 - 1; i >= 0; i-- {
-		h.down(i)
-	}
-}
-
-func (h classHeap) down(i int) {
-	for {
-		l := 2*i + 1
-		if l >= len(h) {
-			return
-		}
-		m := l
-		if r := l + 1; r < len(h) && h[r].before(&h[l]) {
-			m = r
-		}
-		if !h[m].before(&h[i]) {
-			return
-		}
-		h[i], h[m] = h[m], h[i]
-		i = m
-	}
-}
-
-func (h *classHeap) pop() {
-	old := *h
-	last := len(old) - 1
-	old[0] = old[last]
-	*h = old[:last]
-	h.down(0)
-}
-
-func cmpUint32(a, b uint32) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-// before orders meetings as fillRendezvous orders steps: by time (2·step+1)/(2·weight), then
-// heavier first, then canonical order.
+// before orders meetings as fillRendezvous orders steps: by time, then heavier first, then
+// canonical order.
 func (a *meet) before(b *meet) bool {
-	xh, xl := bits.Mul64(2*(a.step+a.dist)+1, b.weight)
-	yh, yl := bits.Mul64(2*(b.step+b.dist)+1, a.weight)
-	if xh != yh {
-		return xh < yh
-	}
-	if xl != yl {
-		return xl < yl
+	if c := timeCmp(a.key, b.key, a.tau, a.weight, b.tau, b.weight); c != 0 {
+		return c < 0
 	}
 	if a.weight != b.weight {
 		return a.weight > b.weight
@@ -449,4 +324,77 @@ func (b barrett) mulMod(x, y uint64) uint64 {
 		r -= b.m
 	}
 	return r
+}
+
+// pace is a class of members of one weight, which take their steps together.
+type pace struct {
+	weight  uint64
+	step    uint64 // the next step is the step-th, from 0
+	members []stepper
+	dead    int // members at their cap still in members
+}
+
+// nextStep is a class's next step in the heap (no pointers: the heap moves them a lot).
+type nextStep struct {
+	key         float64
+	tau, weight uint64 // time of the step × weight
+	class       uint32
+}
+
+func (n *nextStep) set(size uint64, c *pace) {
+	n.tau = stepTime(size, c.step)
+	n.weight = c.weight
+	n.key = stepKey(n.tau, n.weight)
+}
+
+// before reports whether a comes before b: earlier time, then heavier.
+func (a *nextStep) before(b *nextStep) bool {
+	if c := timeCmp(a.key, b.key, a.tau, a.weight, b.tau, b.weight); c != 0 {
+		return c < 0
+	}
+	return a.weight > b.weight
+}
+
+type stepHeap []nextStep
+
+func (h stepHeap) init() {
+	for i := len(h)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+}
+
+func (h stepHeap) down(i int) {
+	for {
+		l := 2*i + 1
+		if l >= len(h) {
+			return
+		}
+		m := l
+		if r := l + 1; r < len(h) && h[r].before(&h[l]) {
+			m = r
+		}
+		if !h[m].before(&h[i]) {
+			return
+		}
+		h[i], h[m] = h[m], h[i]
+		i = m
+	}
+}
+
+func (h *stepHeap) pop() {
+	old := *h
+	last := len(old) - 1
+	old[0] = old[last]
+	*h = old[:last]
+	h.down(0)
+}
+
+func cmpUint32(a, b uint32) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }

@@ -181,6 +181,9 @@ func measure(tb testing.TB, v variant, ms []Member, size uint32, mixed bool) cel
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	reps := max(3, int(2_000_000/int(size)))
+	if !*report {
+		reps = 1
+	}
 	var ms0 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
 	start := threadCPU()

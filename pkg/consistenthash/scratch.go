@@ -13,10 +13,8 @@ type scratch struct {
 	steppers []stepper
 	claims   []uint64
 
-	period     []uint32
-	periodHeap []pace
-
 	classes []pace
+	heap    []nextStep
 	free    []uint32
 	tail    []meet
 }

@@ -39,8 +39,8 @@ func TestRemoveOneOfHundred(t *testing.T) {
 		alg consistenthash.Algorithm
 		max float64
 	}{
-		{"", 0.018}, // DefaultAlgorithm (Maglev): measured 1.53%
-		{consistenthash.Maglev, 0.018},
+		{"", 0.0145}, // DefaultAlgorithm (Rendezvous): measured 1.29%
+		{consistenthash.Maglev, 0.018}, // measured 1.53%
 		{consistenthash.Rendezvous, 0.0145},     // measured 1.29%
 		{consistenthash.RendezvousSlack, 0.013}, // measured 1.16%
 	} {
@@ -187,13 +187,13 @@ func TestWriteText(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := one(t, r, "web")
-	want := fmt.Sprintf(`vip api: added (maglev, 65537 slots, 4 backends)
+	want := fmt.Sprintf(`vip api: added (%s, 65537 slots, 4 backends)
 vip old: removed, all its flows are lost (4 backends)
 vip web: %.2f%% of flows move to another backend
   - 198.18.1.1:80 (weight 1)
   + 198.18.1.9:80 (weight 2)
   ~ 198.18.1.2:80 weight 1 -> 5
-`, 100*v.MovedFraction)
+`, consistenthash.DefaultAlgorithm, 100*v.MovedFraction)
 	if diff := cmp.Diff(want, b.String()); diff != "" {
 		t.Errorf("text (-want +got):\n%s", diff)
 	}
