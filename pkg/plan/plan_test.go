@@ -39,8 +39,8 @@ func TestRemoveOneOfHundred(t *testing.T) {
 		alg consistenthash.Algorithm
 		max float64
 	}{
-		{"", 0.0145}, // DefaultAlgorithm (Rendezvous): measured 1.29%
-		{consistenthash.Maglev, 0.018}, // measured 1.53%
+		{"", 0.0145},                            // DefaultAlgorithm (Rendezvous): measured 1.29%
+		{consistenthash.Maglev, 0.018},          // measured 1.53%
 		{consistenthash.Rendezvous, 0.0145},     // measured 1.29%
 		{consistenthash.RendezvousSlack, 0.013}, // measured 1.16%
 	} {
