@@ -1,4 +1,5 @@
-/* encap.h: IPIP encapsulation toward a backend (4in4, 4in6, 6in6). */
+/* encap.h: encapsulation toward a backend: IPIP (4in4, 4in6, 6in6) or GUE (the same inside
+ * UDP: GUE variant 1, "direct IP", the inner header's version bits standing for GUE's). */
 #ifndef ENCAP_H
 #define ENCAP_H
 
@@ -7,6 +8,7 @@
 #include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
+#include <linux/udp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "lb_consts.h"
@@ -20,6 +22,18 @@
 /* outer source addresses, set by the daemon before load (network byte order) */
 volatile const __be32 encap_src_v4 = 0;
 volatile const __be32 encap_src_v6[4] = {0, 0, 0, 0};
+/* GUE's UDP destination port, host order; backends decapsulate what arrives on it */
+volatile const __u16 gue_port = GUE_PORT;
+
+/* GUE source port: from the flow hash, in the ephemeral range, so a backend's NIC spreads
+ * flows over its receive queues */
+static __always_inline void push_gue(struct udphdr *uh, __u16 payload_len, __u32 hash)
+{
+	uh->source = bpf_htons(0xc000 | (hash & 0x3fff));
+	uh->dest = bpf_htons(gue_port);
+	uh->len = bpf_htons(payload_len + sizeof(*uh));
+	uh->check = 0; /* zero: no checksum; the inner packet carries its own */
+}
 
 /* after bpf_xdp_adjust_head grew the front by 'grow' bytes, write a fresh L2 header
  * (addresses toward the backend, the old VLAN tag if there was one) */
@@ -64,27 +78,33 @@ static __always_inline void save_vlan(struct xdp_md *ctx, __u32 l2len, __be16 *t
 	*tci = vh->tci;
 }
 
-/* 4in4: inner_len is the inner IPv4 total length, tos copied to the outer header */
+/* 4in4 (gue: inside UDP): inner_len is the inner IPv4 total length, tos copied to the outer
+ * header */
 static __always_inline int encap_4in4(struct xdp_md *ctx, __u32 l2len, const struct backend *be,
-				      __u8 tos, __u16 inner_len)
+				      __u8 tos, __u16 inner_len, int gue, __u32 hash)
 {
+	__u32 udp = gue ? sizeof(struct udphdr) : 0;
 	__be16 tpid, tci;
 	struct iphdr *oip;
 
 	save_vlan(ctx, l2len, &tpid, &tci);
-	if (bpf_xdp_adjust_head(ctx, 0 - (int)sizeof(struct iphdr)))
+	if (bpf_xdp_adjust_head(ctx, 0 - (int)(sizeof(struct iphdr) + udp)))
 		return ENCAP_ERR;
-	oip = push_l2(ctx, l2len, be, ETH_P_IP_BE, tpid, tci, sizeof(*oip));
+	oip = push_l2(ctx, l2len, be, ETH_P_IP_BE, tpid, tci, sizeof(*oip) + sizeof(struct udphdr));
 	if (!oip)
 		return ENCAP_ERR;
 	oip->version = 4;
 	oip->ihl = 5;
 	oip->tos = tos;
-	oip->tot_len = bpf_htons(inner_len + sizeof(*oip));
+	oip->tot_len = bpf_htons(inner_len + sizeof(*oip) + udp);
 	oip->id = 0;
 	oip->frag_off = bpf_htons(IP_DF);
 	oip->ttl = ENCAP_TTL;
 	oip->protocol = IPPROTO_IPIP;
+	if (gue) {
+		oip->protocol = IPPROTO_UDP;
+		push_gue((void *)(oip + 1), inner_len, hash);
+	}
 	oip->check = 0;
 	oip->saddr = encap_src_v4;
 	oip->daddr = be->addr.v4;
@@ -92,18 +112,20 @@ static __always_inline int encap_4in4(struct xdp_md *ctx, __u32 l2len, const str
 	return ENCAP_OK;
 }
 
-/* 4in6 and 6in6: nexthdr is IPPROTO_IPIP or IPPROTO_IPV6, payload_len the inner packet's
- * whole length; the flow label carries the flow hash so backends can spread flows (RSS) */
+/* 4in6 and 6in6 (gue: inside UDP): nexthdr is IPPROTO_IPIP or IPPROTO_IPV6, payload_len
+ * the inner packet's whole length; the flow label carries the flow hash so backends can
+ * spread flows (RSS) */
 static __always_inline int encap_ip6(struct xdp_md *ctx, __u32 l2len, const struct backend *be,
-				     __u8 tclass, __u16 payload_len, __u8 nexthdr, __u32 hash)
+				     __u8 tclass, __u16 payload_len, __u8 nexthdr, __u32 hash, int gue)
 {
+	__u32 udp = gue ? sizeof(struct udphdr) : 0;
 	__be16 tpid, tci;
 	struct ipv6hdr *oip;
 
 	save_vlan(ctx, l2len, &tpid, &tci);
-	if (bpf_xdp_adjust_head(ctx, 0 - (int)sizeof(struct ipv6hdr)))
+	if (bpf_xdp_adjust_head(ctx, 0 - (int)(sizeof(struct ipv6hdr) + udp)))
 		return ENCAP_ERR;
-	oip = push_l2(ctx, l2len, be, ETH_P_IPV6_BE, tpid, tci, sizeof(*oip));
+	oip = push_l2(ctx, l2len, be, ETH_P_IPV6_BE, tpid, tci, sizeof(*oip) + sizeof(struct udphdr));
 	if (!oip)
 		return ENCAP_ERR;
 	oip->version = 6;
@@ -111,8 +133,12 @@ static __always_inline int encap_ip6(struct xdp_md *ctx, __u32 l2len, const stru
 	oip->flow_lbl[0] = ((tclass & 0xf) << 4) | ((hash >> 16) & 0xf);
 	oip->flow_lbl[1] = (hash >> 8) & 0xff;
 	oip->flow_lbl[2] = hash & 0xff;
-	oip->payload_len = bpf_htons(payload_len);
+	oip->payload_len = bpf_htons(payload_len + udp);
 	oip->nexthdr = nexthdr;
+	if (gue) {
+		oip->nexthdr = IPPROTO_UDP;
+		push_gue((void *)(oip + 1), payload_len, hash);
+	}
 	oip->hop_limit = ENCAP_TTL;
 	/* word by word: a volatile read, or clang folds the zero initialiser */
 	oip->saddr.in6_u.u6_addr32[0] = encap_src_v6[0];

@@ -31,6 +31,10 @@
 
 #define ENCAP_TTL 64
 
+#ifndef GUE_PORT
+#define GUE_PORT 6080 /* default GUE destination port */
+#endif
+
 /* health probes through the tunnel: the daemon marks a probe socket with PROBE_MARK | the
  * backend id, and tc_probe encapsulates its packets to that backend */
 #define PROBE_MARK 0x4c420000U

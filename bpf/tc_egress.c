@@ -32,6 +32,8 @@
  * header's (4in6); zero: keep the VIP as the destination (VIP configured on lo) */
 volatile const __be32 local_v4 = 0;
 volatile const __be32 local_v6[4] = {0, 0, 0, 0};
+/* GUE's UDP destination port (host order): UDP to it carries an IP packet (GUE variant 1) */
+volatile const __u16 gue_port = GUE_PORT;
 /* unused by the program: puts the enum into BTF, so bpf2go emits its names */
 volatile const enum be_counter be_counter_max = BE_COUNTER_MAX;
 
@@ -209,6 +211,17 @@ bad:
 	return XDP_DROP;
 }
 
+/* the IP version inside a GUE packet whose UDP header is at l4, or 0 when it is not GUE */
+static __always_inline int gue_inner(void *l4, void *data_end)
+{
+	struct udphdr *uh = l4;
+	__u8 *ver = (void *)(uh + 1);
+
+	if ((void *)(ver + 1) > data_end || uh->dest != bpf_htons(gue_port))
+		return 0;
+	return *ver >> 4; /* GUE variant 1: the version bits of the inner IP header */
+}
+
 SEC("xdp")
 int xdp_decap(struct xdp_md *ctx)
 {
@@ -222,25 +235,42 @@ int xdp_decap(struct xdp_md *ctx)
 		return XDP_PASS;
 	if (proto == ETH_P_IP_BE) {
 		struct iphdr *ip = data + l2len;
+		int v;
 
-		if ((void *)(ip + 1) > data_end || ip->protocol != IPPROTO_IPIP || ip->ihl != 5)
+		if ((void *)(ip + 1) > data_end || ip->ihl != 5)
+			return XDP_PASS;
+		if (ip->protocol != IPPROTO_IPIP && ip->protocol != IPPROTO_UDP)
 			return XDP_PASS;
 		if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
 			return XDP_PASS; /* fragmented outer packet: leave it to the host */
-		return decap(ctx, l2len, sizeof(*ip), 1, ip->daddr, NULL);
+		if (ip->protocol == IPPROTO_IPIP)
+			return decap(ctx, l2len, sizeof(*ip), 1, ip->daddr, NULL);
+		v = gue_inner(ip + 1, data_end);
+		if (v == 4)
+			return decap(ctx, l2len, sizeof(*ip) + sizeof(struct udphdr), 1, ip->daddr, NULL);
+		return XDP_PASS; /* no 6in4, nor any other UDP */
 	}
 	if (proto == ETH_P_IPV6_BE) {
 		struct ipv6hdr *ip6 = data + l2len;
 		__be32 self6[4];
+		int outer = sizeof(*ip6), v = 0;
 
 		if ((void *)(ip6 + 1) > data_end)
 			return XDP_PASS;
 		if (ip6->nexthdr == IPPROTO_IPIP)
-			return decap(ctx, l2len, sizeof(*ip6), 1, 0, NULL);
-		if (ip6->nexthdr != IPPROTO_IPV6)
+			v = 4;
+		else if (ip6->nexthdr == IPPROTO_IPV6)
+			v = 6;
+		else if (ip6->nexthdr == IPPROTO_UDP) {
+			v = gue_inner(ip6 + 1, data_end);
+			outer += sizeof(struct udphdr);
+		}
+		if (v == 4)
+			return decap(ctx, l2len, outer, 1, 0, NULL);
+		if (v != 6)
 			return XDP_PASS;
 		__builtin_memcpy(self6, &ip6->daddr, sizeof(self6));
-		return decap(ctx, l2len, sizeof(*ip6), 0, 0, self6);
+		return decap(ctx, l2len, outer, 0, 0, self6);
 	}
 	return XDP_PASS;
 }

@@ -119,18 +119,20 @@ static __always_inline int send(struct xdp_md *ctx, __u32 l2len, const struct vi
 				__u8 inner_nexthdr, __u32 hash)
 {
 	__u64 bytes = ctx->data_end - ctx->data;
+	int gue = meta->flags & VIP_F_GUE;
+	__u32 udp = gue ? sizeof(struct udphdr) : 0;
 	int err;
 
 	if (be->flags & BE_F_V6) {
-		if (inner_len + sizeof(struct ipv6hdr) > encap_mtu)
+		if (inner_len + sizeof(struct ipv6hdr) + udp > encap_mtu)
 			return verdict(ctx, LB_DROP_TOO_BIG, XDP_DROP);
-		err = encap_ip6(ctx, l2len, be, tos, inner_len, inner_nexthdr, hash);
+		err = encap_ip6(ctx, l2len, be, tos, inner_len, inner_nexthdr, hash, gue);
 	} else {
 		if (inner_nexthdr != IPPROTO_IPIP)
 			return verdict(ctx, LB_DROP_ENCAP, XDP_DROP); /* no 6in4 */
-		if (inner_len + sizeof(struct iphdr) > encap_mtu)
+		if (inner_len + sizeof(struct iphdr) + udp > encap_mtu)
 			return verdict(ctx, LB_DROP_TOO_BIG, XDP_DROP);
-		err = encap_4in4(ctx, l2len, be, tos, inner_len);
+		err = encap_4in4(ctx, l2len, be, tos, inner_len, gue, hash);
 	}
 	if (err)
 		return verdict(ctx, LB_DROP_ENCAP, XDP_DROP);
@@ -187,8 +189,8 @@ static __always_inline int lb_ipv4(struct xdp_md *ctx, __u32 l2len)
 		event(LB_EV_SYN);
 	else
 		be = flow_backend(bpf_map_lookup_elem(&flows_v4, &fk), &bid);
-	if (!be || (be->flags & BE_F_V6))
-		hash = flow_hash_v4(&fk, hash_seed); /* the ring slot, or the 4in6 flow label */
+	if (!be || (be->flags & BE_F_V6) || (meta->flags & VIP_F_GUE))
+		hash = flow_hash_v4(&fk, hash_seed); /* ring slot, 4in6 flow label, GUE port */
 	if (!be) {
 		struct flow_val fv;
 

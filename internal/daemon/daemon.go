@@ -156,7 +156,8 @@ func (d *Daemon) applyLocked(ctx context.Context, cfg *config.Config) error {
 	}
 	dp := make([]dataplane.VIP, len(views))
 	for i, v := range views {
-		dp[i] = dataplane.VIP{Key: v.key, Ring: v.ring, Backends: make([]dataplane.Backend, len(v.backends))}
+		dp[i] = dataplane.VIP{Key: v.key, Ring: v.ring, Backends: make([]dataplane.Backend, len(v.backends)),
+			GUE: v.cfg.Encap == "gue"}
 		for j, b := range v.backends {
 			nh := v.nexthops[j]
 			dp[i].Backends[j] = dataplane.Backend{Addr: b.Addr, DstMAC: nh.DstMAC, SrcMAC: nh.SrcMAC,
@@ -203,9 +204,6 @@ func (d *Daemon) build(ctx context.Context, cfg *config.Config) ([]vipView, erro
 	resolved := map[netip.Addr]backends.NextHop{}
 	failed := map[netip.Addr]error{}
 	for _, vc := range cfg.VIPs {
-		if vc.Encap != "" && vc.Encap != "ipip" {
-			return nil, fmt.Errorf("%s: vip %s: encap %q: this data path encapsulates with ipip only", vc.Pos, vc.Name, vc.Encap)
-		}
 		if vc.Health.ThroughTunnel && !vc.Address.Is4() {
 			return nil, fmt.Errorf("%s: vip %s: health.through_tunnel: only IPv4 VIPs can be probed through the tunnel yet", vc.Pos, vc.Name)
 		}

@@ -22,8 +22,8 @@ func mustLoadBackend(tb testing.TB, local4, local6 netip.Addr) *BackendSide {
 }
 
 // encapsulated is the frame an LB sends to backend be for inner (an L3 packet).
-func encapsulated(tb testing.TB, be netip.Addr, inner []byte, innerV4 bool) []byte {
-	return ipipExpected(tb, Backend{Addr: be, SrcMAC: lbMAC, DstMAC: beMACs[0]}, inner, innerV4, 0, 0, 0)
+func encapsulated(tb testing.TB, be netip.Addr, inner []byte, innerV4, gue bool) []byte {
+	return encapExpected(tb, Backend{Addr: be, SrcMAC: lbMAC, DstMAC: beMACs[0]}, inner, innerV4, 0, 0, 0x1234, gue)
 }
 
 func TestDecapAndRestore(t *testing.T) {
@@ -32,18 +32,22 @@ func TestDecapAndRestore(t *testing.T) {
 		client, vip, be netip.Addr
 		outer           netip.Addr // outer destination
 		p               l4
+		gue             bool
 	}{
-		{"tcp 4in4", client, vip, beAddrs[0], beAddrs[0], tcp(40000, 80, true, false)},
-		{"udp 4in4", client, vip, beAddrs[0], beAddrs[0], udp(40001, 53)},
-		{"tcp 6in6", client6, vip6, beAddrs6[0], beAddrs6[0], tcp(40002, 80, true, false)},
-		{"udp 6in6", client6, vip6, beAddrs6[0], beAddrs6[0], udp(40003, 53)},
-		{"tcp 4in6: the backend's own IPv4 address", client, vip, beAddrs[1], beAddrs6[0], tcp(40004, 80, false, true)},
+		{"tcp 4in4", client, vip, beAddrs[0], beAddrs[0], tcp(40000, 80, true, false), false},
+		{"udp 4in4", client, vip, beAddrs[0], beAddrs[0], udp(40001, 53), false},
+		{"tcp 6in6", client6, vip6, beAddrs6[0], beAddrs6[0], tcp(40002, 80, true, false), false},
+		{"udp 6in6", client6, vip6, beAddrs6[0], beAddrs6[0], udp(40003, 53), false},
+		{"tcp 4in6: the backend's own IPv4 address", client, vip, beAddrs[1], beAddrs6[0], tcp(40004, 80, false, true), false},
+		{"tcp gue over ipv4", client, vip, beAddrs[0], beAddrs[0], tcp(40005, 80, true, false), true},
+		{"udp gue over ipv6", client6, vip6, beAddrs6[0], beAddrs6[0], udp(40006, 53), true},
+		{"tcp 4in6 gue", client, vip, beAddrs[1], beAddrs6[0], tcp(40007, 80, false, true), true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			b := mustLoadBackend(t, beAddrs[1], netip.Addr{})
 			toVIP := packet(t, c.client, c.vip, c.p)
-			in := encapsulated(t, c.outer, l3(toVIP), c.client.Is4())
+			in := encapsulated(t, c.outer, l3(toVIP), c.client.Is4(), c.gue)
 			ret, out := run(t, b.objs.XdpDecap, in)
 			if ret != xdpPass {
 				t.Fatalf("decap verdict %d, want XDP_PASS", ret)

@@ -81,6 +81,7 @@ const (
 	beProgTcEgress    = "tc_egress"
 	beProgXdpDecap    = "xdp_decap"
 	beVarBeCounterMax = "be_counter_max"
+	beVarGuePort      = "gue_port"
 	beVarLocalV4      = "local_v4"
 	beVarLocalV6      = "local_v6"
 )
@@ -146,6 +147,7 @@ type beMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type beVariableSpecs struct {
 	BeCounterMax *ebpf.VariableSpec `ebpf:"be_counter_max"`
+	GuePort      *ebpf.VariableSpec `ebpf:"gue_port"`
 	LocalV4      *ebpf.VariableSpec `ebpf:"local_v4"`
 	LocalV6      *ebpf.VariableSpec `ebpf:"local_v6"`
 }
@@ -190,6 +192,7 @@ func (m *beMaps) Close() error {
 // It can be passed to loadBeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type beVariables struct {
 	BeCounterMax *ebpf.Variable `ebpf:"be_counter_max"`
+	GuePort      *ebpf.Variable `ebpf:"gue_port"`
 	LocalV4      *ebpf.Variable `ebpf:"local_v4"`
 	LocalV6      *ebpf.Variable `ebpf:"local_v6"`
 }

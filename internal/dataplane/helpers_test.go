@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
@@ -160,6 +161,12 @@ func packet(tb testing.TB, src, dst netip.Addr, p l4) []byte {
 // ipipExpected is what the LB must send for inner (an L3 packet): Ethernet toward the
 // backend, an outer header from the LB to the backend, inner unchanged.
 func ipipExpected(tb testing.TB, be Backend, inner []byte, innerV4 bool, tos uint8, vlan uint16, hash uint32) []byte {
+	return encapExpected(tb, be, inner, innerV4, tos, vlan, hash, false)
+}
+
+// encapExpected is ipipExpected, or with gue the same inside UDP to GUEPort (source port
+// from the flow hash, no checksum).
+func encapExpected(tb testing.TB, be Backend, inner []byte, innerV4 bool, tos uint8, vlan uint16, hash uint32, gue bool) []byte {
 	tb.Helper()
 	eth := &layers.Ethernet{SrcMAC: be.SrcMAC, DstMAC: be.DstMAC, EthernetType: layers.EthernetTypeIPv4}
 	ls := []gopacket.SerializableLayer{eth}
@@ -173,12 +180,19 @@ func ipipExpected(tb testing.TB, be Backend, inner []byte, innerV4 bool, tos uin
 		ls = append(ls, &layers.Dot1Q{VLANIdentifier: vlan, Type: outerType})
 	}
 	if be.Addr.Is4() {
+		proto := layers.IPProtocolIPv4
+		if gue {
+			proto = layers.IPProtocolUDP
+		}
 		ls = append(ls, &layers.IPv4{Version: 4, IHL: 5, TOS: tos, Flags: layers.IPv4DontFragment, TTL: 64,
-			Protocol: layers.IPProtocolIPv4, SrcIP: lbAddr.AsSlice(), DstIP: be.Addr.AsSlice()})
+			Protocol: proto, SrcIP: lbAddr.AsSlice(), DstIP: be.Addr.AsSlice()})
 	} else {
 		next := layers.IPProtocolIPv6
 		if innerV4 {
 			next = layers.IPProtocolIPv4
+		}
+		if gue {
+			next = layers.IPProtocolUDP
 		}
 		ls = append(ls, &layers.IPv6{Version: 6, TrafficClass: tos, FlowLabel: hash & 0xfffff, NextHeader: next,
 			HopLimit: 64, SrcIP: lbAddr6.AsSlice(), DstIP: be.Addr.AsSlice()})
@@ -190,7 +204,15 @@ func ipipExpected(tb testing.TB, be Backend, inner []byte, innerV4 bool, tos uin
 	} else {
 		n = 40 + (int(inner[4])<<8 | int(inner[5]))
 	}
-	ls = append(ls, gopacket.Payload(inner[:n]))
+	payload := inner[:n]
+	if gue {
+		udp := make([]byte, 8, 8+n)
+		binary.BigEndian.PutUint16(udp[0:], 0xc000|uint16(hash&0x3fff))
+		binary.BigEndian.PutUint16(udp[2:], GUEPort)
+		binary.BigEndian.PutUint16(udp[4:], uint16(8+n))
+		payload = append(udp, payload...)
+	}
+	ls = append(ls, gopacket.Payload(payload))
 	return append(serialize(tb, ls...), inner[n:]...)
 }
 

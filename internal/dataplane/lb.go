@@ -66,7 +66,12 @@ type VIP struct {
 	Key      VIPKey
 	Backends []Backend
 	Ring     []uint32
+	GUE      bool // encapsulate in UDP (GUE, direct IP) instead of IPIP
 }
+
+// GUEPort is the UDP destination port of GUE packets (bpf/lb_consts.h GUE_PORT); backends
+// decapsulate what arrives on it.
+const GUEPort = 6080
 
 // Config is what the LB program is loaded with.
 type Config struct {
@@ -416,6 +421,9 @@ func (lb *LB) applyVIP(v VIP) error {
 	// an empty ring (no usable backend) leaves ring_size 0: the VIP's packets are dropped
 	// and counted as no-backend rather than handed to a host that does not own the VIP
 	meta := lbVipMeta{VipId: st.id, RingId: ringID, RingSize: uint32(len(ring))}
+	if v.GUE {
+		meta.Flags |= vipFlagGUE
+	}
 	if err := lb.objs.Vips.Put(vipKeyTo(v.Key), meta); err != nil {
 		return fmt.Errorf("write vip: %w", err)
 	}

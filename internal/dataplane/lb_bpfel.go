@@ -127,6 +127,7 @@ const (
 	lbVarEncapMtu     = "encap_mtu"
 	lbVarEncapSrcV4   = "encap_src_v4"
 	lbVarEncapSrcV6   = "encap_src_v6"
+	lbVarGuePort      = "gue_port"
 	lbVarHashSeed     = "hash_seed"
 	lbVarLbCounterMax = "lb_counter_max"
 	lbVarLbEventMax   = "lb_event_max"
@@ -201,6 +202,7 @@ type lbVariableSpecs struct {
 	EncapMtu     *ebpf.VariableSpec `ebpf:"encap_mtu"`
 	EncapSrcV4   *ebpf.VariableSpec `ebpf:"encap_src_v4"`
 	EncapSrcV6   *ebpf.VariableSpec `ebpf:"encap_src_v6"`
+	GuePort      *ebpf.VariableSpec `ebpf:"gue_port"`
 	HashSeed     *ebpf.VariableSpec `ebpf:"hash_seed"`
 	LbCounterMax *ebpf.VariableSpec `ebpf:"lb_counter_max"`
 	LbEventMax   *ebpf.VariableSpec `ebpf:"lb_event_max"`
@@ -260,6 +262,7 @@ type lbVariables struct {
 	EncapMtu     *ebpf.Variable `ebpf:"encap_mtu"`
 	EncapSrcV4   *ebpf.Variable `ebpf:"encap_src_v4"`
 	EncapSrcV6   *ebpf.Variable `ebpf:"encap_src_v6"`
+	GuePort      *ebpf.Variable `ebpf:"gue_port"`
 	HashSeed     *ebpf.Variable `ebpf:"hash_seed"`
 	LbCounterMax *ebpf.Variable `ebpf:"lb_counter_max"`
 	LbEventMax   *ebpf.Variable `ebpf:"lb_event_max"`

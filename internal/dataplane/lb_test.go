@@ -21,6 +21,8 @@ var (
 	anyKey   = VIPKey{Addr: netip.MustParseAddr("198.18.0.20"), Port: 0, Proto: 6}
 	web6Key  = VIPKey{Addr: vip6, Port: 80, Proto: 6}
 	web46Key = VIPKey{Addr: netip.MustParseAddr("198.18.0.30"), Port: 80, Proto: 6}
+	gueKey   = VIPKey{Addr: netip.MustParseAddr("198.18.0.40"), Port: 80, Proto: 6}
+	gue6Key  = VIPKey{Addr: netip.MustParseAddr("2001:db8::40"), Port: 80, Proto: 6}
 )
 
 // fixtureLB is an LB with one VIP of each kind, every ring round-robin over its backends.
@@ -33,6 +35,8 @@ func fixtureLB(tb testing.TB) (*LB, map[VIPKey]VIP) {
 		{Key: anyKey, Backends: testBackends(beAddrs[:2]), Ring: roundRobinRing(ringLen, 2)},
 		{Key: web6Key, Backends: testBackends(beAddrs6), Ring: roundRobinRing(ringLen, 3)},
 		{Key: web46Key, Backends: testBackends(beAddrs6), Ring: roundRobinRing(ringLen, 3)},
+		{Key: gueKey, Backends: testBackends(beAddrs), Ring: roundRobinRing(ringLen, 3), GUE: true},
+		{Key: gue6Key, Backends: testBackends(beAddrs6), Ring: roundRobinRing(ringLen, 3), GUE: true},
 	} {
 		vips[v.Key] = v
 	}
@@ -67,7 +71,7 @@ func TestXDPLBFixtures(t *testing.T) {
 		f := Flow{Src: src, Dst: key.Addr, SrcPort: p.sport, DstPort: p.dport, Proto: uint8(p.proto)}
 		be := owner(vips[key], f)
 		add(fixture{name: name, in: in, wantAction: xdpTX, wantReason: "tx",
-			want: ipipExpected(t, be, l3(in), src.Is4(), p.tos, p.vlan, f.Hash(testSeed))})
+			want: encapExpected(t, be, l3(in), src.Is4(), p.tos, p.vlan, f.Hash(testSeed), vips[key].GUE)})
 	}
 	passCase := func(name string, in []byte, reason string) {
 		add(fixture{name: name, in: in, wantAction: xdpPass, want: in, wantReason: reason})
@@ -91,6 +95,10 @@ func TestXDPLBFixtures(t *testing.T) {
 	encapCase("vlan tagged, tag kept", webKey, client, tagged)
 	encapCase("ipv6 vip, 6in6", web6Key, client6, tcp(40005, 80, true, false))
 	encapCase("ipv4 vip, ipv6 backend, 4in6", web46Key, client, tcp(40006, 80, true, false))
+	for sport := uint16(40010); sport < 40013; sport++ {
+		encapCase("gue over ipv4", gueKey, client, tcp(sport, 80, true, false))
+		encapCase("gue over ipv6", gue6Key, client6, tcp(sport, 80, true, false))
+	}
 
 	passCase("tcp to non-vip address", packet(t, client, netip.MustParseAddr("198.18.0.99"), tcp(40000, 80, true, false)), "pass")
 	passCase("vip address, wrong port", packet(t, client, vip, tcp(40000, 81, true, false)), "pass")
