@@ -45,13 +45,18 @@ func log2Fixed(k uint64) uint64 {
 	return uint64(e)<<32 + lo + (hi-lo)*frac>>32
 }
 
-// stepTime is τ(j) × 2^32 for a ring of size slots (see above).
-func stepTime(size, j uint64) uint64 {
-	if 2*j+1 >= 2*size {
+// clock computes step times for a ring of size slots.
+type clock struct{ size, log2Size2 uint64 }
+
+func newClock(size uint64) clock { return clock{size, log2Fixed(2 * size)} }
+
+// at is τ(j) × 2^32 (see above).
+func (c clock) at(j uint64) uint64 {
+	if 2*j+1 >= 2*c.size {
 		// A walk never needs more than size steps; keep τ increasing regardless.
-		return 2*log2Fixed(2*size) + j
+		return 2*c.log2Size2 + j
 	}
-	return log2Fixed(2*size) - log2Fixed(2*size-2*j-1)
+	return c.log2Size2 - log2Fixed(2*c.size-2*j-1)
 }
 
 // stepKey is a step's time τ/w for the heap: the float (one correctly rounded division, the

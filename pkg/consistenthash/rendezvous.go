@@ -1,6 +1,7 @@
 package consistenthash
 
 import (
+	"math"
 	"math/bits"
 	"slices"
 )
@@ -107,24 +108,65 @@ func (r *ring) fillRendezvous(slackPercent uint64) {
 		return
 	}
 	// A binary min-heap of the classes' next steps, by time.
+	clk := newClock(uint64(size))
+	if len(classes) <= maxScan {
+		// Few classes: a scan for the earliest beats a heap, whose comparisons are coin
+		// tosses for the branch predictor.
+		next := grow(&sc.heap, len(classes))
+		keys := grow(&sc.keys, len(classes)) // the keys' bits: positive floats order as integers
+		for i := range classes {
+			next[i] = nextStep{class: uint32(i)}
+			next[i].set(clk, &classes[i])
+			keys[i] = math.Float64bits(next[i].key)
+		}
+		for {
+			i := earliest(next, keys)
+			c := &classes[i]
+			var dropped uint32
+			var full bool
+			if free, dropped, full = stepClass(c, claims, taken, free, size); full {
+				flush()
+				for _, c := range classes {
+					starved(c.members)
+				}
+				return
+			}
+			active -= uint64(dropped)
+			if len(c.members) == c.dead {
+				keys[i] = math.MaxUint64
+			} else {
+				next[i].set(clk, c)
+				keys[i] = math.Float64bits(next[i].key)
+			}
+			if (active+uint64(free))*uint64(free) <= tailFrom {
+				flush()
+				starved(r.rendezvousTail(sc, classes, taken, free))
+				return
+			}
+		}
+	}
 	h := stepHeap(grow(&sc.heap, len(classes)))
 	for i := range classes {
 		h[i] = nextStep{class: uint32(i)}
-		h[i].set(uint64(size), &classes[i])
+		h[i].set(clk, &classes[i])
 	}
 	h.init()
 	for {
 		c := &classes[h[0].class]
-		if step(c) {
+		var dropped uint32
+		var full bool
+		if free, dropped, full = stepClass(c, claims, taken, free, size); full {
+			flush()
 			for _, c := range classes {
 				starved(c.members)
 			}
 			return
 		}
+		active -= uint64(dropped)
 		if len(c.members) == c.dead {
 			h.pop()
 		} else {
-			h[0].set(uint64(size), c)
+			h[0].set(clk, c)
 			h.down(0)
 		}
 		if (active+uint64(free))*uint64(free) <= tailFrom {
@@ -202,6 +244,7 @@ type stepper struct {
 func (r *ring) rendezvousTail(sc *scratch, classes []pace, taken []uint64, free uint32) []stepper {
 	size := uint64(r.size)
 	bar := newBarrett(size)
+	clk := newClock(size)
 	slots := freeSlots(sc, taken, size)
 	ms := sc.tail[:0]
 	for _, c := range classes {
@@ -227,7 +270,7 @@ func (r *ring) rendezvousTail(sc *scratch, classes []pace, taken []uint64, free 
 			}
 		}
 		t.dist, t.slot = best, slots[at]
-		t.tau = stepTime(size, t.step+t.dist)
+		t.tau = clk.at(t.step + t.dist)
 		t.key = stepKey(t.tau, t.weight)
 	}
 	for i := range ms {
@@ -341,8 +384,8 @@ type nextStep struct {
 	class       uint32
 }
 
-func (n *nextStep) set(size uint64, c *pace) {
-	n.tau = stepTime(size, c.step)
+func (n *nextStep) set(clk clock, c *pace) {
+	n.tau = clk.at(c.step)
 	n.weight = c.weight
 	n.key = stepKey(n.tau, n.weight)
 }
@@ -353,6 +396,26 @@ func (a *nextStep) before(b *nextStep) bool {
 		return c < 0
 	}
 	return a.weight > b.weight
+}
+
+// maxScan is the most weight classes fillRendezvous scans rather than keeping in a heap.
+const maxScan = 16
+
+// earliest returns the index of the next step: the least key (keys[i] holds next[i].key's
+// bits; a class that is done has math.MaxUint64), equal keys decided exactly.
+func earliest(next []nextStep, keys []uint64) int {
+	best, bestKey := 0, keys[0]
+	for i := 1; i < len(keys); i++ {
+		if k := keys[i]; k < bestKey {
+			best, bestKey = i, k
+		}
+	}
+	for i := best + 1; i < len(keys); i++ {
+		if keys[i] == bestKey && next[i].before(&next[best]) {
+			best = i
+		}
+	}
+	return best
 }
 
 type stepHeap []nextStep

@@ -15,6 +15,7 @@ type scratch struct {
 
 	classes []pace
 	heap    []nextStep
+	keys    []uint64
 	free    []uint32
 	tail    []meet
 }
