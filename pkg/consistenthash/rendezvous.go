@@ -398,8 +398,9 @@ func (a *nextStep) before(b *nextStep) bool {
 	return a.weight > b.weight
 }
 
-// maxScan is the most weight classes fillRendezvous scans rather than keeping in a heap.
-const maxScan = 16
+// maxScan is the most weight classes fillRendezvous scans rather than keeping in a heap (a
+// variable for the test that checks both ways agree).
+var maxScan = 16
 
 // earliest returns the index of the next step: the least key (keys[i] holds next[i].key's
 // bits; a class that is done has math.MaxUint64), equal keys decided exactly.

@@ -42,3 +42,20 @@ func TestTailSameAsWalking(t *testing.T) {
 		}
 	}
 }
+
+// Scanning the weight classes and keeping them in a heap must order the steps the same way.
+func TestScanSameAsHeap(t *testing.T) {
+	defer func(m int) { maxScan = m }(maxScan)
+	for _, w := range []func(int) uint32{mixed, func(i int) uint32 { return uint32(i%5*3 + 1) }, func(i int) uint32 { return uint32(1 + i%2*1000) }} {
+		ms := members(200, w)
+		for _, alg := range []Algorithm{Rendezvous, RendezvousSlack} {
+			maxScan = 16
+			a := mustBuild(t, alg, ms, DefaultSize)
+			maxScan = 0
+			b := mustBuild(t, alg, ms, DefaultSize)
+			if !slices.Equal(a, b) {
+				t.Errorf("%s: heap and scan give different tables", alg)
+			}
+		}
+	}
+}
