@@ -37,7 +37,8 @@ const (
 
 	// RendezvousSlack is Rendezvous where a member may take up to 1% more than its share
 	// (RendezvousSlackPercent). It moves fewer flows still, but members whose walks were unlucky
-	// end below their share (down to ~0.85 of it for the lightest members of a mixed set).
+	// end below their share (0.84–0.90 of it for the lightest members of mixed sets of 100 to
+	// 1000 members; README.md).
 	RendezvousSlack Algorithm = "rendezvous-slack"
 )
 
