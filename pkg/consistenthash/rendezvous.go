@@ -11,11 +11,11 @@ import (
 //
 // Each member walks its permutation as in Maglev, but a step looks at one slot only: the member
 // claims it if it is free and otherwise moves on. Member m takes its j-th step at time
-// −log2(1 − (j+½)/size)/w_m (clock.go), a pace that depends on its own weight alone, and steps
-// at the same time go heavier member first, then in canonical order. So a slot goes to the member whose walk reaches
-// it first — rendezvous hashing with "how soon m's walk reaches s" as the score — and nobody
-// steals the slot that another member would have reached next, which is what makes canonical
-// Maglev move extra slots when the set changes. A member stops at its cap,
+// −log2(1 − (j+½)/size)/w_m (clock.go), a pace that depends on its own weight alone; steps at
+// the same time go heavier member first, then in canonical order. So a slot goes to the member
+// whose walk reaches it first — weighted rendezvous hashing with "when m's walk reaches s" as
+// the score — and nobody steals the slot that another member would have reached next, which is
+// what makes canonical Maglev move extra slots when the set changes. A member stops at its cap,
 // max(quota, ⌊(1+slack/100)·size·w/Σw⌋), which bounds the load; the walks go on until every
 // slot is claimed (the caps add up to at least size, so they end).
 func (r *ring) fillRendezvous(slackPercent uint64) {
