@@ -4,6 +4,7 @@
 #define HASH_H
 
 #include <linux/types.h>
+#include "lb_consts.h"
 #include "lb_structs.h"
 
 #define LB_HASH_INIT 0x9e3779b9U
@@ -45,6 +46,18 @@ static __always_inline __u32 flow_hash_v6(const struct flow_key_v6 *k, __u32 see
 	h = lb_hash3(k->src[0], k->src[1], k->src[2], seed);
 	h = lb_hash3(k->src[3], k->dst[0], k->dst[1], h);
 	return lb_hash3(k->dst[2], k->dst[3], ports, h ^ k->proto);
+}
+
+/* the vip_filter bit of a destination address (words loaded little-endian; the daemon
+ * computes the same in Go) */
+static __always_inline __u32 vip_filter_bit_v4(__u32 a)
+{
+	return (a * VIP_FILTER_MUL) >> 16;
+}
+
+static __always_inline __u32 vip_filter_bit_v6(const __u32 *a)
+{
+	return vip_filter_bit_v4(a[0] ^ a[1] ^ a[2] ^ a[3]);
 }
 
 #endif

@@ -16,6 +16,12 @@
 #ifndef MAX_RING_SIZE
 #define MAX_RING_SIZE 1048573
 #endif
+/* the VIP address filter: one bit per hash of a destination address, so traffic for
+ * other addresses passes without a hash map lookup */
+#define VIP_FILTER_BITS 65536
+#define VIP_FILTER_WORDS (VIP_FILTER_BITS / 64)
+#define VIP_FILTER_MUL 0x9e3779b1U
+
 #ifndef MAX_DSR_FLOWS
 #define MAX_DSR_FLOWS 262144
 #endif

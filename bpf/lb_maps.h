@@ -16,6 +16,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } vips SEC(".maps");
 
+/* VIP address filter (bit set: maybe a VIP), see vip_filter_bit() */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VIP_FILTER_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} vip_filter SEC(".maps");
+
 /* index: backend id (0 is never used); written by the daemon */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

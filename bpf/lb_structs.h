@@ -54,6 +54,7 @@ struct backend {
 	__u32 flags; /* BE_F_* */
 	__u32 ifindex; /* 0: XDP_TX out of the receiving interface, else redirect */
 	__u32 vip_id;  /* the VIP this entry serves (ids are per VIP and backend) */
+	__u32 vip_flags; /* that VIP's VIP_F_*: a flow table hit needs no VIP lookup */
 	__u8 dmac[6];  /* next hop toward the backend */
 	__u8 smac[6];  /* our interface's address */
 };

@@ -59,6 +59,14 @@ static __always_inline void count(void *map, __u32 id, __u64 bytes)
 	}
 }
 
+static __always_inline int maybe_vip(__u32 bit)
+{
+	__u32 word = bit / 64;
+	__u64 *w = bpf_map_lookup_elem(&vip_filter, &word);
+
+	return w && (*w & (1ULL << (bit % 64)));
+}
+
 static __always_inline struct vip_meta *find_vip(struct vip_key *vk)
 {
 	struct vip_meta *meta = bpf_map_lookup_elem(&vips, vk);
@@ -74,21 +82,18 @@ static __always_inline struct vip_meta *find_vip(struct vip_key *vk)
 	return bpf_map_lookup_elem(&vips, vk);
 }
 
-/* a recorded flow's backend, unless it went down or its id was reused */
-static __always_inline struct backend *flow_backend(struct flow_val *fv, __u32 *bid)
+/* a recorded flow's backend, unless it went down or its id was reused (*stale is set) */
+static __always_inline struct backend *flow_backend(struct flow_val *fv, __u32 *bid, int *stale)
 {
 	struct backend *be;
 
-	if (!fv) {
-		event(LB_EV_LRU_MISS);
+	if (!fv)
 		return NULL;
-	}
 	be = bpf_map_lookup_elem(&backends, &fv->backend_id);
 	if (!be || be->gen != fv->gen || (be->flags & BE_F_DOWN)) {
-		event(LB_EV_LRU_SKIP_DOWN);
+		*stale = 1;
 		return NULL;
 	}
-	event(LB_EV_LRU_HIT);
 	*bid = fv->backend_id;
 	return be;
 }
@@ -114,12 +119,11 @@ static __always_inline struct backend *ring_backend(const struct vip_meta *meta,
 
 /* encapsulate an IPv4 (inner_nexthdr IPPROTO_IPIP) or IPv6 (IPPROTO_IPV6) packet of
  * inner_len bytes toward be, count it and pick the action */
-static __always_inline int send(struct xdp_md *ctx, __u32 l2len, const struct vip_meta *meta,
-				const struct backend *be, __u32 bid, __u8 tos, __u16 inner_len,
-				__u8 inner_nexthdr, __u32 hash)
+static __always_inline int send(struct xdp_md *ctx, __u32 l2len, const struct backend *be,
+				__u32 bid, __u8 tos, __u16 inner_len, __u8 inner_nexthdr, __u32 hash)
 {
 	__u64 bytes = ctx->data_end - ctx->data;
-	int gue = meta->flags & VIP_F_GUE;
+	int gue = be->vip_flags & VIP_F_GUE;
 	__u32 udp = gue ? sizeof(struct udphdr) : 0;
 	int err;
 
@@ -136,7 +140,7 @@ static __always_inline int send(struct xdp_md *ctx, __u32 l2len, const struct vi
 	}
 	if (err)
 		return verdict(ctx, LB_DROP_ENCAP, XDP_DROP);
-	count(&vip_stats, meta->vip_id, bytes);
+	count(&vip_stats, be->vip_id, bytes);
 	count(&backend_stats, bid, bytes);
 	if (be->ifindex)
 		return verdict(ctx, LB_TX, bpf_redirect(be->ifindex, 0));
@@ -152,9 +156,10 @@ static __always_inline int lb_ipv4(struct xdp_md *ctx, __u32 l2len)
 	struct vip_key vk = {};
 	struct vip_meta *meta;
 	struct backend *be = NULL;
+	struct flow_val fv;
 	__u32 bid = 0, hash = 0;
 	__u16 tot_len;
-	int syn = 0, r;
+	int syn = 0, stale = 0, len_ok, r;
 
 	if ((void *)(ip + 1) > data_end)
 		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
@@ -170,30 +175,34 @@ static __always_inline int lb_ipv4(struct xdp_md *ctx, __u32 l2len)
 	if (r)
 		return verdict(ctx, LB_PASS, XDP_PASS);
 
-	vk.addr.v4 = ip->daddr;
-	vk.port = fk.dport;
-	vk.proto = ip->protocol;
-	vk.family = LB_AF_INET;
-	meta = find_vip(&vk);
-	if (!meta)
+	if (!maybe_vip(vip_filter_bit_v4(ip->daddr)))
 		return verdict(ctx, LB_PASS, XDP_PASS);
-
 	tot_len = bpf_ntohs(ip->tot_len);
-	if (tot_len < sizeof(*ip) || (void *)ip + tot_len > data_end)
-		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
-
+	len_ok = tot_len >= sizeof(*ip) && (void *)ip + tot_len <= data_end;
 	fk.src = ip->saddr;
 	fk.dst = ip->daddr;
 	fk.proto = ip->protocol;
-	if (syn) /* a new connection: the ring decides, whatever an old entry says */
-		event(LB_EV_SYN);
-	else
-		be = flow_backend(bpf_map_lookup_elem(&flows_v4, &fk), &bid);
-	if (!be || (be->flags & BE_F_V6) || (meta->flags & VIP_F_GUE))
-		hash = flow_hash_v4(&fk, hash_seed); /* ring slot, 4in6 flow label, GUE port */
-	if (!be) {
-		struct flow_val fv;
 
+	/* a recorded flow: one lookup, no VIP lookup; a SYN is a new connection, and the ring
+	 * decides whatever an old entry says */
+	if (!syn)
+		be = flow_backend(bpf_map_lookup_elem(&flows_v4, &fk), &bid, &stale);
+	if (be) {
+		event(LB_EV_LRU_HIT);
+		if ((be->flags & BE_F_V6) || (be->vip_flags & VIP_F_GUE))
+			hash = flow_hash_v4(&fk, hash_seed); /* 4in6 flow label, GUE port */
+	} else {
+		vk.addr.v4 = ip->daddr;
+		vk.port = fk.dport;
+		vk.proto = ip->protocol;
+		vk.family = LB_AF_INET;
+		meta = find_vip(&vk);
+		if (!meta)
+			return verdict(ctx, LB_PASS, XDP_PASS);
+		if (!len_ok)
+			return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
+		event(syn ? LB_EV_SYN : stale ? LB_EV_LRU_SKIP_DOWN : LB_EV_LRU_MISS);
+		hash = flow_hash_v4(&fk, hash_seed);
 		be = ring_backend(meta, hash, &bid);
 		if (!be)
 			return verdict(ctx, LB_DROP_NO_BACKEND, XDP_DROP);
@@ -201,7 +210,9 @@ static __always_inline int lb_ipv4(struct xdp_md *ctx, __u32 l2len)
 		fv.gen = be->gen;
 		bpf_map_update_elem(&flows_v4, &fk, &fv, BPF_ANY);
 	}
-	return send(ctx, l2len, meta, be, bid, ip->tos, tot_len, IPPROTO_IPIP, hash);
+	if (!len_ok)
+		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
+	return send(ctx, l2len, be, bid, ip->tos, tot_len, IPPROTO_IPIP, hash);
 }
 
 static __always_inline int lb_ipv6(struct xdp_md *ctx, __u32 l2len)
@@ -213,9 +224,11 @@ static __always_inline int lb_ipv6(struct xdp_md *ctx, __u32 l2len)
 	struct vip_key vk = {};
 	struct vip_meta *meta;
 	struct backend *be = NULL;
+	struct flow_val fv;
 	__u32 bid = 0, hash;
 	__u16 len;
-	int syn = 0, r;
+	__u8 tclass;
+	int syn = 0, stale = 0, len_ok, r;
 
 	if ((void *)(ip6 + 1) > data_end)
 		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
@@ -226,29 +239,33 @@ static __always_inline int lb_ipv6(struct xdp_md *ctx, __u32 l2len)
 	if (r)
 		return verdict(ctx, LB_PASS, XDP_PASS);
 
-	__builtin_memcpy(vk.addr.v6, &ip6->daddr, sizeof(vk.addr.v6));
-	vk.port = fk.dport;
-	vk.proto = ip6->nexthdr;
-	vk.family = LB_AF_INET6;
-	meta = find_vip(&vk);
-	if (!meta)
-		return verdict(ctx, LB_PASS, XDP_PASS);
-
-	len = bpf_ntohs(ip6->payload_len);
-	if ((void *)(ip6 + 1) + len > data_end)
-		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
-
-	__builtin_memcpy(fk.src, &ip6->saddr, sizeof(fk.src));
 	__builtin_memcpy(fk.dst, &ip6->daddr, sizeof(fk.dst));
+	if (!maybe_vip(vip_filter_bit_v6(fk.dst)))
+		return verdict(ctx, LB_PASS, XDP_PASS);
+	len = bpf_ntohs(ip6->payload_len);
+	len_ok = (void *)(ip6 + 1) + len <= data_end;
+	__builtin_memcpy(fk.src, &ip6->saddr, sizeof(fk.src));
 	fk.proto = ip6->nexthdr;
-	if (syn)
-		event(LB_EV_SYN);
-	else
-		be = flow_backend(bpf_map_lookup_elem(&flows_v6, &fk), &bid);
-	hash = flow_hash_v6(&fk, hash_seed);
-	if (!be) {
-		struct flow_val fv;
+	tclass = (ip6->priority << 4) | (ip6->flow_lbl[0] >> 4);
 
+	if (!syn)
+		be = flow_backend(bpf_map_lookup_elem(&flows_v6, &fk), &bid, &stale);
+	if (be) {
+		event(LB_EV_LRU_HIT);
+	} else {
+		__builtin_memcpy(vk.addr.v6, fk.dst, sizeof(vk.addr.v6));
+		vk.port = fk.dport;
+		vk.proto = ip6->nexthdr;
+		vk.family = LB_AF_INET6;
+		meta = find_vip(&vk);
+		if (!meta)
+			return verdict(ctx, LB_PASS, XDP_PASS);
+		if (!len_ok)
+			return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
+		event(syn ? LB_EV_SYN : stale ? LB_EV_LRU_SKIP_DOWN : LB_EV_LRU_MISS);
+	}
+	hash = flow_hash_v6(&fk, hash_seed); /* the ring slot, and the flow label */
+	if (!be) {
 		be = ring_backend(meta, hash, &bid);
 		if (!be)
 			return verdict(ctx, LB_DROP_NO_BACKEND, XDP_DROP);
@@ -256,8 +273,9 @@ static __always_inline int lb_ipv6(struct xdp_md *ctx, __u32 l2len)
 		fv.gen = be->gen;
 		bpf_map_update_elem(&flows_v6, &fk, &fv, BPF_ANY);
 	}
-	return send(ctx, l2len, meta, be, bid, (ip6->priority << 4) | (ip6->flow_lbl[0] >> 4),
-		    len + sizeof(*ip6), IPPROTO_IPV6, hash);
+	if (!len_ok)
+		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
+	return send(ctx, l2len, be, bid, tclass, len + sizeof(*ip6), IPPROTO_IPV6, hash);
 }
 
 SEC("xdp")

@@ -112,6 +112,7 @@ type LB struct {
 	vips    map[VIPKey]vipState
 	pairs   map[pairKey]beSlot
 	nextGen uint32
+	filter  []uint64 // vip_filter as last written
 }
 
 // OpenLB loads xdp_lb, adopting maps pinned by an earlier lbd (so flows survive a
@@ -282,6 +283,12 @@ func (lb *LB) recover() error {
 	if err := it.Err(); err != nil {
 		return err
 	}
+	lb.filter = make([]uint64, vipFilterWords)
+	for w := range lb.filter {
+		if err := lb.objs.VipFilter.Lookup(uint32(w), &lb.filter[w]); err != nil {
+			return err
+		}
+	}
 	var be lbBackend
 	for id := uint32(1); id < MaxBackends; id++ {
 		if err := lb.objs.Backends.Lookup(id, &be); err != nil {
@@ -346,10 +353,22 @@ func (lb *LB) Apply(vips []VIP) error {
 		}
 	}
 	wildcards := uint32(0)
+	filter := make([]uint64, vipFilterWords)
 	for _, v := range vips {
 		if v.Key.Port == 0 {
 			wildcards++
 		}
+		bit := vipFilterBit(v.Key.Addr)
+		filter[bit/64] |= 1 << (bit % 64)
+	}
+	// the address filter lets new VIPs in before they are written, and forgets removed ones
+	// after they are gone: first the union of old and new, at the end the new alone
+	union := make([]uint64, vipFilterWords)
+	for w := range union {
+		union[w] = filter[w] | lb.filter[w]
+	}
+	if err := lb.writeFilter(union); err != nil {
+		return err
 	}
 	// switch the wildcard lookup on before a wildcard VIP appears, off after the last goes
 	if wildcards > 0 {
@@ -366,6 +385,38 @@ func (lb *LB) Apply(vips []VIP) error {
 		if err := lb.objs.LbCtl.Put(uint32(0), lbLbCtl{}); err != nil {
 			return fmt.Errorf("write lb_ctl: %w", err)
 		}
+	}
+	return lb.writeFilter(filter)
+}
+
+const (
+	vipFilterWords = 65536 / 64
+	vipFilterMul   = 0x9e3779b1
+)
+
+// vipFilterBit mirrors vip_filter_bit_* in bpf/hash.h.
+func vipFilterBit(a netip.Addr) uint32 {
+	var w uint32
+	if a.Is4() {
+		b := a.As4()
+		w = le(b[:])
+	} else {
+		b := a.As16()
+		w = le(b[0:]) ^ le(b[4:]) ^ le(b[8:]) ^ le(b[12:])
+	}
+	return (w * vipFilterMul) >> 16
+}
+
+// writeFilter writes the words of vip_filter that differ from what was last written.
+func (lb *LB) writeFilter(words []uint64) error {
+	for w, v := range words {
+		if lb.filter[w] == v {
+			continue
+		}
+		if err := lb.objs.VipFilter.Put(uint32(w), v); err != nil {
+			return fmt.Errorf("write vip filter: %w", err)
+		}
+		lb.filter[w] = v
 	}
 	return nil
 }
@@ -386,9 +437,13 @@ func (lb *LB) applyVIP(v VIP) error {
 			return fmt.Errorf("reset counters: %w", err)
 		}
 	}
+	var flags uint32
+	if v.GUE {
+		flags |= vipFlagGUE
+	}
 	ids := make([]uint32, len(v.Backends))
 	for i, b := range v.Backends {
-		id, err := lb.putBackend(st.id, v.Key, b)
+		id, err := lb.putBackend(st.id, flags, v.Key, b)
 		if err != nil {
 			return err
 		}
@@ -420,10 +475,7 @@ func (lb *LB) applyVIP(v VIP) error {
 	}
 	// an empty ring (no usable backend) leaves ring_size 0: the VIP's packets are dropped
 	// and counted as no-backend rather than handed to a host that does not own the VIP
-	meta := lbVipMeta{VipId: st.id, RingId: ringID, RingSize: uint32(len(ring))}
-	if v.GUE {
-		meta.Flags |= vipFlagGUE
-	}
+	meta := lbVipMeta{VipId: st.id, RingId: ringID, Flags: flags, RingSize: uint32(len(ring))}
 	if err := lb.objs.Vips.Put(vipKeyTo(v.Key), meta); err != nil {
 		return fmt.Errorf("write vip: %w", err)
 	}
@@ -464,7 +516,7 @@ func (lb *LB) innerSpec() *ebpf.MapSpec {
 	return spec.Maps["rings"].InnerMap.Copy()
 }
 
-func (lb *LB) putBackend(vipID uint32, vk VIPKey, b Backend) (uint32, error) {
+func (lb *LB) putBackend(vipID, vipFlags uint32, vk VIPKey, b Backend) (uint32, error) {
 	pk := pairKey{vk, b.Addr}
 	slot, ok := lb.pairs[pk]
 	if !ok {
@@ -478,7 +530,7 @@ func (lb *LB) putBackend(vipID uint32, vk VIPKey, b Backend) (uint32, error) {
 			return 0, fmt.Errorf("reset backend counters: %w", err)
 		}
 	}
-	e := lbBackend{Gen: slot.gen, Ifindex: uint32(b.Ifindex), VipId: vipID}
+	e := lbBackend{Gen: slot.gen, Ifindex: uint32(b.Ifindex), VipId: vipID, VipFlags: vipFlags}
 	a := b.Addr.As16()
 	if b.Addr.Is4() {
 		a4 := b.Addr.As4()

@@ -19,12 +19,13 @@ type lbBackend struct {
 		_  structs.HostLayout
 		V6 [4]uint32
 	}
-	Gen     uint32
-	Flags   uint32
-	Ifindex uint32
-	VipId   uint32
-	Dmac    [6]uint8
-	Smac    [6]uint8
+	Gen      uint32
+	Flags    uint32
+	Ifindex  uint32
+	VipId    uint32
+	VipFlags uint32
+	Dmac     [6]uint8
+	Smac     [6]uint8
 }
 
 type lbCounter struct {
@@ -120,6 +121,7 @@ const (
 	lbMapLbCtl        = "lb_ctl"
 	lbMapRings        = "rings"
 	lbMapStats        = "stats"
+	lbMapVipFilter    = "vip_filter"
 	lbMapVipStats     = "vip_stats"
 	lbMapVips         = "vips"
 	lbProgTcProbe     = "tc_probe"
@@ -191,6 +193,7 @@ type lbMapSpecs struct {
 	LbCtl        *ebpf.MapSpec `ebpf:"lb_ctl"`
 	Rings        *ebpf.MapSpec `ebpf:"rings"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
+	VipFilter    *ebpf.MapSpec `ebpf:"vip_filter"`
 	VipStats     *ebpf.MapSpec `ebpf:"vip_stats"`
 	Vips         *ebpf.MapSpec `ebpf:"vips"`
 }
@@ -236,6 +239,7 @@ type lbMaps struct {
 	LbCtl        *ebpf.Map `ebpf:"lb_ctl"`
 	Rings        *ebpf.Map `ebpf:"rings"`
 	Stats        *ebpf.Map `ebpf:"stats"`
+	VipFilter    *ebpf.Map `ebpf:"vip_filter"`
 	VipStats     *ebpf.Map `ebpf:"vip_stats"`
 	Vips         *ebpf.Map `ebpf:"vips"`
 }
@@ -250,6 +254,7 @@ func (m *lbMaps) Close() error {
 		m.LbCtl,
 		m.Rings,
 		m.Stats,
+		m.VipFilter,
 		m.VipStats,
 		m.Vips,
 	)
