@@ -117,6 +117,21 @@ static __always_inline struct backend *ring_backend(const struct vip_meta *meta,
 	return bpf_map_lookup_elem(&backends, id);
 }
 
+/* a new flow: the ring's backend for hash, recorded in the flow table (flows, key) */
+static __always_inline struct backend *new_flow(const struct vip_meta *meta, __u32 hash, void *flows,
+						const void *key, __u32 *bid)
+{
+	struct backend *be = ring_backend(meta, hash, bid);
+	struct flow_val fv;
+
+	if (!be)
+		return NULL;
+	fv.backend_id = *bid;
+	fv.gen = be->gen;
+	bpf_map_update_elem(flows, key, &fv, BPF_ANY);
+	return be;
+}
+
 /* encapsulate an IPv4 (inner_nexthdr IPPROTO_IPIP) or IPv6 (IPPROTO_IPV6) packet of
  * inner_len bytes toward be, count it and pick the action */
 static __always_inline int send(struct xdp_md *ctx, __u32 l2len, const struct backend *be,
@@ -156,7 +171,6 @@ static __always_inline int lb_ipv4(struct xdp_md *ctx, __u32 l2len)
 	struct vip_key vk = {};
 	struct vip_meta *meta;
 	struct backend *be = NULL;
-	struct flow_val fv;
 	__u32 bid = 0, hash = 0;
 	__u16 tot_len;
 	int syn = 0, stale = 0, len_ok, r;
@@ -203,12 +217,9 @@ static __always_inline int lb_ipv4(struct xdp_md *ctx, __u32 l2len)
 			return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
 		event(syn ? LB_EV_SYN : stale ? LB_EV_LRU_SKIP_DOWN : LB_EV_LRU_MISS);
 		hash = flow_hash_v4(&fk, hash_seed);
-		be = ring_backend(meta, hash, &bid);
+		be = new_flow(meta, hash, &flows_v4, &fk, &bid);
 		if (!be)
 			return verdict(ctx, LB_DROP_NO_BACKEND, XDP_DROP);
-		fv.backend_id = bid;
-		fv.gen = be->gen;
-		bpf_map_update_elem(&flows_v4, &fk, &fv, BPF_ANY);
 	}
 	if (!len_ok)
 		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
@@ -224,7 +235,6 @@ static __always_inline int lb_ipv6(struct xdp_md *ctx, __u32 l2len)
 	struct vip_key vk = {};
 	struct vip_meta *meta;
 	struct backend *be = NULL;
-	struct flow_val fv;
 	__u32 bid = 0, hash;
 	__u16 len;
 	__u8 tclass;
@@ -266,12 +276,9 @@ static __always_inline int lb_ipv6(struct xdp_md *ctx, __u32 l2len)
 	}
 	hash = flow_hash_v6(&fk, hash_seed); /* the ring slot, and the flow label */
 	if (!be) {
-		be = ring_backend(meta, hash, &bid);
+		be = new_flow(meta, hash, &flows_v6, &fk, &bid);
 		if (!be)
 			return verdict(ctx, LB_DROP_NO_BACKEND, XDP_DROP);
-		fv.backend_id = bid;
-		fv.gen = be->gen;
-		bpf_map_update_elem(&flows_v6, &fk, &fv, BPF_ANY);
 	}
 	if (!len_ok)
 		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);

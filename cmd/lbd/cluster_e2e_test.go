@@ -13,28 +13,12 @@ import (
 
 	"github.com/lbdproj/lbd/configs"
 	"github.com/lbdproj/lbd/internal/daemon"
-	"github.com/lbdproj/lbd/internal/testbed"
 )
 
 // mustCluster raises 3 LB nodes in one cluster behind a router with ECMP, and 3 backends.
 func mustCluster(t *testing.T) *sandbox {
 	t.Helper()
-	testbed.SkipIfNotRoot(t)
-	s, err := raiseSandbox(sandboxOptions{exe: testExe(), config: configs.Demo, lbs: 3, backends: 3,
-		prefix: testPrefix, cluster: true, router: true})
-	if err != nil {
-		t.Fatalf("raise sandbox: %v", err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for i, p := range s.lbProcs {
-				if p != nil {
-					t.Logf("lbd run on lb%d:\n%s", i, p.Output())
-				}
-			}
-		}
-		s.Close()
-	})
+	s := mustSandboxOpts(t, sandboxOptions{config: configs.Demo, lbs: 3, backends: 3, cluster: true, router: true})
 	// wait until every node sees the other two
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -22,8 +22,15 @@ func testExe() string { return os.Args[0] }
 // mustSandbox raises a fleet running this test binary as lbd; it skips as non-root.
 func mustSandbox(t *testing.T, cfg []byte, lbs, backends int) *sandbox {
 	t.Helper()
+	return mustSandboxOpts(t, sandboxOptions{config: cfg, lbs: lbs, backends: backends})
+}
+
+// mustSandboxOpts is mustSandbox with every option; on failure it logs each LB's output.
+func mustSandboxOpts(t *testing.T, o sandboxOptions) *sandbox {
+	t.Helper()
 	testbed.SkipIfNotRoot(t)
-	s, err := raiseSandbox(sandboxOptions{exe: testExe(), config: cfg, lbs: lbs, backends: backends, prefix: testPrefix})
+	o.exe, o.prefix = testExe(), testPrefix
+	s, err := raiseSandbox(o)
 	if err != nil {
 		t.Fatalf("raise sandbox: %v", err)
 	}
