@@ -120,6 +120,7 @@ func (s *sandbox) assertRingsAgree(ctx context.Context, t *testing.T) {
 	for {
 		fps := map[string]bool{}
 		agree := true
+		var views []string
 		for i := range s.fleet.LBs {
 			st, err := s.LBStatus(ctx, i)
 			if err != nil {
@@ -127,12 +128,15 @@ func (s *sandbox) assertRingsAgree(ctx context.Context, t *testing.T) {
 			}
 			fps[st.VIPs[0].Fingerprint] = true
 			agree = agree && st.Cluster != nil && st.Cluster.FingerprintsAgree
+			if st.Cluster != nil {
+				views = append(views, fmt.Sprintf("lb%d (own %s): %+v", i, st.Cluster.Fingerprint, st.Cluster.Members))
+			}
 		}
 		if len(fps) == 1 && agree {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("rings differ between nodes: fingerprints %v, all say agree: %v", fps, agree)
+			t.Fatalf("rings differ between nodes: fingerprints %v, all say agree: %v\n%s", fps, agree, strings.Join(views, "\n"))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

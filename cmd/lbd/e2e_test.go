@@ -13,8 +13,36 @@ import (
 	"time"
 
 	"github.com/lbdproj/lbd/configs"
+	"github.com/lbdproj/lbd/internal/daemon"
 	"github.com/lbdproj/lbd/internal/testbed"
 )
+
+// settled waits until every packet the LB sent has been decapsulated by a backend (the
+// last ACKs of closed connections may still be on their way) and returns the LB's status
+// and the backends' decap and restore counts.
+func (s *sandbox) settled(ctx context.Context, t *testing.T) (st daemon.Status, decap, restored uint64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var err error
+		if st, err = s.LBStatus(ctx, 0); err != nil {
+			t.Fatal(err)
+		}
+		decap, restored = 0, 0
+		for i := range s.fleet.Backends {
+			bs, err := s.BackendStats(i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			decap += bs.Counters["decap"].Packets
+			restored += bs.Counters["restored"].Packets
+		}
+		if decap >= st.Verdicts["tx"].Packets || time.Now().After(deadline) {
+			return st, decap, restored
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
 
 // testExe is this test binary, which runs as lbd when LBD_TEST_MAIN=1 (see TestMain).
 func testExe() string { return os.Args[0] }
@@ -67,19 +95,7 @@ func TestEndToEnd300Connections(t *testing.T) {
 		}
 	}
 
-	after, err := s.LBStatus(ctx, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var decap, restored uint64
-	for i := range s.fleet.Backends {
-		bs, err := s.BackendStats(i)
-		if err != nil {
-			t.Fatal(err)
-		}
-		decap += bs.Counters["decap"].Packets
-		restored += bs.Counters["restored"].Packets
-	}
+	after, decap, restored := s.settled(ctx, t)
 	tx := after.Verdicts["tx"].Packets - before.Verdicts["tx"].Packets
 	pass := after.Verdicts["pass"].Packets - before.Verdicts["pass"].Packets
 	// every connection sends at least SYN, request and FIN to the VIP, and gets at least

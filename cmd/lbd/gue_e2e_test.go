@@ -22,18 +22,7 @@ func TestEndToEndGUE(t *testing.T) {
 	if tl.Failures != 0 || len(tl.By) != 3 {
 		t.Fatalf("%d failures (%v), served by %v", tl.Failures, tl.Errors, tl.By)
 	}
-	var decap uint64
-	for i := range s.fleet.Backends {
-		bs, err := s.BackendStats(i)
-		if err != nil {
-			t.Fatal(err)
-		}
-		decap += bs.Counters["decap"].Packets
-	}
-	st, err := s.LBStatus(ctx, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, decap, _ := s.settled(ctx, t)
 	if tx := st.Verdicts["tx"].Packets; tx < 3*150 || decap < tx {
 		t.Errorf("LB sent %d GUE packets, backends decapsulated %d", tx, decap)
 	}
