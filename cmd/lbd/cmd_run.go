@@ -46,6 +46,7 @@ func cmdRun(ctx context.Context, e *env, args []string) int {
 		return exitUsage
 	}
 	log := e.logger()
+	lastMod := modTime(*path) // before reading: a write after this is seen as a change
 	cfg, err := loadConfig(e, log, *path, *pinDir)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "lbd run: invalid config:\n%v\n", err)
@@ -77,6 +78,7 @@ func cmdRun(ctx context.Context, e *env, args []string) int {
 	log.Info("lbd serving", "vips", len(cfg.VIPs), "api", ln.Addr().String(), "config", *path)
 
 	reload := func(why string) {
+		lastMod = modTime(*path)
 		next, err := loadConfig(e, log, *path, *pinDir)
 		if err == nil {
 			err = d.Apply(ctx, next)
@@ -87,7 +89,6 @@ func cmdRun(ctx context.Context, e *env, args []string) int {
 		}
 		log.Info("config reloaded", "why", why, "vips", len(next.VIPs), "digest", next.Digest()[:12])
 	}
-	lastMod := modTime(*path)
 	var tick <-chan time.Time
 	if *watch > 0 {
 		t := time.NewTicker(*watch)
@@ -101,14 +102,12 @@ func cmdRun(ctx context.Context, e *env, args []string) int {
 		case s := <-sigs:
 			if s == syscall.SIGHUP {
 				reload("SIGHUP")
-				lastMod = modTime(*path)
 				continue
 			}
 			log.Info("stopping", "signal", s.String())
 			return shutdown(e, log, d, *detach)
 		case <-tick:
-			if m := modTime(*path); !m.Equal(lastMod) {
-				lastMod = m
+			if !modTime(*path).Equal(lastMod) {
 				reload("file changed")
 			}
 		}
