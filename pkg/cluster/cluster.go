@@ -8,9 +8,11 @@
 //
 // What travels where:
 //   - node meta (memberlist alive messages): the config digest;
-//   - broadcasts (UDP gossip, memberlist.TransmitLimitedQueue): a node's state
-//     (name, version, config digest, fingerprint, view) when it changes; a
-//     state too large for a packet is sent to each member over TCP instead;
+//   - broadcasts (UDP gossip, stateQueue): a node's state (name, version,
+//     config digest, fingerprint, view) when it changes, relayed by the nodes
+//     that take it in, and again every second while it changed in the last
+//     few seconds; a state too large for a packet is sent to each member over
+//     TCP instead;
 //   - push-pull (TCP, on join and every 10s): every node state known, so
 //     anything lost in gossip heals.
 //
@@ -88,7 +90,7 @@ type Cluster struct {
 	metrics    *metrics
 	onChange   func()
 	ml         *memberlist.Memberlist
-	broadcasts *memberlist.TransmitLimitedQueue
+	broadcasts *stateQueue
 	meta       atomic.Pointer[[]byte] // node meta, read by memberlist at any time
 	live       atomic.Int32           // live members, for the retransmit limit
 
@@ -96,8 +98,12 @@ type Cluster struct {
 	pubMu     sync.Mutex
 	published uint64 // version last queued or sent
 
+	republishEvery time.Duration // 0: never
+	republishFor   time.Duration
+
 	mu           sync.Mutex
 	states       map[string]NodeView // by node name, this node's included
+	ownChanged   time.Time           // when this node's state last got a new version
 	members      map[string]*member  // by node name, departed ones included
 	verdict      map[BackendKey]bool
 	fingerprints map[string]string // of the voters
@@ -172,6 +178,9 @@ func New(opts Options) (*Cluster, error) {
 		changed:    make(chan struct{}, 1),
 		sendDirect: make(chan struct{}, 1),
 		done:       make(chan struct{}),
+
+		republishEvery: republishEvery,
+		republishFor:   republishFor,
 	}
 	meta := encodeMeta(opts.ConfigDigest)
 	c.meta.Store(&meta)
@@ -181,10 +190,7 @@ func New(opts Options) (*Cluster, error) {
 	cfg.Delegate = &delegate{c: c}
 	cfg.Events = &events{c: c}
 	cfg.Conflict = &events{c: c}
-	c.broadcasts = &memberlist.TransmitLimitedQueue{
-		NumNodes:       func() int { return int(c.live.Load()) },
-		RetransmitMult: cfg.RetransmitMult,
-	}
+	c.broadcasts = newStateQueue(func() int { return int(c.live.Load()) }, cfg.RetransmitMult)
 
 	if err := c.metrics.register(reg); err != nil {
 		return nil, fmt.Errorf("cluster: register metrics: %w", err)
@@ -200,9 +206,10 @@ func New(opts Options) (*Cluster, error) {
 	}
 	c.ml = ml
 
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go c.notifier()
 	go c.sender()
+	go c.republisher()
 	// a seed list shared by every node names this one too: skip it
 	seeds := slices.DeleteFunc(slices.Clone(opts.Join), func(s string) bool { return s == c.LocalAddr() })
 	if len(seeds) > 0 {
@@ -286,6 +293,7 @@ func (c *Cluster) updateOwn(change func(v *NodeView) bool) {
 	}
 	own.Version++
 	c.states[c.name] = own
+	c.ownChanged = time.Now()
 	c.metrics.viewUpdates.Inc()
 	changed := c.recomputeLocked()
 	c.mu.Unlock()
@@ -389,6 +397,7 @@ func (c *Cluster) mergeStates(states []wireState) []wireState {
 			if own := c.states[c.name]; ws.Version > own.Version {
 				own.Version = ws.Version + 1
 				c.states[c.name] = own
+				c.ownChanged = time.Now()
 				refute = true
 			}
 			continue
@@ -475,9 +484,22 @@ func (c *Cluster) sameConfigLocked(name string) bool {
 	return m != nil && m.knownDigest && m.digest == c.states[c.name].ConfigDigest
 }
 
-// publish gossips this node's state if it has not been yet, or again when
-// force is set (a node joined).
+// publish gossips this node's latest state if it has not been yet, or again
+// when force is set (a node joined). Concurrent calls may publish in any
+// order: each one publishes the state as it is then, and the queue never
+// puts an older version in place of a newer one.
 func (c *Cluster) publish(force bool) {
+	c.publishOwn(force, false)
+}
+
+// republish queues this node's latest state for gossip again if it fits in
+// a packet (one too large went to each member over TCP, which does not lose
+// it silently).
+func (c *Cluster) republish() {
+	c.publishOwn(true, true)
+}
+
+func (c *Cluster) publishOwn(force, gossipOnly bool) {
 	c.pubMu.Lock()
 	defer c.pubMu.Unlock()
 	c.mu.Lock()
@@ -486,26 +508,77 @@ func (c *Cluster) publish(force bool) {
 	if !force && own.Version <= c.published {
 		return
 	}
-	c.published = own.Version
+	c.published = max(c.published, own.Version)
 	msg, err := encodeMessage(msgNodeState, toWire(c.name, own))
 	if err != nil {
 		c.log.Error("encode node state", "err", err)
 		return
 	}
 	if len(msg) <= maxBroadcastSize {
-		c.broadcasts.QueueBroadcast(&stateBroadcast{node: c.name, msg: msg})
+		c.broadcasts.queue(c.name, own.Version, msg)
 		return
 	}
+	if gossipOnly {
+		return
+	}
+	// an earlier, smaller state may still be queued: the TCP send replaces it
+	c.broadcasts.drop(c.name, own.Version)
 	signal(c.sendDirect)
 }
 
-// rebroadcast passes on a state learnt from another node in push-pull.
-func (c *Cluster) rebroadcast(ws wireState) {
-	msg, err := encodeMessage(msgNodeState, ws)
-	if err != nil || len(msg) > maxBroadcastSize {
-		return // the originator sends large states to every member itself
+// relay passes on a state learnt from another node, gossip being epidemic
+// (the originator's transmissions alone may miss a node), if it is still the
+// newest this node holds of that node. msg is the state as received, or nil
+// to encode it. Large states are not relayed: their originator sends them to
+// every member itself.
+func (c *Cluster) relay(ws wireState, msg []byte) {
+	if msg == nil {
+		var err error
+		if msg, err = encodeMessage(msgNodeState, ws); err != nil {
+			return
+		}
 	}
-	c.broadcasts.QueueBroadcast(&stateBroadcast{node: ws.Node, msg: msg})
+	if len(msg) > maxBroadcastSize {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cur, ok := c.states[ws.Node]; ok && cur.Version == ws.Version {
+		c.broadcasts.queue(ws.Node, ws.Version, msg)
+	}
+}
+
+// republishEvery and republishFor: while this node's state changed within
+// republishFor, it is queued for gossip again every republishEvery, so a
+// state whose every transmission was lost still arrives within about a
+// second, not at the next push-pull. Receivers that have it ignore it and do
+// not relay it, so it costs a few packets after each change.
+var (
+	republishEvery = time.Second
+	republishFor   = 5 * time.Second
+)
+
+// republisher queues this node's state again while it changed recently.
+func (c *Cluster) republisher() {
+	defer c.wg.Done()
+	if c.republishEvery <= 0 {
+		return
+	}
+	tick := time.NewTicker(c.republishEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-tick.C:
+		}
+		c.mu.Lock()
+		recent := time.Since(c.ownChanged) < c.republishFor
+		c.mu.Unlock()
+		if recent {
+			c.republish()
+		}
+	}
 }
 
 // encodePushPull encodes every known node state.

@@ -35,14 +35,12 @@ func (d *delegate) NotifyMsg(buf []byte) {
 	}
 	accepted := d.c.mergeStates(states)
 	if t == msgNodeState && len(accepted) == 1 && len(buf) <= maxBroadcastSize {
-		// pass it on: gossip is epidemic, the originator's retransmits alone
-		// may miss a node
-		d.c.broadcasts.QueueBroadcast(&stateBroadcast{node: accepted[0].Node, msg: append([]byte(nil), buf...)})
+		d.c.relay(accepted[0], append([]byte(nil), buf...))
 	}
 }
 
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
-	return d.c.broadcasts.GetBroadcasts(overhead, limit)
+	return d.c.broadcasts.getBroadcasts(overhead, limit)
 }
 
 func (d *delegate) LocalState(join bool) []byte {
@@ -67,6 +65,6 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 		return
 	}
 	for _, ws := range d.c.mergeStates(states) {
-		d.c.rebroadcast(ws)
+		d.c.relay(ws, nil)
 	}
 }
