@@ -36,6 +36,7 @@ demo: deps build
 
 bench: deps
 	bench/datapath.sh
+bench-throughput: deps ; bench/throughput.sh
 
 clean:
 	rm -rf bin
