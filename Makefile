@@ -5,7 +5,7 @@ export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 GOFLAGS_TEST ?= -count=1 -p 2 -timeout 30m
 
-.PHONY: all deps build generate check-generated vet test demo bench clean
+.PHONY: all deps build generate check-generated vet test demo bench bench-throughput clean
 
 all: build
 
