@@ -236,3 +236,23 @@ func TestReloadRefusesBadConfigAndAppliesGoodOne(t *testing.T) {
 		t.Fatalf("after removing be2: %d failures, served by %v", tl.Failures, tl.By)
 	}
 }
+
+// TestRunRefusesPinDirOffBPFFS: a pin_dir that is not on a bpffs is a clear error, not a
+// crash (as under `ip netns exec`, where /sys/fs/bpf is plain sysfs).
+func TestRunRefusesPinDirOffBPFFS(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/lbd.yaml"
+	cfg := "node:\n  interface: lo\n  pin_dir: " + dir + "/pins\nvips:\n  - name: web\n    address: 198.18.0.10\n    port: 80\n    backends:\n      - address: 198.18.0.11\n"
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	e := newEnv()
+	e.stdout, e.stderr = &stdout, &stderr
+	if code := run(context.Background(), e, []string{"run", "--config", path}); code != exitFailure {
+		t.Fatalf("exit %d, want %d; stderr:\n%s", code, exitFailure, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "not on a bpf filesystem") || !strings.Contains(stderr.String(), "mount -t bpf bpf") {
+		t.Fatalf("stderr does not say what is wrong and how to fix it:\n%s", stderr.String())
+	}
+}
