@@ -26,8 +26,8 @@ func checkPinDir(dir string) error {
 		err := unix.Statfs(parent, &st)
 		if err == nil {
 			if st.Type != unix.BPF_FS_MAGIC {
-				return fmt.Errorf("pin directory %s: %s is %w (mount one: mount -t bpf bpf %s)",
-					dir, parent, ErrNotBPFFS, parent)
+				return fmt.Errorf("pin directory %s: %s is %w (mount one there: mkdir -p %s && mount -t bpf bpf %s)",
+					dir, parent, ErrNotBPFFS, dir, dir)
 			}
 			break
 		}
