@@ -68,6 +68,7 @@ enum lb_counter {
 	LB_PASS_FRAGMENT,   /* IP fragment: not load balanced */
 	LB_PROBE_TX,        /* a health probe encapsulated by tc_probe (egress) */
 	LB_PROBE_DROP,      /* a marked probe whose backend is gone or whose headers are odd */
+	LB_ICMP_ECHO,       /* an echo request to a VIP address, answered here */
 	LB_COUNTER_MAX,
 };
 

@@ -25,6 +25,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } vip_filter SEC(".maps");
 
+/* every VIP address (port 0, proto 0): echo requests to them are answered here */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_VIPS);
+	__type(key, struct vip_key);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} vip_addrs SEC(".maps");
+
 /* index: backend id (0 is never used); written by the daemon */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -117,6 +117,85 @@ static __always_inline struct backend *ring_backend(const struct vip_meta *meta,
 	return bpf_map_lookup_elem(&backends, id);
 }
 
+/* is addr (family LB_AF_*) a VIP address, whatever its ports? */
+static __always_inline int is_vip_addr(const __be32 *addr, int family)
+{
+	struct vip_key k = {};
+
+	if (family == LB_AF_INET)
+		k.addr.v4 = addr[0];
+	else
+		__builtin_memcpy(k.addr.v6, addr, sizeof(k.addr.v6));
+	k.family = family;
+	return bpf_map_lookup_elem(&vip_addrs, &k) != NULL;
+}
+
+static __always_inline void swap_eth(struct xdp_md *ctx)
+{
+	struct ethhdr *eth = (void *)(long)ctx->data;
+	__u8 tmp[ETH_ALEN];
+
+	if ((void *)(eth + 1) > (void *)(long)ctx->data_end)
+		return;
+	__builtin_memcpy(tmp, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, tmp, ETH_ALEN);
+}
+
+/* the head of ICMP and ICMPv6 headers (linux/icmp.h drags in libc) */
+struct lb_icmp {
+	__u8 type;
+	__u8 code;
+	__u16 checksum;
+	__be32 rest;
+};
+
+#define ICMP_TYPE_ECHOREPLY 0
+#define ICMP_TYPE_ECHO 8
+#define ICMPV6_TYPE_ECHO_REQUEST 128
+#define ICMPV6_TYPE_ECHO_REPLY 129
+
+/* an echo request to a VIP is answered by the LB: operators ping VIPs. The type is the first
+ * byte of the first 16-bit word, which the checksum update below relies on. */
+static __always_inline int echo_v4(struct xdp_md *ctx, struct iphdr *ip, void *data_end)
+{
+	struct lb_icmp *ic = (void *)(ip + 1);
+	__be32 vip = ip->daddr;
+
+	if ((void *)(ic + 1) > data_end || ic->type != ICMP_TYPE_ECHO || ic->code)
+		return -1;
+	if (!maybe_vip(vip_filter_bit_v4(vip)) || !is_vip_addr(&vip, LB_AF_INET))
+		return -1;
+	ip->daddr = ip->saddr;
+	ip->saddr = vip;
+	ip->ttl = ENCAP_TTL;
+	ip->check = 0;
+	ip->check = ipv4_hdr_csum(ip);
+	ic->type = ICMP_TYPE_ECHOREPLY;
+	ic->checksum = csum_replace4(ic->checksum, ICMP_TYPE_ECHO, ICMP_TYPE_ECHOREPLY);
+	swap_eth(ctx);
+	return verdict(ctx, LB_ICMP_ECHO, XDP_TX);
+}
+
+static __always_inline int echo_v6(struct xdp_md *ctx, struct ipv6hdr *ip6, void *data_end)
+{
+	struct lb_icmp *ic = (void *)(ip6 + 1);
+	struct in6_addr vip = ip6->daddr;
+
+	if ((void *)(ic + 1) > data_end || ic->type != ICMPV6_TYPE_ECHO_REQUEST || ic->code)
+		return -1;
+	if (!maybe_vip(vip_filter_bit_v6(vip.in6_u.u6_addr32)) || !is_vip_addr(vip.in6_u.u6_addr32, LB_AF_INET6))
+		return -1;
+	/* swapping the addresses leaves the pseudo-header sum as it was */
+	ip6->daddr = ip6->saddr;
+	ip6->saddr = vip;
+	ip6->hop_limit = ENCAP_TTL;
+	ic->type = ICMPV6_TYPE_ECHO_REPLY;
+	ic->checksum = csum_replace4(ic->checksum, ICMPV6_TYPE_ECHO_REQUEST, ICMPV6_TYPE_ECHO_REPLY);
+	swap_eth(ctx);
+	return verdict(ctx, LB_ICMP_ECHO, XDP_TX);
+}
+
 /* a new flow: the ring's backend for hash, recorded in the flow table (flows, key) */
 static __always_inline struct backend *new_flow(const struct vip_meta *meta, __u32 hash, void *flows,
 						const void *key, __u32 *bid)
@@ -186,6 +265,8 @@ static __always_inline int lb_ipv4(struct xdp_md *ctx, __u32 l2len)
 	r = parse_ports(ip + 1, data_end, ip->protocol, &fk.sport, &fk.dport, &syn);
 	if (r == PARSE_BAD)
 		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
+	if (r && ip->protocol == IPPROTO_ICMP && (r = echo_v4(ctx, ip, data_end)) >= 0)
+		return r;
 	if (r)
 		return verdict(ctx, LB_PASS, XDP_PASS);
 
@@ -248,6 +329,8 @@ static __always_inline int lb_ipv6(struct xdp_md *ctx, __u32 l2len)
 	r = parse_ports(ip6 + 1, data_end, ip6->nexthdr, &fk.sport, &fk.dport, &syn);
 	if (r == PARSE_BAD)
 		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
+	if (r && ip6->nexthdr == IPPROTO_ICMPV6 && (r = echo_v6(ctx, ip6, data_end)) >= 0)
+		return r;
 	if (r)
 		return verdict(ctx, LB_PASS, XDP_PASS);
 

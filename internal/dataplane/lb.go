@@ -112,7 +112,8 @@ type LB struct {
 	vips    map[VIPKey]vipState
 	pairs   map[pairKey]beSlot
 	nextGen uint32
-	filter  []uint64 // vip_filter as last written
+	filter  []uint64            // vip_filter as last written
+	addrs   map[netip.Addr]bool // vip_addrs as last written
 }
 
 // OpenLB loads xdp_lb, adopting maps pinned by an earlier lbd (so flows survive a
@@ -283,6 +284,16 @@ func (lb *LB) recover() error {
 	if err := it.Err(); err != nil {
 		return err
 	}
+	lb.addrs = map[netip.Addr]bool{}
+	var ak lbVipKey
+	var one uint32
+	ait := lb.objs.VipAddrs.Iterate()
+	for ait.Next(&ak, &one) {
+		lb.addrs[vipKeyFrom(ak).Addr] = true
+	}
+	if err := ait.Err(); err != nil {
+		return err
+	}
 	lb.filter = make([]uint64, vipFilterWords)
 	for w := range lb.filter {
 		if err := lb.objs.VipFilter.Lookup(uint32(w), &lb.filter[w]); err != nil {
@@ -370,6 +381,16 @@ func (lb *LB) Apply(vips []VIP) error {
 	if err := lb.writeFilter(union); err != nil {
 		return err
 	}
+	addrs := map[netip.Addr]bool{}
+	for _, v := range vips {
+		addrs[v.Key.Addr] = true
+		if !lb.addrs[v.Key.Addr] {
+			if err := lb.objs.VipAddrs.Put(vipKeyTo(VIPKey{Addr: v.Key.Addr}), uint32(1)); err != nil {
+				return fmt.Errorf("write vip address %s: %w", v.Key.Addr, err)
+			}
+			lb.addrs[v.Key.Addr] = true
+		}
+	}
 	// switch the wildcard lookup on before a wildcard VIP appears, off after the last goes
 	if wildcards > 0 {
 		if err := lb.objs.LbCtl.Put(uint32(0), lbLbCtl{WildcardVips: wildcards}); err != nil {
@@ -384,6 +405,14 @@ func (lb *LB) Apply(vips []VIP) error {
 	if wildcards == 0 {
 		if err := lb.objs.LbCtl.Put(uint32(0), lbLbCtl{}); err != nil {
 			return fmt.Errorf("write lb_ctl: %w", err)
+		}
+	}
+	for a := range lb.addrs {
+		if !addrs[a] {
+			if err := lb.objs.VipAddrs.Delete(vipKeyTo(VIPKey{Addr: a})); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return fmt.Errorf("delete vip address %s: %w", a, err)
+			}
+			delete(lb.addrs, a)
 		}
 	}
 	return lb.writeFilter(filter)

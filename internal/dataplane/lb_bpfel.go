@@ -72,7 +72,8 @@ const (
 	lbLbCounterLB_PASS_FRAGMENT   lbLbCounter = 6
 	lbLbCounterLB_PROBE_TX        lbLbCounter = 7
 	lbLbCounterLB_PROBE_DROP      lbLbCounter = 8
-	lbLbCounterLB_COUNTER_MAX     lbLbCounter = 9
+	lbLbCounterLB_ICMP_ECHO       lbLbCounter = 9
+	lbLbCounterLB_COUNTER_MAX     lbLbCounter = 10
 )
 
 type lbLbCtl struct {
@@ -121,6 +122,7 @@ const (
 	lbMapLbCtl        = "lb_ctl"
 	lbMapRings        = "rings"
 	lbMapStats        = "stats"
+	lbMapVipAddrs     = "vip_addrs"
 	lbMapVipFilter    = "vip_filter"
 	lbMapVipStats     = "vip_stats"
 	lbMapVips         = "vips"
@@ -193,6 +195,7 @@ type lbMapSpecs struct {
 	LbCtl        *ebpf.MapSpec `ebpf:"lb_ctl"`
 	Rings        *ebpf.MapSpec `ebpf:"rings"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
+	VipAddrs     *ebpf.MapSpec `ebpf:"vip_addrs"`
 	VipFilter    *ebpf.MapSpec `ebpf:"vip_filter"`
 	VipStats     *ebpf.MapSpec `ebpf:"vip_stats"`
 	Vips         *ebpf.MapSpec `ebpf:"vips"`
@@ -239,6 +242,7 @@ type lbMaps struct {
 	LbCtl        *ebpf.Map `ebpf:"lb_ctl"`
 	Rings        *ebpf.Map `ebpf:"rings"`
 	Stats        *ebpf.Map `ebpf:"stats"`
+	VipAddrs     *ebpf.Map `ebpf:"vip_addrs"`
 	VipFilter    *ebpf.Map `ebpf:"vip_filter"`
 	VipStats     *ebpf.Map `ebpf:"vip_stats"`
 	Vips         *ebpf.Map `ebpf:"vips"`
@@ -254,6 +258,7 @@ func (m *lbMaps) Close() error {
 		m.LbCtl,
 		m.Rings,
 		m.Stats,
+		m.VipAddrs,
 		m.VipFilter,
 		m.VipStats,
 		m.Vips,

@@ -25,6 +25,7 @@ var counterNames = map[lbLbCounter]string{
 	lbLbCounterLB_PASS_FRAGMENT:   "pass_fragment",
 	lbLbCounterLB_PROBE_TX:        "probe_tx",
 	lbLbCounterLB_PROBE_DROP:      "probe_drop",
+	lbLbCounterLB_ICMP_ECHO:       "icmp_echo_reply",
 }
 
 var eventNames = map[lbLbEvent]string{
