@@ -64,11 +64,12 @@ enum lb_counter {
 	LB_DROP_MALFORMED,  /* truncated or inconsistent headers */
 	LB_DROP_NO_BACKEND, /* VIP has no usable backend */
 	LB_DROP_ENCAP,      /* could not grow the packet for the outer header */
-	LB_DROP_TOO_BIG,    /* encapsulated packet would exceed the MTU */
+	LB_DROP_TOO_BIG,    /* too big once encapsulated, and fragmenting allowed (or no room to answer) */
 	LB_PASS_FRAGMENT,   /* IP fragment: not load balanced */
 	LB_PROBE_TX,        /* a health probe encapsulated by tc_probe (egress) */
 	LB_PROBE_DROP,      /* a marked probe whose backend is gone or whose headers are odd */
 	LB_ICMP_ECHO,       /* an echo request to a VIP address, answered here */
+	LB_ICMP_TOO_BIG,    /* too big once encapsulated: the sender was told the size that fits */
 	LB_COUNTER_MAX,
 };
 

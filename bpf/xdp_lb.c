@@ -22,6 +22,7 @@
 #include "parse.h"
 #include "hash.h"
 #include "encap.h"
+#include "icmp.h"
 
 /* load-time configuration, set by the daemon through the spec */
 volatile const __u32 hash_seed = 0;
@@ -130,31 +131,6 @@ static __always_inline int is_vip_addr(const __be32 *addr, int family)
 	return bpf_map_lookup_elem(&vip_addrs, &k) != NULL;
 }
 
-static __always_inline void swap_eth(struct xdp_md *ctx)
-{
-	struct ethhdr *eth = (void *)(long)ctx->data;
-	__u8 tmp[ETH_ALEN];
-
-	if ((void *)(eth + 1) > (void *)(long)ctx->data_end)
-		return;
-	__builtin_memcpy(tmp, eth->h_source, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
-	__builtin_memcpy(eth->h_dest, tmp, ETH_ALEN);
-}
-
-/* the head of ICMP and ICMPv6 headers (linux/icmp.h drags in libc) */
-struct lb_icmp {
-	__u8 type;
-	__u8 code;
-	__u16 checksum;
-	__be32 rest;
-};
-
-#define ICMP_TYPE_ECHOREPLY 0
-#define ICMP_TYPE_ECHO 8
-#define ICMPV6_TYPE_ECHO_REQUEST 128
-#define ICMPV6_TYPE_ECHO_REPLY 129
-
 /* an echo request to a VIP is answered by the LB: operators ping VIPs. The type is the first
  * byte of the first 16-bit word, which the checksum update below relies on. */
 static __always_inline int echo_v4(struct xdp_md *ctx, struct iphdr *ip, void *data_end)
@@ -173,7 +149,7 @@ static __always_inline int echo_v4(struct xdp_md *ctx, struct iphdr *ip, void *d
 	ip->check = ipv4_hdr_csum(ip);
 	ic->type = ICMP_TYPE_ECHOREPLY;
 	ic->checksum = csum_replace4(ic->checksum, ICMP_TYPE_ECHO, ICMP_TYPE_ECHOREPLY);
-	swap_eth(ctx);
+	swap_eth((void *)(long)ctx->data, data_end);
 	return verdict(ctx, LB_ICMP_ECHO, XDP_TX);
 }
 
@@ -192,7 +168,7 @@ static __always_inline int echo_v6(struct xdp_md *ctx, struct ipv6hdr *ip6, void
 	ip6->hop_limit = ENCAP_TTL;
 	ic->type = ICMPV6_TYPE_ECHO_REPLY;
 	ic->checksum = csum_replace4(ic->checksum, ICMPV6_TYPE_ECHO_REQUEST, ICMPV6_TYPE_ECHO_REPLY);
-	swap_eth(ctx);
+	swap_eth((void *)(long)ctx->data, data_end);
 	return verdict(ctx, LB_ICMP_ECHO, XDP_TX);
 }
 
@@ -213,25 +189,35 @@ static __always_inline struct backend *new_flow(const struct vip_meta *meta, __u
 
 /* encapsulate an IPv4 (inner_nexthdr IPPROTO_IPIP) or IPv6 (IPPROTO_IPV6) packet of
  * inner_len bytes toward be, count it and pick the action */
+/* a packet that will not fit once encapsulated: the sender hears the size that fits
+ * (PMTU discovery) when it forbade fragmenting (IPv6 always does); else it is dropped */
+static __always_inline int too_big(struct xdp_md *ctx, __u32 l2len, int v4, __u32 mtu, int df)
+{
+	if (v4 && !df)
+		return verdict(ctx, LB_DROP_TOO_BIG, XDP_DROP);
+	if ((v4 ? too_big_v4(ctx, l2len, mtu) : too_big_v6(ctx, l2len, mtu)) < 0)
+		return verdict(ctx, LB_DROP_TOO_BIG, XDP_DROP);
+	return verdict(ctx, LB_ICMP_TOO_BIG, XDP_TX);
+}
+
 static __always_inline int send(struct xdp_md *ctx, __u32 l2len, const struct backend *be,
-				__u32 bid, __u8 tos, __u16 inner_len, __u8 inner_nexthdr, __u32 hash)
+				__u32 bid, __u8 tos, __u16 inner_len, __u8 inner_nexthdr, __u32 hash,
+				int df)
 {
 	__u64 bytes = ctx->data_end - ctx->data;
 	int gue = be->vip_flags & VIP_F_GUE;
 	__u32 udp = gue ? sizeof(struct udphdr) : 0;
+	__u32 outer = udp + ((be->flags & BE_F_V6) ? sizeof(struct ipv6hdr) : sizeof(struct iphdr));
 	int err;
 
-	if (be->flags & BE_F_V6) {
-		if (inner_len + sizeof(struct ipv6hdr) + udp > encap_mtu)
-			return verdict(ctx, LB_DROP_TOO_BIG, XDP_DROP);
+	if (inner_nexthdr != IPPROTO_IPIP && !(be->flags & BE_F_V6))
+		return verdict(ctx, LB_DROP_ENCAP, XDP_DROP); /* no 6in4 */
+	if (inner_len + outer > encap_mtu)
+		return too_big(ctx, l2len, inner_nexthdr == IPPROTO_IPIP, encap_mtu - outer, df);
+	if (be->flags & BE_F_V6)
 		err = encap_ip6(ctx, l2len, be, tos, inner_len, inner_nexthdr, hash, gue);
-	} else {
-		if (inner_nexthdr != IPPROTO_IPIP)
-			return verdict(ctx, LB_DROP_ENCAP, XDP_DROP); /* no 6in4 */
-		if (inner_len + sizeof(struct iphdr) + udp > encap_mtu)
-			return verdict(ctx, LB_DROP_TOO_BIG, XDP_DROP);
+	else
 		err = encap_4in4(ctx, l2len, be, tos, inner_len, gue, hash);
-	}
 	if (err)
 		return verdict(ctx, LB_DROP_ENCAP, XDP_DROP);
 	count(&vip_stats, be->vip_id, bytes);
@@ -306,7 +292,8 @@ static __always_inline int lb_ipv4(struct xdp_md *ctx, __u32 l2len)
 	}
 	if (!len_ok)
 		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
-	return send(ctx, l2len, be, bid, ip->tos, tot_len, IPPROTO_IPIP, hash);
+	return send(ctx, l2len, be, bid, ip->tos, tot_len, IPPROTO_IPIP, hash,
+		    ip->frag_off & bpf_htons(IP_DF));
 }
 
 static __always_inline int lb_ipv6(struct xdp_md *ctx, __u32 l2len)
@@ -367,7 +354,7 @@ static __always_inline int lb_ipv6(struct xdp_md *ctx, __u32 l2len)
 	}
 	if (!len_ok)
 		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
-	return send(ctx, l2len, be, bid, tclass, len + sizeof(*ip6), IPPROTO_IPV6, hash);
+	return send(ctx, l2len, be, bid, tclass, len + sizeof(*ip6), IPPROTO_IPV6, hash, 1);
 }
 
 SEC("xdp")

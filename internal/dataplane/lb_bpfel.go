@@ -73,7 +73,8 @@ const (
 	lbLbCounterLB_PROBE_TX        lbLbCounter = 7
 	lbLbCounterLB_PROBE_DROP      lbLbCounter = 8
 	lbLbCounterLB_ICMP_ECHO       lbLbCounter = 9
-	lbLbCounterLB_COUNTER_MAX     lbLbCounter = 10
+	lbLbCounterLB_ICMP_TOO_BIG    lbLbCounter = 10
+	lbLbCounterLB_COUNTER_MAX     lbLbCounter = 11
 )
 
 type lbLbCtl struct {

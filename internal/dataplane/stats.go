@@ -26,6 +26,7 @@ var counterNames = map[lbLbCounter]string{
 	lbLbCounterLB_PROBE_TX:        "probe_tx",
 	lbLbCounterLB_PROBE_DROP:      "probe_drop",
 	lbLbCounterLB_ICMP_ECHO:       "icmp_echo_reply",
+	lbLbCounterLB_ICMP_TOO_BIG:    "icmp_too_big",
 }
 
 var eventNames = map[lbLbEvent]string{
