@@ -4,12 +4,14 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"testing"
 
 	"github.com/cilium/ebpf"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/lbdproj/lbd/internal/dataplane"
+	"golang.org/x/sys/unix"
 )
 
 // TestFrames runs the generator, xdp_lb and the sink one frame at a time (BPF_PROG_TEST_RUN
@@ -19,6 +21,7 @@ func TestFrames(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to load BPF programs")
 	}
+
 	lbMAC := net.HardwareAddr{2, 0, 0, 0, 0, 2}
 	genMAC := net.HardwareAddr{2, 0, 0, 0, 0, 1}
 	lb, err := dataplane.LoadDetached(dataplane.Config{HashSeed: hashSeed, EncapSource: lbOutIP.Addr(), MTU: lbOutMTU})
@@ -45,6 +48,7 @@ func TestFrames(t *testing.T) {
 		{"never repeat", ^uint32(0), func(i int) (netip.Addr, uint16) { return flowNet, uint16(i) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			pinCPU0(t)
 			g, err := newGen(lbMAC, genMAC, tc.flows)
 			if err != nil {
 				t.Fatal(err)
@@ -92,5 +96,17 @@ func TestFrames(t *testing.T) {
 				t.Fatalf("sink counted %+v, want every packet IPIP", c)
 			}
 		})
+	}
+}
+
+// pinCPU0 keeps the calling goroutine on CPU 0 until it ends: the generator counts frames
+// per CPU and puts the CPU in the flow, so its frames are predictable on one CPU only.
+func pinCPU0(t *testing.T) {
+	t.Helper()
+	runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+	var cpus unix.CPUSet
+	cpus.Set(0)
+	if err := unix.SchedSetaffinity(0, &cpus); err != nil {
+		t.Fatalf("pin to CPU 0: %v", err)
 	}
 }
