@@ -61,6 +61,8 @@ type sandboxOptions struct {
 	// cluster gives every LB node a cluster section (bind on its address, join the others,
 	// a shared gossip key); router puts a router with ECMP over the LB nodes in front
 	cluster, router bool
+	// beforeLB runs after the backends are up and before any lbd run starts
+	beforeLB func(*sandbox) error
 }
 
 func raiseSandbox(o sandboxOptions) (_ *sandbox, err error) {
@@ -110,6 +112,11 @@ func raiseSandbox(o sandboxOptions) (_ *sandbox, err error) {
 			}
 		}
 		s.lbCfgs = append(s.lbCfgs, path)
+	}
+	if o.beforeLB != nil {
+		if err := o.beforeLB(s); err != nil {
+			return nil, err
+		}
 	}
 	for i := range fleet.LBs {
 		if err := s.StartLB(i); err != nil {

@@ -56,7 +56,18 @@ type Daemon struct {
 	// this node's own probe results and last probe errors
 	local    map[cluster.BackendKey]bool
 	probeErr map[cluster.BackendKey]string
+	// next hops that resolved, reused until the periodic refresh; unresolved ones are
+	// retried on every apply and every resolveRetry
+	nexthops         map[netip.Addr]backends.NextHop
+	resolvedAt       time.Time
+	unresolvedWarned map[netip.Addr]bool
 }
+
+const (
+	resolveRetry   = 5 * time.Second // retry unresolved next hops this often
+	resolveRefresh = time.Minute     // re-resolve every next hop this often (a MAC may change)
+	retryTimeout   = 300 * time.Millisecond
+)
 
 // vipView is what was last written for a VIP, kept for status and metrics.
 type vipView struct {
@@ -94,7 +105,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 		reg = prometheus.NewRegistry()
 	}
 	d := &Daemon{log: opts.Logger, res: opts, reg: reg, lb: lb, down: map[string]map[netip.Addr]bool{},
-		dirty: make(chan struct{}, 1)}
+		dirty: make(chan struct{}, 1), nexthops: map[netip.Addr]backends.NextHop{},
+		unresolvedWarned: map[netip.Addr]bool{}}
 	d.transitions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lbd_backend_transitions_total",
 		Help: "Backends going up or down in this node's rings (the cluster verdict, or local probes alone)."},
 		[]string{"vip", "backend", "to"})
@@ -170,9 +182,15 @@ func (d *Daemon) applyLocked(ctx context.Context, cfg *config.Config) error {
 	if err := d.lb.Apply(dp); err != nil {
 		return fmt.Errorf("write data path: %w", err)
 	}
+	before := map[string]string{}
+	for _, v := range d.vips {
+		before[v.cfg.Name] = v.fingerprint
+	}
 	for _, v := range views {
-		d.log.Info("vip serving", "vip", v.cfg.Name, "key", v.key, "backends", len(v.backends),
-			"ring_size", len(v.ring), "ring", v.fingerprint)
+		if before[v.cfg.Name] != v.fingerprint {
+			d.log.Info("vip serving", "vip", v.cfg.Name, "key", v.key, "backends", len(v.backends),
+				"ring_size", len(v.ring), "ring", v.fingerprint)
+		}
 	}
 	d.cfg, d.vips = cfg, views
 	if err := d.probes.Sync(probeVias(views)); err != nil {
@@ -213,12 +231,26 @@ func (d *Daemon) build(ctx context.Context, cfg *config.Config) ([]vipView, erro
 			nh, ok := resolved[bc.Address]
 			err := failed[bc.Address]
 			if !ok && err == nil {
-				nh, err = d.res.Resolver.Resolve(ctx, bc.Address)
+				if nh, ok = d.nexthops[bc.Address]; !ok {
+					rctx, cancel := ctx, context.CancelFunc(func() {})
+					if !d.resolvedAt.IsZero() { // a retry in the background: keep it short
+						rctx, cancel = context.WithTimeout(ctx, retryTimeout)
+					}
+					nh, err = d.res.Resolver.Resolve(rctx, bc.Address)
+					cancel()
+				}
 				if err != nil {
 					failed[bc.Address] = err
-					d.log.Warn("backend next hop unresolved: treated as down", "backend", bc.Address, "err", err)
+					if _, warned := d.unresolvedWarned[bc.Address]; !warned {
+						d.log.Warn("backend next hop unresolved: treated as down", "backend", bc.Address, "err", err)
+						d.unresolvedWarned[bc.Address] = true
+					}
 				} else {
 					resolved[bc.Address] = nh
+					if d.unresolvedWarned[bc.Address] {
+						d.log.Info("backend next hop resolved", "backend", bc.Address, "mac", nh.DstMAC)
+						delete(d.unresolvedWarned, bc.Address)
+					}
 				}
 			}
 			b := backends.Backend{Addr: bc.Address, Weight: bc.Weight, Healthy: err == nil && !d.down[vc.Name][bc.Address]}
@@ -236,7 +268,67 @@ func (d *Daemon) build(ctx context.Context, cfg *config.Config) ([]vipView, erro
 		v.fingerprint = fingerprint(v.backends, ring)
 		views = append(views, v)
 	}
+	d.nexthops = resolved
+	if d.resolvedAt.IsZero() {
+		d.resolvedAt = time.Now()
+	}
 	return views, nil
+}
+
+// unresolvedLocked reports whether a backend's next hop did not resolve.
+func (d *Daemon) unresolvedLocked() bool {
+	for _, v := range d.vips {
+		if len(v.unreachable) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// refreshNextHops retries unresolved next hops and, every resolveRefresh, re-resolves them
+// all; the data path is rewritten only when that changes something.
+func (d *Daemon) refreshNextHops(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cfg == nil {
+		return nil
+	}
+	full := time.Since(d.resolvedAt) >= resolveRefresh
+	if !full && !d.unresolvedLocked() {
+		return nil
+	}
+	old := d.nexthops
+	if full {
+		d.nexthops = map[netip.Addr]backends.NextHop{}
+		d.resolvedAt = time.Now()
+	}
+	views, err := d.build(ctx, d.cfg)
+	if err != nil {
+		d.nexthops = old
+		return err
+	}
+	if sameNextHops(d.vips, views) {
+		return nil
+	}
+	return d.applyLocked(ctx, d.cfg)
+}
+
+func sameNextHops(a, b []vipView) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if len(a[i].nexthops) != len(b[i].nexthops) || len(a[i].unreachable) != len(b[i].unreachable) {
+			return false
+		}
+		for j := range a[i].nexthops {
+			x, y := a[i].nexthops[j], b[i].nexthops[j]
+			if x.Ifindex != y.Ifindex || x.DstMAC.String() != y.DstMAC.String() || x.SrcMAC.String() != y.SrcMAC.String() {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func algorithm(v config.VIP) consistenthash.Algorithm {

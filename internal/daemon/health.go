@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"time"
 
 	"github.com/lbdproj/lbd/internal/dataplane"
 	"github.com/lbdproj/lbd/pkg/cluster"
@@ -95,10 +96,16 @@ func (d *Daemon) kick() {
 func (d *Daemon) Run(ctx context.Context) error {
 	go d.checker.Run(ctx)
 	d.kick()
+	tick := time.NewTicker(resolveRetry)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-tick.C:
+			if err := d.refreshNextHops(ctx); err != nil {
+				d.log.Error("refresh next hops", "err", err)
+			}
 		case <-d.dirty:
 			if err := d.reconcile(ctx); err != nil {
 				d.log.Error("apply health verdict", "err", err)
