@@ -194,6 +194,17 @@ func TestClusterMajorityOutvotesOneBlockedNode(t *testing.T) {
 		}
 	}
 	s.assertRingsAgree(ctx, t)
+	// lbd status shows the disagreement and the verdict: lb0 sees it down, the others up
+	st, err := s.LBStatus(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	printStatus(&out, st)
+	want := fmt.Sprintf("%s  active  up     lb0:down lb1:up lb2:up", blocked.Addr)
+	if !strings.Contains(out.String(), want) || !strings.Contains(out.String(), "all LB nodes serve the same rings") {
+		t.Errorf("lbd status on lb1 does not show %q and ring agreement:\n%s", want, out.String())
+	}
 	if tl := s.Requests(ctx, 90, 6); tl.Failures != 0 || tl.By[blocked.Name] == 0 {
 		t.Fatalf("%d failures, served by %v", tl.Failures, tl.By)
 	}

@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -68,10 +71,27 @@ func printStatus(w io.Writer, st daemon.Status) {
 		fmt.Fprintf(w, "\nVIP %s  %s:%d/%s  ring %d slots (%s)  packets %d\n", v.Name, v.Address, v.Port, v.Protocol,
 			v.RingSize, v.Fingerprint, v.Packets)
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintf(tw, "  BACKEND\tSTATE\tPROBE\tWEIGHT\tSLOTS\tNEXT HOP\tPACKETS\tLAST ERROR\n")
+		fmt.Fprintf(tw, "  BACKEND\tSTATE\tPROBE\tNODES SEE\tWEIGHT\tSLOTS\tNEXT HOP\tPACKETS\tLAST ERROR\n")
 		for _, b := range v.Backends {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%d\t%s\t%d\t%s\n", b.Address, b.State, b.Probe, b.Weight, b.Slots,
-				b.NextHop, b.Packets, b.Error)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%d\t%d\t%s\t%d\t%s\n", b.Address, b.State, b.Probe, viewsOf(b.Views),
+				b.Weight, b.Slots, b.NextHop, b.Packets, b.Error)
+		}
+		tw.Flush()
+	}
+	if c := st.Cluster; c != nil {
+		agree := "all LB nodes serve the same rings"
+		if !c.FingerprintsAgree {
+			agree = "RINGS DIFFER between LB nodes"
+		}
+		fmt.Fprintf(w, "\ncluster (quorum %s): %s\n", c.Quorum, agree)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(tw, "  MEMBER\tADDR\tSTATE\tSAME CONFIG\tRINGS\n")
+		for _, m := range c.Members {
+			name := m.Name
+			if m.Self {
+				name += " (self)"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%v\t%s\n", name, m.Addr, m.State, m.SameConfig, m.Fingerprint)
 		}
 		tw.Flush()
 	}
@@ -88,6 +108,22 @@ func printCounters(w io.Writer, verdicts map[string]dataplane.Counter, events ma
 		fmt.Fprintf(w, " %s=%d", k, events[k])
 	}
 	fmt.Fprintln(w)
+}
+
+// viewsOf is each LB node's probe result, "lb0:up lb1:down", or "-" outside a cluster.
+func viewsOf(views map[string]bool) string {
+	if len(views) == 0 {
+		return "-"
+	}
+	var parts []string
+	for _, n := range slices.Sorted(maps.Keys(views)) {
+		st := "down"
+		if views[n] {
+			st = "up"
+		}
+		parts = append(parts, n+":"+st)
+	}
+	return strings.Join(parts, " ")
 }
 
 func shortDigest(d string) string {
