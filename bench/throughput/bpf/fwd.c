@@ -9,6 +9,7 @@
 #include <linux/ip.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include "../../bpf/ipip_push.h"
 
 /* set by the loader before load (.rodata) */
 const volatile __u8 dst_mac[ETH_ALEN] = {};
@@ -43,40 +44,11 @@ int xdp_fwd_floor(struct xdp_md *ctx)
 SEC("xdp")
 int xdp_ipip_fwd_floor(struct xdp_md *ctx)
 {
-	void *data, *data_end;
-	struct ethhdr *eth;
-	struct iphdr *ip;
-	__u32 sum = 0;
-	__u16 *w;
+	struct ethhdr *eth = ipip_push(ctx, encap_src, encap_dst);
 
-	if (bpf_xdp_adjust_head(ctx, 0 - (int)sizeof(struct iphdr)))
-		return XDP_DROP;
-	data = (void *)(long)ctx->data;
-	data_end = (void *)(long)ctx->data_end;
-	eth = data;
-	ip = (void *)(eth + 1);
-	if ((void *)(ip + 1) > data_end)
+	if (!eth)
 		return XDP_DROP;
 	set_macs(eth);
-	eth->h_proto = bpf_htons(ETH_P_IP);
-	ip->version = 4;
-	ip->ihl = 5;
-	ip->tos = 0;
-	ip->tot_len = bpf_htons((__u16)(data_end - (void *)ip));
-	ip->id = 0;
-	ip->frag_off = 0;
-	ip->ttl = 64;
-	ip->protocol = IPPROTO_IPIP;
-	ip->check = 0;
-	ip->saddr = bpf_htonl(encap_src);
-	ip->daddr = bpf_htonl(encap_dst);
-	w = (__u16 *)ip;
-#pragma unroll
-	for (int i = 0; i < 10; i++)
-		sum += w[i];
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	ip->check = ~sum;
 	return bpf_redirect(out_ifindex, 0);
 }
 
