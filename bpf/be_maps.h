@@ -1,5 +1,5 @@
-/* be_maps.h: the backend's maps: decapsulated flows (so replies can be restored to the
- * VIP) and counters. */
+/* be_maps.h: the backend's maps: whom it accepts tunnelled packets from and for, the
+ * decapsulated flows (so replies can be restored to the VIP), and counters. */
 #ifndef BE_MAPS_H
 #define BE_MAPS_H
 
@@ -7,6 +7,37 @@
 #include <bpf/bpf_helpers.h>
 #include "lb_consts.h"
 #include "lb_structs.h"
+
+/* the LB nodes' encapsulation sources: an outer source outside them is refused, or anyone
+ * who reaches this host could make it answer "from" a VIP to any address */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, MAX_LB_SOURCES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct lpm_key_v4);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_sources_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, MAX_LB_SOURCES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct lpm_key_v6);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_sources_v6 SEC(".maps");
+
+/* the VIPs this backend serves: {addr, port, proto}, {addr, 0, proto} for every port of a
+ * protocol, {addr, 0, 0} for all of an address; an inner packet for anything else is
+ * refused */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_VIPS);
+	__type(key, struct vip_key);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} served_vips SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -65,14 +65,22 @@ static __always_inline void *push_l2(struct xdp_md *ctx, __u32 l2len, const stru
 /* the VLAN tag of the frame, read before the head moves */
 static __always_inline void save_vlan(struct xdp_md *ctx, __u32 l2len, __be16 *tpid, __be16 *tci)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	struct vlan_hdr *vh = (void *)(eth + 1);
+	void *data, *data_end;
+	struct ethhdr *eth;
+	struct vlan_hdr *vh;
 
 	*tpid = 0;
 	*tci = 0;
-	if (l2len == sizeof(struct ethhdr) || (void *)(vh + 1) > data_end)
+	if (l2len == sizeof(struct ethhdr))
+		return;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	eth = data;
+	vh = (void *)(eth + 1);
+	/* two branches, not one: merged, clang zero-extends the packet pointers with shifts,
+	 * which the verifier refuses (clang 19, linux 6.18) */
+	asm volatile("" : "+r"(vh));
+	if ((void *)(vh + 1) > data_end)
 		return;
 	*tpid = eth->h_proto;
 	*tci = vh->tci;

@@ -1,5 +1,7 @@
-/* icmp.h: ICMP messages the LB writes itself: echo replies for VIPs, and "fragmentation
- * needed" / "packet too big" for packets that would not fit once encapsulated. */
+/* icmp.h: ICMP messages the LB writes itself, in place of the packet that asked for them:
+ * echo replies for VIP addresses, and "fragmentation needed" / "packet too big" for packets
+ * that would not fit once encapsulated. Each checks the request and whom it answers; the
+ * caller picks the verdict from the result. */
 #ifndef ICMP_H
 #define ICMP_H
 
@@ -11,6 +13,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "lb_consts.h"
+#include "parse.h"
 #include "csum.h"
 #include "encap.h"
 
@@ -30,27 +33,146 @@ struct lb_icmp {
 #define ICMPV6_TYPE_ECHO_REQUEST 128
 #define ICMPV6_TYPE_ECHO_REPLY 129
 
+/* what an ICMP builder did */
+#define ICMP_BUILT 0        /* the frame holds the answer: send it back (XDP_TX) */
+#define ICMP_MALFORMED -1   /* the request's lengths or checksum are wrong: no answer */
+#define ICMP_BAD_SOURCE -2  /* the sender is no unicast host: never answered */
+#define ICMP_NO_ROOM -3     /* the frame could not be reshaped */
+
 /* quoted from the offending packet: its IP header and the first 8 bytes after it, enough
  * for the sender to find the connection (RFC 792, RFC 4443 asks for no more) */
 #define QUOTE_V4 (sizeof(struct iphdr) + 8)
 #define QUOTE_V6 (sizeof(struct ipv6hdr) + 8)
 
-/* the MACs of the frame at data, swapped: the answer goes back where the packet came from */
-static __always_inline void swap_eth(void *data, void *data_end)
-{
-	struct ethhdr *eth = data;
-	__u8 tmp[ETH_ALEN];
+/* the MAC address of the interface xdp_lb is attached to, set by the daemon before load:
+ * answers leave from it, whatever (broadcast, multicast) address the request was sent to */
+volatile const __u8 lb_mac[ETH_ALEN] = {};
 
-	if ((void *)(eth + 1) > data_end)
-		return;
-	__builtin_memcpy(tmp, eth->h_source, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
-	__builtin_memcpy(eth->h_dest, tmp, ETH_ALEN);
+/* the Ethernet header of an answer: back to the sender, from this interface */
+static __always_inline void reply_eth(struct ethhdr *eth)
+{
+	__builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
+#pragma unroll
+	for (int i = 0; i < ETH_ALEN; i++)
+		eth->h_source[i] = lb_mac[i]; /* volatile: read each byte, clang may not fold them */
+}
+
+/* cut the frame to its L2 header and an IP packet of l3len bytes: a trailer (Ethernet
+ * padding, or junk) is no part of the packet and must not ride along */
+static __always_inline int trim_to(struct xdp_md *ctx, __u32 l2len, __u32 l3len)
+{
+	long frame = frame_len(ctx);
+
+	if (frame < (long)(l2len + l3len))
+		return -1;
+	if (frame > (long)(l2len + l3len) && bpf_xdp_adjust_tail(ctx, (int)(l2len + l3len) - (int)frame))
+		return -1;
+	return 0;
+}
+
+/* an echo request (already known to be one, to a VIP address) answered in place. The
+ * request must be whole and its checksum right, and its sender a unicast host: never a
+ * reflector toward broadcast or multicast. The type is the first byte of the first 16-bit
+ * word, which the incremental checksum update relies on. */
+static __always_inline int echo_reply_v4(struct xdp_md *ctx, __u32 l2len)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = data + l2len;
+	struct lb_icmp *ic = (void *)(ip + 1);
+	__u32 len;
+	__be32 vip;
+	__s64 sum;
+
+	if ((void *)(ic + 1) > data_end)
+		return ICMP_MALFORMED;
+	len = bpf_ntohs(ip->tot_len);
+	if (len < sizeof(*ip) + sizeof(*ic) || (void *)ip + len > data_end)
+		return ICMP_MALFORMED;
+	if (martian_v4(ip->saddr) || mac_group(eth->h_source))
+		return ICMP_BAD_SOURCE;
+	sum = csum_bytes(ic, len - sizeof(*ip), data_end, 0);
+	if (sum < 0 || csum_fold32(sum))
+		return ICMP_MALFORMED;
+	if (trim_to(ctx, l2len, len))
+		return ICMP_NO_ROOM;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	eth = data;
+	ip = data + l2len;
+	ic = (void *)(ip + 1);
+	if ((void *)(ic + 1) > data_end)
+		return ICMP_NO_ROOM;
+	vip = ip->daddr;
+	ip->daddr = ip->saddr;
+	ip->saddr = vip;
+	ip->ttl = ENCAP_TTL;
+	ip->check = 0;
+	ip->check = ipv4_hdr_csum(ip);
+	ic->type = ICMP_TYPE_ECHOREPLY;
+	ic->checksum = csum_replace4(ic->checksum, ICMP_TYPE_ECHO, ICMP_TYPE_ECHOREPLY);
+	reply_eth(eth);
+	return ICMP_BUILT;
+}
+
+/* the ICMPv6 pseudo-header (RFC 8200 8.1) of a message of len bytes from src to dst */
+static __always_inline __u64 pseudo_sum_v6(const __be32 *src, const __be32 *dst, __u32 len)
+{
+	__u64 sum = 0;
+
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		sum += (__u64)src[i] + dst[i];
+	return sum + bpf_htonl(len) + bpf_htonl(IPPROTO_ICMPV6);
+}
+
+static __always_inline int echo_reply_v6(struct xdp_md *ctx, __u32 l2len)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct ipv6hdr *ip6 = data + l2len;
+	struct lb_icmp *ic = (void *)(ip6 + 1);
+	struct in6_addr vip;
+	__u32 len;
+	__s64 sum;
+
+	if ((void *)(ic + 1) > data_end)
+		return ICMP_MALFORMED;
+	len = bpf_ntohs(ip6->payload_len);
+	if (len < sizeof(*ic) || (void *)(ip6 + 1) + len > data_end)
+		return ICMP_MALFORMED;
+	if (martian_v6(ip6->saddr.in6_u.u6_addr32) || mac_group(eth->h_source))
+		return ICMP_BAD_SOURCE;
+	sum = csum_bytes(ic, len, data_end,
+			 pseudo_sum_v6(ip6->saddr.in6_u.u6_addr32, ip6->daddr.in6_u.u6_addr32, len));
+	if (sum < 0 || csum_fold32(sum))
+		return ICMP_MALFORMED;
+	if (trim_to(ctx, l2len, sizeof(*ip6) + len))
+		return ICMP_NO_ROOM;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	eth = data;
+	ip6 = data + l2len;
+	ic = (void *)(ip6 + 1);
+	if ((void *)(ic + 1) > data_end)
+		return ICMP_NO_ROOM;
+	/* swapping the addresses leaves the pseudo-header sum as it was */
+	vip = ip6->daddr;
+	ip6->daddr = ip6->saddr;
+	ip6->saddr = vip;
+	ip6->hop_limit = ENCAP_TTL;
+	ic->type = ICMPV6_TYPE_ECHO_REPLY;
+	ic->checksum = csum_replace4(ic->checksum, ICMPV6_TYPE_ECHO_REQUEST, ICMPV6_TYPE_ECHO_REPLY);
+	reply_eth(eth);
+	return ICMP_BUILT;
 }
 
 /* turn the packet (L2 header of l2len bytes, then IP) into an answer of hdr bytes of new
  * IP + ICMP header followed by the first quote bytes of the original IP packet: the head
- * grows by hdr, the L2 header moves to the front with its MACs swapped, the tail is cut */
+ * grows by hdr, the L2 header moves to the front addressed back to the sender, the tail is
+ * cut */
 static __always_inline void *make_room(struct xdp_md *ctx, __u32 l2len, __u32 hdr, __u32 quote)
 {
 	void *data, *data_end;
@@ -72,7 +194,7 @@ static __always_inline void *make_room(struct xdp_md *ctx, __u32 l2len, __u32 hd
 	if (data + sizeof(l2) > data_end)
 		return NULL;
 	__builtin_memcpy(data, l2, sizeof(l2)); /* the original IP header moved no bytes */
-	swap_eth(data, data_end);
+	reply_eth(data);
 	return data + l2len;
 }
 
@@ -81,6 +203,7 @@ static __always_inline void *make_room(struct xdp_md *ctx, __u32 l2len, __u32 hd
 static __always_inline int too_big_v4(struct xdp_md *ctx, __u32 l2len, __u16 mtu)
 {
 	void *data_end;
+	struct ethhdr *eth = (void *)(long)ctx->data;
 	struct iphdr *ip, *orig;
 	struct lb_icmp *ic;
 	__be32 client;
@@ -88,13 +211,15 @@ static __always_inline int too_big_v4(struct xdp_md *ctx, __u32 l2len, __u16 mtu
 
 	orig = (void *)(long)ctx->data + l2len;
 	if ((void *)(orig + 1) > (void *)(long)ctx->data_end)
-		return -1;
+		return ICMP_NO_ROOM;
+	if (martian_v4(orig->saddr) || mac_group(eth->h_source))
+		return ICMP_BAD_SOURCE;
 	client = orig->saddr;
 	tos = orig->tos;
 	ip = make_room(ctx, l2len, sizeof(*ip) + sizeof(*ic), QUOTE_V4);
 	data_end = (void *)(long)ctx->data_end;
 	if (!ip || (void *)ip + sizeof(*ip) + sizeof(*ic) + QUOTE_V4 > data_end)
-		return -1;
+		return ICMP_NO_ROOM;
 	ic = (void *)(ip + 1);
 	ip->version = 4;
 	ip->ihl = 5;
@@ -113,7 +238,7 @@ static __always_inline int too_big_v4(struct xdp_md *ctx, __u32 l2len, __u16 mtu
 	ic->checksum = 0;
 	ic->rest = bpf_htonl(mtu); /* unused (16 bits), next-hop MTU (16 bits) */
 	ic->checksum = csum_fold32(bpf_csum_diff(NULL, 0, (void *)ic, sizeof(*ic) + QUOTE_V4, 0));
-	return 0;
+	return ICMP_BUILT;
 }
 
 /* IPv6 "packet too big" likewise */
@@ -125,6 +250,7 @@ static __always_inline int too_big_v6(struct xdp_md *ctx, __u32 l2len, __u32 mtu
 		__be32 next; /* three zero bytes, then the next header */
 	} pseudo = {};
 	void *data_end;
+	struct ethhdr *eth = (void *)(long)ctx->data;
 	struct ipv6hdr *ip6, *orig;
 	struct lb_icmp *ic;
 	__u32 len = sizeof(*ic) + QUOTE_V6;
@@ -132,7 +258,9 @@ static __always_inline int too_big_v6(struct xdp_md *ctx, __u32 l2len, __u32 mtu
 
 	orig = (void *)(long)ctx->data + l2len;
 	if ((void *)(orig + 1) > (void *)(long)ctx->data_end)
-		return -1;
+		return ICMP_NO_ROOM;
+	if (martian_v6(orig->saddr.in6_u.u6_addr32) || mac_group(eth->h_source))
+		return ICMP_BAD_SOURCE;
 	pseudo.dst = orig->saddr;
 	pseudo.src.in6_u.u6_addr32[0] = encap_src_v6[0];
 	pseudo.src.in6_u.u6_addr32[1] = encap_src_v6[1];
@@ -143,7 +271,7 @@ static __always_inline int too_big_v6(struct xdp_md *ctx, __u32 l2len, __u32 mtu
 	ip6 = make_room(ctx, l2len, sizeof(*ip6) + sizeof(*ic), QUOTE_V6);
 	data_end = (void *)(long)ctx->data_end;
 	if (!ip6 || (void *)ip6 + sizeof(*ip6) + len > data_end)
-		return -1;
+		return ICMP_NO_ROOM;
 	ic = (void *)(ip6 + 1);
 	__builtin_memset(ip6, 0, sizeof(*ip6));
 	ip6->version = 6;
@@ -158,9 +286,9 @@ static __always_inline int too_big_v6(struct xdp_md *ctx, __u32 l2len, __u32 mtu
 	ic->rest = bpf_htonl(mtu);
 	sum = bpf_csum_diff(NULL, 0, (void *)&pseudo, sizeof(pseudo), 0);
 	if (sum < 0)
-		return -1;
+		return ICMP_NO_ROOM;
 	ic->checksum = csum_fold32(bpf_csum_diff(NULL, 0, (void *)ic, len, sum));
-	return 0;
+	return ICMP_BUILT;
 }
 
 #endif

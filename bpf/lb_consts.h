@@ -25,6 +25,8 @@
 #ifndef MAX_DSR_FLOWS
 #define MAX_DSR_FLOWS 262144
 #endif
+/* source prefixes a backend accepts tunnelled packets from (per family) */
+#define MAX_LB_SOURCES 256
 
 #define ETH_P_IP_BE 0x0008   /* htons(ETH_P_IP) on little-endian */
 #define ETH_P_IPV6_BE 0xdd86 /* htons(ETH_P_IPV6) */
@@ -61,7 +63,8 @@
 enum lb_counter {
 	LB_PASS = 0,        /* not for a VIP: handed to the host untouched */
 	LB_TX,              /* encapsulated and sent to a backend */
-	LB_DROP_MALFORMED,  /* truncated or inconsistent headers */
+	LB_DROP_MALFORMED,  /* truncated or inconsistent headers (version, lengths), or a bad
+			     * echo request checksum */
 	LB_DROP_NO_BACKEND, /* VIP has no usable backend */
 	LB_DROP_ENCAP,      /* could not grow the packet for the outer header */
 	LB_DROP_TOO_BIG,    /* too big once encapsulated, and fragmenting allowed (or no room to answer) */
@@ -70,6 +73,8 @@ enum lb_counter {
 	LB_PROBE_DROP,      /* a marked probe whose backend is gone or whose headers are odd */
 	LB_ICMP_ECHO,       /* an echo request to a VIP address, answered here */
 	LB_ICMP_TOO_BIG,    /* too big once encapsulated: the sender was told the size that fits */
+	LB_DROP_BAD_SOURCE, /* for a VIP, from a source no flow may come from and no answer may go
+			     * to: broadcast, multicast, unspecified or loopback, or a group MAC */
 	LB_COUNTER_MAX,
 };
 
@@ -85,8 +90,10 @@ enum lb_event {
 /* backend side counters */
 enum be_counter {
 	BE_DECAP = 0,       /* outer header removed, VIP rewritten, flow recorded */
-	BE_DECAP_MALFORMED, /* IPIP whose inner packet could not be parsed: dropped */
+	BE_DECAP_MALFORMED, /* tunnelled packet with inconsistent headers (versions, lengths): dropped */
 	BE_RESTORED,        /* reply source rewritten back to the VIP */
+	BE_REFUSED_SOURCE,  /* tunnelled packet from outside the LB nodes' sources: dropped */
+	BE_REFUSED_VIP,     /* tunnelled packet for a VIP this backend does not serve: dropped */
 	BE_COUNTER_MAX,
 };
 

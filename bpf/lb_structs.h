@@ -69,6 +69,17 @@ struct counter {
 	__u64 bytes;
 };
 
+/* backend side: LPM trie keys of the LB nodes' source prefixes */
+struct lpm_key_v4 {
+	__u32 prefixlen;
+	__be32 addr;
+};
+
+struct lpm_key_v6 {
+	__u32 prefixlen;
+	__be32 addr[4];
+};
+
 /* backend side: a decapsulated flow, keyed as its replies look */
 struct dsr_key_v4 {
 	__be32 remote; /* the client */

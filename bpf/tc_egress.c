@@ -73,26 +73,107 @@ static __always_inline int l4_csum_off(__u8 proto)
 	return -1;
 }
 
-/* rewrite the inner IPv4 destination to 'to', fixing the IP and L4 checksums in place;
- * returns the L4 header or NULL when the inner packet is truncated */
+/* is the outer source one of the LB nodes'? */
+static __always_inline int from_lb_v4(__be32 src)
+{
+	struct lpm_key_v4 k = {.prefixlen = 32, .addr = src};
+
+	return bpf_map_lookup_elem(&lb_sources_v4, &k) != NULL;
+}
+
+static __always_inline int from_lb_v6(const __be32 *src)
+{
+	struct lpm_key_v6 k = {.prefixlen = 128};
+
+	__builtin_memcpy(k.addr, src, sizeof(k.addr));
+	return bpf_map_lookup_elem(&lb_sources_v6, &k) != NULL;
+}
+
+/* does this backend serve the VIP k names: exactly, every port of its protocol, or all of
+ * its address? (k is overwritten) */
+static __always_inline int serves(struct vip_key *k)
+{
+	if (bpf_map_lookup_elem(&served_vips, k))
+		return 1;
+	k->port = 0;
+	if (bpf_map_lookup_elem(&served_vips, k))
+		return 1;
+	k->proto = 0;
+	return bpf_map_lookup_elem(&served_vips, k) != NULL;
+}
+
+/* what decap learns of the inner packet before it changes a byte */
+struct inner {
+	__be16 rport, lport; /* the client's port, the VIP's */
+	__u8 proto;
+	__u8 syn;
+};
+
+/* the inner IPv4 packet at ip, of at most room bytes by the outer header: version 4 (the
+ * tunnel said so), no options, unfragmented (the LB sends no fragments), its ports inside
+ * it, for a VIP this backend serves. BE_DECAP on success, else the counter to refuse it by */
+static __always_inline int check_inner_v4(struct iphdr *ip, __u32 room, void *data_end,
+					  struct inner *in)
+{
+	struct vip_key vk = {};
+	__u32 len;
+
+	if ((void *)(ip + 1) > data_end || *(__u8 *)ip != IPV4_VER_IHL5)
+		return BE_DECAP_MALFORMED;
+	len = bpf_ntohs(ip->tot_len);
+	if (len < sizeof(*ip) || len > room || (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)))
+		return BE_DECAP_MALFORMED;
+	if (parse_l4(ip + 1, len - sizeof(*ip), data_end, ip->protocol, &in->rport, &in->lport,
+		     &in->syn))
+		return BE_DECAP_MALFORMED;
+	in->proto = ip->protocol;
+	vk.addr.v4 = ip->daddr;
+	vk.port = in->lport;
+	vk.proto = ip->protocol;
+	vk.family = LB_AF_INET;
+	return serves(&vk) ? BE_DECAP : BE_REFUSED_VIP;
+}
+
+static __always_inline int check_inner_v6(struct ipv6hdr *ip6, __u32 room, void *data_end,
+					  struct inner *in)
+{
+	struct vip_key vk = {};
+	__u32 len;
+
+	if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
+		return BE_DECAP_MALFORMED;
+	len = bpf_ntohs(ip6->payload_len);
+	if (sizeof(*ip6) + len > room)
+		return BE_DECAP_MALFORMED;
+	if (parse_l4(ip6 + 1, len, data_end, ip6->nexthdr, &in->rport, &in->lport, &in->syn))
+		return BE_DECAP_MALFORMED;
+	in->proto = ip6->nexthdr;
+	__builtin_memcpy(vk.addr.v6, &ip6->daddr, sizeof(vk.addr.v6));
+	vk.port = in->lport;
+	vk.proto = ip6->nexthdr;
+	vk.family = LB_AF_INET6;
+	return serves(&vk) ? BE_DECAP : BE_REFUSED_VIP;
+}
+
+/* rewrite the inner IPv4 destination (checked by check_inner_v4) to 'to', fixing the IP
+ * and L4 checksums in place, and fill the key its replies will carry */
 static __always_inline int rewrite_dst_v4(struct iphdr *ip, void *data_end, __be32 to,
-					  struct dsr_key_v4 *k)
+					  const struct inner *in, struct dsr_key_v4 *k)
 {
 	__be32 from = ip->daddr;
 	void *l4 = ip + 1;
-	int syn;
 
-	if (ip->ihl != 5)
-		return PARSE_BAD;
-	if (parse_ports(l4, data_end, ip->protocol, &k->rport, &k->lport, &syn))
-		return PARSE_BAD;
-	if (ip->protocol == IPPROTO_TCP) {
+	if (in->proto == IPPROTO_TCP) {
 		struct tcphdr *th = l4;
 
+		if ((void *)(th + 1) > data_end)
+			return PARSE_BAD;
 		th->check = csum_replace4(th->check, from, to);
 	} else {
 		struct udphdr *uh = l4;
 
+		if ((void *)(uh + 1) > data_end)
+			return PARSE_BAD;
 		if (uh->check) {
 			uh->check = csum_replace4(uh->check, from, to);
 			if (!uh->check)
@@ -103,40 +184,52 @@ static __always_inline int rewrite_dst_v4(struct iphdr *ip, void *data_end, __be
 	ip->daddr = to;
 	k->remote = ip->saddr;
 	k->local = to;
-	k->proto = ip->protocol;
+	k->rport = in->rport;
+	k->lport = in->lport;
+	k->proto = in->proto;
 	return 0;
 }
 
 static __always_inline int rewrite_dst_v6(struct ipv6hdr *ip6, void *data_end,
-					  const __be32 *to, struct dsr_key_v6 *k)
+					  const __be32 *to, const struct inner *in,
+					  struct dsr_key_v6 *k)
 {
 	void *l4 = ip6 + 1;
 	__u16 *check;
-	int syn;
 
-	if (parse_ports(l4, data_end, ip6->nexthdr, &k->rport, &k->lport, &syn))
-		return PARSE_BAD;
-	if (ip6->nexthdr == IPPROTO_TCP)
-		check = &((struct tcphdr *)l4)->check;
-	else
-		check = &((struct udphdr *)l4)->check;
+	if (in->proto == IPPROTO_TCP) {
+		struct tcphdr *th = l4;
+
+		if ((void *)(th + 1) > data_end)
+			return PARSE_BAD;
+		check = &th->check;
+	} else {
+		struct udphdr *uh = l4;
+
+		if ((void *)(uh + 1) > data_end)
+			return PARSE_BAD;
+		check = &uh->check;
+	}
 #pragma unroll
 	for (int i = 0; i < 4; i++) {
 		*check = csum_replace4(*check, ip6->daddr.in6_u.u6_addr32[i], to[i]);
 		ip6->daddr.in6_u.u6_addr32[i] = to[i];
 	}
-	if (ip6->nexthdr == IPPROTO_UDP && !*check)
+	if (in->proto == IPPROTO_UDP && !*check)
 		*check = 0xffff; /* zero means "no checksum", which IPv6 UDP may not use */
 	__builtin_memcpy(k->remote, &ip6->saddr, sizeof(k->remote));
 	__builtin_memcpy(k->local, to, sizeof(k->local));
-	k->proto = ip6->nexthdr;
+	k->rport = in->rport;
+	k->lport = in->lport;
+	k->proto = in->proto;
 	return 0;
 }
 
-/* decap one inner packet at 'inner' (IPv4 when inner_v4), the outer header being
- * outer_len bytes and addressed to 'self' (v4) or 'self6' */
-static __always_inline int decap(struct xdp_md *ctx, int l2len, int outer_len, int inner_v4,
-				 __be32 self, const __be32 *self6)
+/* decap one inner packet (IPv4 when inner_v4) that follows outer_len bytes of outer
+ * headers, which say room bytes follow them; the outer header is addressed to 'self' (v4)
+ * or 'self6'. The sender was checked against the LB nodes' sources. */
+static __always_inline int decap(struct xdp_md *ctx, int l2len, int outer_len, __u32 room,
+				 int inner_v4, __be32 self, const __be32 *self6)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -144,19 +237,24 @@ static __always_inline int decap(struct xdp_md *ctx, int l2len, int outer_len, i
 	struct dsr_val dv = {};
 	struct ethhdr eth;
 	struct vlan_hdr vh = {};
+	struct inner in = {};
 	void *inner = data + l2len + outer_len;
+	int c;
 
 	if (inner_v4) {
 		struct iphdr *ip = inner;
 		struct dsr_key_v4 k = {};
 		__be32 to = self ? self : local_v4;
 
+		c = check_inner_v4(ip, room, data_end, &in);
+		if (c != BE_DECAP)
+			goto refuse;
 		if ((void *)(ip + 1) > data_end)
 			goto bad;
 		if (!to)
 			to = ip->daddr;
 		dv.vip.v4 = ip->daddr;
-		if (rewrite_dst_v4(ip, data_end, to, &k))
+		if (rewrite_dst_v4(ip, data_end, to, &in, &k))
 			goto bad;
 		dv.vip_port = k.lport;
 		dv.family = LB_AF_INET;
@@ -166,6 +264,9 @@ static __always_inline int decap(struct xdp_md *ctx, int l2len, int outer_len, i
 		struct dsr_key_v6 k = {};
 		__be32 to[4];
 
+		c = check_inner_v6(ip6, room, data_end, &in);
+		if (c != BE_DECAP)
+			goto refuse;
 		if ((void *)(ip6 + 1) > data_end)
 			goto bad;
 		__builtin_memcpy(dv.vip.v6, &ip6->daddr, sizeof(dv.vip.v6));
@@ -179,7 +280,7 @@ static __always_inline int decap(struct xdp_md *ctx, int l2len, int outer_len, i
 			if (!(to[0] | to[1] | to[2] | to[3]))
 				__builtin_memcpy(to, dv.vip.v6, sizeof(to));
 		}
-		if (rewrite_dst_v6(ip6, data_end, to, &k))
+		if (rewrite_dst_v6(ip6, data_end, to, &in, &k))
 			goto bad;
 		dv.vip_port = k.lport;
 		dv.family = LB_AF_INET6;
@@ -207,7 +308,9 @@ static __always_inline int decap(struct xdp_md *ctx, int l2len, int outer_len, i
 	be_count(BE_DECAP, bytes);
 	return XDP_PASS;
 bad:
-	be_count(BE_DECAP_MALFORMED, bytes);
+	c = BE_DECAP_MALFORMED;
+refuse:
+	be_count(c, bytes);
 	return XDP_DROP;
 }
 
@@ -222,6 +325,19 @@ static __always_inline int gue_inner(void *l4, void *data_end)
 	return *ver >> 4; /* GUE variant 1: the version bits of the inner IP header */
 }
 
+/* a tunnelled packet refused before its inner header is read */
+static __always_inline int refuse(struct xdp_md *ctx, __u32 c)
+{
+	be_count(c, frame_len(ctx));
+	return XDP_DROP;
+}
+
+/* IPIP and GUE to this host are decapsulated when they come from an LB node and carry a
+ * well-formed packet for a VIP served here; any other tunnelled packet is dropped and
+ * counted by reason; everything else passes to the host untouched. GUE over IPv6 arrives
+ * with a zero UDP checksum (RFC 6935 allows it for tunnels): the inner packet carries its
+ * own checksums, which the host verifies after decap, and the outer addresses are checked
+ * against the LB nodes' sources, the conditions RFC 6936 section 5 sets. */
 SEC("xdp")
 int xdp_decap(struct xdp_md *ctx)
 {
@@ -235,27 +351,36 @@ int xdp_decap(struct xdp_md *ctx)
 		return XDP_PASS;
 	if (proto == ETH_P_IP_BE) {
 		struct iphdr *ip = data + l2len;
+		__u32 len, outer = sizeof(*ip);
 		int v;
 
-		if ((void *)(ip + 1) > data_end || ip->ihl != 5)
+		if ((void *)(ip + 1) > data_end || *(__u8 *)ip != IPV4_VER_IHL5)
 			return XDP_PASS;
 		if (ip->protocol != IPPROTO_IPIP && ip->protocol != IPPROTO_UDP)
 			return XDP_PASS;
 		if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
 			return XDP_PASS; /* fragmented outer packet: leave it to the host */
-		if (ip->protocol == IPPROTO_IPIP)
-			return decap(ctx, l2len, sizeof(*ip), 1, ip->daddr, NULL);
-		v = gue_inner(ip + 1, data_end);
-		if (v == 4)
-			return decap(ctx, l2len, sizeof(*ip) + sizeof(struct udphdr), 1, ip->daddr, NULL);
-		return XDP_PASS; /* no 6in4, nor any other UDP */
+		v = 4;
+		if (ip->protocol == IPPROTO_UDP) {
+			v = gue_inner(ip + 1, data_end);
+			if (v != 4)
+				return XDP_PASS; /* no 6in4, nor any other UDP */
+			outer += sizeof(struct udphdr);
+		}
+		len = bpf_ntohs(ip->tot_len);
+		if (len < outer || (void *)ip + len > data_end)
+			return refuse(ctx, BE_DECAP_MALFORMED);
+		if (!from_lb_v4(ip->saddr))
+			return refuse(ctx, BE_REFUSED_SOURCE);
+		return decap(ctx, l2len, outer, len - outer, 1, ip->daddr, NULL);
 	}
 	if (proto == ETH_P_IPV6_BE) {
 		struct ipv6hdr *ip6 = data + l2len;
 		__be32 self6[4];
-		int outer = sizeof(*ip6), v = 0;
+		__u32 len, outer = sizeof(*ip6);
+		int v = 0;
 
-		if ((void *)(ip6 + 1) > data_end)
+		if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
 			return XDP_PASS;
 		if (ip6->nexthdr == IPPROTO_IPIP)
 			v = 4;
@@ -265,12 +390,17 @@ int xdp_decap(struct xdp_md *ctx)
 			v = gue_inner(ip6 + 1, data_end);
 			outer += sizeof(struct udphdr);
 		}
-		if (v == 4)
-			return decap(ctx, l2len, outer, 1, 0, NULL);
-		if (v != 6)
+		if (v != 4 && v != 6)
 			return XDP_PASS;
+		len = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
+		if (len < outer || (void *)ip6 + len > data_end)
+			return refuse(ctx, BE_DECAP_MALFORMED);
+		if (!from_lb_v6(ip6->saddr.in6_u.u6_addr32))
+			return refuse(ctx, BE_REFUSED_SOURCE);
+		if (v == 4)
+			return decap(ctx, l2len, outer, len - outer, 1, 0, NULL);
 		__builtin_memcpy(self6, &ip6->daddr, sizeof(self6));
-		return decap(ctx, l2len, outer, 0, 0, self6);
+		return decap(ctx, l2len, outer, len - outer, 0, 0, self6);
 	}
 	return XDP_PASS;
 }
@@ -310,12 +440,12 @@ static __always_inline int egress_v4(struct __sk_buff *skb, int l2len)
 	struct dsr_key_v4 k = {};
 	struct dsr_val *dv;
 	struct vip_key vk = {};
-	int l4off = l2len + sizeof(*ip), coff, syn;
+	int l4off = l2len + sizeof(*ip), coff;
 	__be16 sport;
 
-	if ((void *)(ip + 1) > data_end || ip->ihl != 5)
+	if ((void *)(ip + 1) > data_end || *(__u8 *)ip != IPV4_VER_IHL5)
 		return TCX_NEXT;
-	if (parse_ports(ip + 1, data_end, ip->protocol, &sport, &k.rport, &syn))
+	if (parse_ports(ip + 1, data_end, ip->protocol, &sport, &k.rport))
 		return TCX_NEXT;
 	k.remote = ip->daddr;
 	k.local = ip->saddr;
@@ -349,13 +479,13 @@ static __always_inline int egress_v6(struct __sk_buff *skb, int l2len)
 	struct dsr_key_v6 k = {};
 	struct dsr_val *dv;
 	struct vip_key vk = {};
-	int l4off = l2len + sizeof(*ip6), coff, syn;
+	int l4off = l2len + sizeof(*ip6), coff;
 	__be16 sport;
 	__be32 vip[4];
 
-	if ((void *)(ip6 + 1) > data_end)
+	if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
 		return TCX_NEXT;
-	if (parse_ports(ip6 + 1, data_end, ip6->nexthdr, &sport, &k.rport, &syn))
+	if (parse_ports(ip6 + 1, data_end, ip6->nexthdr, &sport, &k.rport))
 		return TCX_NEXT;
 	__builtin_memcpy(k.remote, &ip6->daddr, sizeof(k.remote));
 	__builtin_memcpy(k.local, &ip6->saddr, sizeof(k.local));

@@ -37,7 +37,7 @@ static __always_inline int verdict(struct xdp_md *ctx, __u32 c, int action)
 
 	if (s) {
 		s->packets++;
-		s->bytes += ctx->data_end - ctx->data;
+		s->bytes += frame_len(ctx);
 	}
 	return action;
 }
@@ -131,45 +131,72 @@ static __always_inline int is_vip_addr(const __be32 *addr, int family)
 	return bpf_map_lookup_elem(&vip_addrs, &k) != NULL;
 }
 
-/* an echo request to a VIP is answered by the LB: operators ping VIPs. The type is the first
- * byte of the first 16-bit word, which the checksum update below relies on. */
-static __always_inline int echo_v4(struct xdp_md *ctx, struct iphdr *ip, void *data_end)
+/* the verdict for what an ICMP builder (icmp.h) did; ok is the reason of an answer sent */
+static __always_inline int icmp_verdict(struct xdp_md *ctx, int r, __u32 ok, __u32 failed)
 {
-	struct lb_icmp *ic = (void *)(ip + 1);
-	__be32 vip = ip->daddr;
-
-	if ((void *)(ic + 1) > data_end || ic->type != ICMP_TYPE_ECHO || ic->code)
-		return -1;
-	if (!maybe_vip(vip_filter_bit_v4(vip)) || !is_vip_addr(&vip, LB_AF_INET))
-		return -1;
-	ip->daddr = ip->saddr;
-	ip->saddr = vip;
-	ip->ttl = ENCAP_TTL;
-	ip->check = 0;
-	ip->check = ipv4_hdr_csum(ip);
-	ic->type = ICMP_TYPE_ECHOREPLY;
-	ic->checksum = csum_replace4(ic->checksum, ICMP_TYPE_ECHO, ICMP_TYPE_ECHOREPLY);
-	swap_eth((void *)(long)ctx->data, data_end);
-	return verdict(ctx, LB_ICMP_ECHO, XDP_TX);
+	if (r == ICMP_BUILT)
+		return verdict(ctx, ok, XDP_TX);
+	if (r == ICMP_BAD_SOURCE)
+		return verdict(ctx, LB_DROP_BAD_SOURCE, XDP_DROP);
+	if (r == ICMP_MALFORMED)
+		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
+	return verdict(ctx, failed, XDP_DROP);
 }
 
-static __always_inline int echo_v6(struct xdp_md *ctx, struct ipv6hdr *ip6, void *data_end)
+/* ICMP to an IPv4 address: echo requests to a VIP are answered here (operators ping VIPs),
+ * the rest is the host's */
+static __always_inline int lb_icmp_v4(struct xdp_md *ctx, struct iphdr *ip, __u32 l2len,
+				      void *data_end)
+{
+	struct lb_icmp *ic = (void *)(ip + 1);
+	__be32 dst = ip->daddr;
+
+	if ((void *)(ic + 1) > data_end || ic->type != ICMP_TYPE_ECHO || ic->code)
+		return verdict(ctx, LB_PASS, XDP_PASS);
+	if (!maybe_vip(vip_filter_bit_v4(dst)) || !is_vip_addr(&dst, LB_AF_INET))
+		return verdict(ctx, LB_PASS, XDP_PASS);
+	return icmp_verdict(ctx, echo_reply_v4(ctx, l2len), LB_ICMP_ECHO, LB_DROP_MALFORMED);
+}
+
+static __always_inline int lb_icmp_v6(struct xdp_md *ctx, struct ipv6hdr *ip6, __u32 l2len,
+				      void *data_end)
 {
 	struct lb_icmp *ic = (void *)(ip6 + 1);
-	struct in6_addr vip = ip6->daddr;
+	__be32 dst[4];
 
 	if ((void *)(ic + 1) > data_end || ic->type != ICMPV6_TYPE_ECHO_REQUEST || ic->code)
-		return -1;
-	if (!maybe_vip(vip_filter_bit_v6(vip.in6_u.u6_addr32)) || !is_vip_addr(vip.in6_u.u6_addr32, LB_AF_INET6))
-		return -1;
-	/* swapping the addresses leaves the pseudo-header sum as it was */
-	ip6->daddr = ip6->saddr;
-	ip6->saddr = vip;
-	ip6->hop_limit = ENCAP_TTL;
-	ic->type = ICMPV6_TYPE_ECHO_REPLY;
-	ic->checksum = csum_replace4(ic->checksum, ICMPV6_TYPE_ECHO_REQUEST, ICMPV6_TYPE_ECHO_REPLY);
-	swap_eth((void *)(long)ctx->data, data_end);
-	return verdict(ctx, LB_ICMP_ECHO, XDP_TX);
+		return verdict(ctx, LB_PASS, XDP_PASS);
+	__builtin_memcpy(dst, &ip6->daddr, sizeof(dst));
+	if (!maybe_vip(vip_filter_bit_v6(dst)) || !is_vip_addr(dst, LB_AF_INET6))
+		return verdict(ctx, LB_PASS, XDP_PASS);
+	return icmp_verdict(ctx, echo_reply_v6(ctx, l2len), LB_ICMP_ECHO, LB_DROP_MALFORMED);
+}
+
+/* what the family parsers hand the shared flow path */
+struct pkt {
+	__u32 l2len;
+	__u32 l3len; /* the IP packet's length by its header: a trailer in the frame is not ours */
+	__u8 tos;    /* IPv4 TOS or IPv6 traffic class, copied to the outer header */
+	__u8 df;     /* IPv4 DF; always set for IPv6, which routers never fragment */
+	__u8 syn;    /* a TCP SYN without ACK: a new connection */
+	__u8 v6;
+};
+
+/* the flow hash of either family's key */
+static __always_inline __u32 flow_hash(const void *fk, int v6)
+{
+	if (v6)
+		return flow_hash_v6(fk, hash_seed);
+	return flow_hash_v4(fk, hash_seed);
+}
+
+/* a new flow's source must be a unicast host: traffic "from" broadcast, multicast or
+ * unspecified addresses is spoofed, and a backend's answer would go to many or none */
+static __always_inline int martian_src(const void *fk, int v6)
+{
+	if (v6)
+		return martian_v6(((const struct flow_key_v6 *)fk)->src);
+	return martian_v4(((const struct flow_key_v4 *)fk)->src);
 }
 
 /* a new flow: the ring's backend for hash, recorded in the flow table (flows, key) */
@@ -187,37 +214,42 @@ static __always_inline struct backend *new_flow(const struct vip_meta *meta, __u
 	return be;
 }
 
-/* encapsulate an IPv4 (inner_nexthdr IPPROTO_IPIP) or IPv6 (IPPROTO_IPV6) packet of
- * inner_len bytes toward be, count it and pick the action */
 /* a packet that will not fit once encapsulated: the sender hears the size that fits
  * (PMTU discovery) when it forbade fragmenting (IPv6 always does); else it is dropped */
-static __always_inline int too_big(struct xdp_md *ctx, __u32 l2len, int v4, __u32 mtu, int df)
+static __always_inline int too_big(struct xdp_md *ctx, const struct pkt *p, __u32 mtu)
 {
-	if (v4 && !df)
+	int r;
+
+	if (!p->v6 && !p->df)
 		return verdict(ctx, LB_DROP_TOO_BIG, XDP_DROP);
-	if ((v4 ? too_big_v4(ctx, l2len, mtu) : too_big_v6(ctx, l2len, mtu)) < 0)
-		return verdict(ctx, LB_DROP_TOO_BIG, XDP_DROP);
-	return verdict(ctx, LB_ICMP_TOO_BIG, XDP_TX);
+	r = p->v6 ? too_big_v6(ctx, p->l2len, mtu) : too_big_v4(ctx, p->l2len, mtu);
+	return icmp_verdict(ctx, r, LB_ICMP_TOO_BIG, LB_DROP_TOO_BIG);
 }
 
-static __always_inline int send(struct xdp_md *ctx, __u32 l2len, const struct backend *be,
-				__u32 bid, __u8 tos, __u16 inner_len, __u8 inner_nexthdr, __u32 hash,
-				int df)
+/* encapsulate the IP packet (p->l3len bytes, IPv4 unless p->v6) toward be, count it and
+ * pick the action */
+static __always_inline int send(struct xdp_md *ctx, const struct pkt *p, const struct backend *be,
+				__u32 bid, __u32 hash)
 {
-	__u64 bytes = ctx->data_end - ctx->data;
+	__u64 bytes = frame_len(ctx);
 	int gue = be->vip_flags & VIP_F_GUE;
 	__u32 udp = gue ? sizeof(struct udphdr) : 0;
 	__u32 outer = udp + ((be->flags & BE_F_V6) ? sizeof(struct ipv6hdr) : sizeof(struct iphdr));
 	int err;
 
-	if (inner_nexthdr != IPPROTO_IPIP && !(be->flags & BE_F_V6))
+	if (p->v6 && !(be->flags & BE_F_V6))
 		return verdict(ctx, LB_DROP_ENCAP, XDP_DROP); /* no 6in4 */
-	if (inner_len + outer > encap_mtu)
-		return too_big(ctx, l2len, inner_nexthdr == IPPROTO_IPIP, encap_mtu - outer, df);
+	if (p->l3len + outer > encap_mtu)
+		return too_big(ctx, p, encap_mtu - outer);
+	/* bytes past the IP packet (Ethernet padding, or junk) would ride inside the tunnel,
+	 * where they are part of no packet and could push it past the MTU */
+	if (trim_to(ctx, p->l2len, p->l3len))
+		return verdict(ctx, LB_DROP_ENCAP, XDP_DROP);
 	if (be->flags & BE_F_V6)
-		err = encap_ip6(ctx, l2len, be, tos, inner_len, inner_nexthdr, hash, gue);
+		err = encap_ip6(ctx, p->l2len, be, p->tos, p->l3len,
+				p->v6 ? IPPROTO_IPV6 : IPPROTO_IPIP, hash, gue);
 	else
-		err = encap_4in4(ctx, l2len, be, tos, inner_len, gue, hash);
+		err = encap_4in4(ctx, p->l2len, be, p->tos, p->l3len, gue, hash);
 	if (err)
 		return verdict(ctx, LB_DROP_ENCAP, XDP_DROP);
 	count(&vip_stats, be->vip_id, bytes);
@@ -227,6 +259,45 @@ static __always_inline int send(struct xdp_md *ctx, __u32 l2len, const struct ba
 	return verdict(ctx, LB_TX, XDP_TX);
 }
 
+/* the flow path both families share: a packet for VIP vk (its flow key fk in the family's
+ * table flows) goes to the backend the flow table remembers, else to the ring's. The VIP
+ * first, then the flow: measured here, a flow table miss costs ~230 ns more when its lookup
+ * comes first (the ring's cache miss no longer overlaps the bucket's), while a hit saves
+ * only ~30 ns by skipping the (hot) VIP lookup. A SYN is a new connection: the ring decides
+ * whatever an old entry says. */
+static __always_inline int balance(struct xdp_md *ctx, const struct pkt *p, struct vip_key *vk,
+				   void *flows, const void *fk)
+{
+	struct vip_meta *meta = find_vip(vk);
+	struct backend *be = NULL;
+	__u32 bid = 0, hash = 0;
+	int stale = 0;
+
+	if (!meta)
+		return verdict(ctx, LB_PASS, XDP_PASS);
+	if (!p->syn)
+		be = flow_backend(bpf_map_lookup_elem(flows, fk), &bid, &stale);
+	if (be) {
+		event(LB_EV_LRU_HIT);
+		/* the hash also picks the outer IPv6 flow label and the GUE source port */
+		if (p->v6 || (be->flags & BE_F_V6) || (be->vip_flags & VIP_F_GUE))
+			hash = flow_hash(fk, p->v6);
+		return send(ctx, p, be, bid, hash);
+	}
+	/* only flows from unicast sources enter the table, so a hit needs no such check */
+	if (martian_src(fk, p->v6))
+		return verdict(ctx, LB_DROP_BAD_SOURCE, XDP_DROP);
+	event(p->syn ? LB_EV_SYN : stale ? LB_EV_LRU_SKIP_DOWN : LB_EV_LRU_MISS);
+	hash = flow_hash(fk, p->v6);
+	be = new_flow(meta, hash, flows, fk, &bid);
+	if (!be)
+		return verdict(ctx, LB_DROP_NO_BACKEND, XDP_DROP);
+	return send(ctx, p, be, bid, hash);
+}
+
+/* IPv4: an option-less, unfragmented TCP or UDP packet to a VIP is balanced; whatever the
+ * ethertype says, the header's own version must be 4, since a GUE backend reads the
+ * family from it, and the ports must lie inside the packet its total length describes */
 static __always_inline int lb_ipv4(struct xdp_md *ctx, __u32 l2len)
 {
 	void *data = (void *)(long)ctx->data;
@@ -234,68 +305,42 @@ static __always_inline int lb_ipv4(struct xdp_md *ctx, __u32 l2len)
 	struct iphdr *ip = data + l2len;
 	struct flow_key_v4 fk = {};
 	struct vip_key vk = {};
-	struct vip_meta *meta;
-	struct backend *be = NULL;
-	__u32 bid = 0, hash = 0;
-	__u16 tot_len;
-	int syn = 0, stale = 0, len_ok, r;
+	struct pkt p = {.l2len = l2len};
 
 	if ((void *)(ip + 1) > data_end)
 		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
-	if (ip->ihl != 5) /* options: not ours to balance; the host decides */
-		return verdict(ctx, ip->ihl < 5 ? LB_DROP_MALFORMED : LB_PASS,
-			       ip->ihl < 5 ? XDP_DROP : XDP_PASS);
+	if (*(__u8 *)ip != IPV4_VER_IHL5) {
+		if (ip->version != 4 || ip->ihl < 5)
+			return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
+		return verdict(ctx, LB_PASS, XDP_PASS); /* options: not ours to balance */
+	}
 	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
 		return verdict(ctx, LB_PASS_FRAGMENT, XDP_PASS);
-
-	r = parse_ports(ip + 1, data_end, ip->protocol, &fk.sport, &fk.dport, &syn);
-	if (r == PARSE_BAD)
-		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
-	if (r && ip->protocol == IPPROTO_ICMP && (r = echo_v4(ctx, ip, data_end)) >= 0)
-		return r;
-	if (r)
+	if (ip->protocol == IPPROTO_ICMP)
+		return lb_icmp_v4(ctx, ip, l2len, data_end);
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
 		return verdict(ctx, LB_PASS, XDP_PASS);
-
 	if (!maybe_vip(vip_filter_bit_v4(ip->daddr)))
 		return verdict(ctx, LB_PASS, XDP_PASS);
-	tot_len = bpf_ntohs(ip->tot_len);
-	len_ok = tot_len >= sizeof(*ip) && (void *)ip + tot_len <= data_end;
+
+	p.l3len = bpf_ntohs(ip->tot_len);
+	if (p.l3len < sizeof(*ip) || (void *)ip + p.l3len > data_end ||
+	    parse_l4(ip + 1, p.l3len - sizeof(*ip), data_end, ip->protocol, &fk.sport, &fk.dport, &p.syn))
+		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
+	p.tos = ip->tos;
+	p.df = !!(ip->frag_off & bpf_htons(IP_DF));
 	fk.src = ip->saddr;
 	fk.dst = ip->daddr;
 	fk.proto = ip->protocol;
-
-	/* the VIP first, then the flow: measured here, a flow table miss costs ~230 ns more
-	 * when its lookup comes first (the ring's cache miss no longer overlaps the bucket's),
-	 * while a hit saves only ~30 ns by skipping the (hot) VIP lookup. A SYN is a new
-	 * connection: the ring decides whatever an old entry says. */
 	vk.addr.v4 = ip->daddr;
 	vk.port = fk.dport;
 	vk.proto = ip->protocol;
 	vk.family = LB_AF_INET;
-	meta = find_vip(&vk);
-	if (!meta)
-		return verdict(ctx, LB_PASS, XDP_PASS);
-	if (!syn)
-		be = flow_backend(bpf_map_lookup_elem(&flows_v4, &fk), &bid, &stale);
-	if (be) {
-		event(LB_EV_LRU_HIT);
-		if ((be->flags & BE_F_V6) || (be->vip_flags & VIP_F_GUE))
-			hash = flow_hash_v4(&fk, hash_seed);
-	} else {
-		if (!len_ok)
-			return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
-		event(syn ? LB_EV_SYN : stale ? LB_EV_LRU_SKIP_DOWN : LB_EV_LRU_MISS);
-		hash = flow_hash_v4(&fk, hash_seed);
-		be = new_flow(meta, hash, &flows_v4, &fk, &bid);
-		if (!be)
-			return verdict(ctx, LB_DROP_NO_BACKEND, XDP_DROP);
-	}
-	if (!len_ok)
-		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
-	return send(ctx, l2len, be, bid, ip->tos, tot_len, IPPROTO_IPIP, hash,
-		    ip->frag_off & bpf_htons(IP_DF));
+	return balance(ctx, &p, &vk, &flows_v4, &fk);
 }
 
+/* IPv6: TCP or UDP right after the fixed header (extension headers, fragments among them,
+ * are the host's); the version must be 6 and the ports inside the payload length */
 static __always_inline int lb_ipv6(struct xdp_md *ctx, __u32 l2len)
 {
 	void *data = (void *)(long)ctx->data;
@@ -303,58 +348,32 @@ static __always_inline int lb_ipv6(struct xdp_md *ctx, __u32 l2len)
 	struct ipv6hdr *ip6 = data + l2len;
 	struct flow_key_v6 fk = {};
 	struct vip_key vk = {};
-	struct vip_meta *meta;
-	struct backend *be = NULL;
-	__u32 bid = 0, hash;
-	__u16 len;
-	__u8 tclass;
-	int syn = 0, stale = 0, len_ok, r;
+	struct pkt p = {.l2len = l2len, .df = 1, .v6 = 1};
+	__u32 len;
 
-	if ((void *)(ip6 + 1) > data_end)
+	if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
 		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
-	/* extension headers (fragments included) are not balanced: the host decides */
-	r = parse_ports(ip6 + 1, data_end, ip6->nexthdr, &fk.sport, &fk.dport, &syn);
-	if (r == PARSE_BAD)
-		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
-	if (r && ip6->nexthdr == IPPROTO_ICMPV6 && (r = echo_v6(ctx, ip6, data_end)) >= 0)
-		return r;
-	if (r)
+	if (ip6->nexthdr == IPPROTO_ICMPV6)
+		return lb_icmp_v6(ctx, ip6, l2len, data_end);
+	if (ip6->nexthdr != IPPROTO_TCP && ip6->nexthdr != IPPROTO_UDP)
 		return verdict(ctx, LB_PASS, XDP_PASS);
-
 	__builtin_memcpy(fk.dst, &ip6->daddr, sizeof(fk.dst));
 	if (!maybe_vip(vip_filter_bit_v6(fk.dst)))
 		return verdict(ctx, LB_PASS, XDP_PASS);
+
 	len = bpf_ntohs(ip6->payload_len);
-	len_ok = (void *)(ip6 + 1) + len <= data_end;
+	if ((void *)(ip6 + 1) + len > data_end ||
+	    parse_l4(ip6 + 1, len, data_end, ip6->nexthdr, &fk.sport, &fk.dport, &p.syn))
+		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
+	p.l3len = sizeof(*ip6) + len;
+	p.tos = (ip6->priority << 4) | (ip6->flow_lbl[0] >> 4);
 	__builtin_memcpy(fk.src, &ip6->saddr, sizeof(fk.src));
 	fk.proto = ip6->nexthdr;
-	tclass = (ip6->priority << 4) | (ip6->flow_lbl[0] >> 4);
-
 	__builtin_memcpy(vk.addr.v6, fk.dst, sizeof(vk.addr.v6));
 	vk.port = fk.dport;
 	vk.proto = ip6->nexthdr;
 	vk.family = LB_AF_INET6;
-	meta = find_vip(&vk);
-	if (!meta)
-		return verdict(ctx, LB_PASS, XDP_PASS);
-	if (!syn)
-		be = flow_backend(bpf_map_lookup_elem(&flows_v6, &fk), &bid, &stale);
-	if (be) {
-		event(LB_EV_LRU_HIT);
-	} else {
-		if (!len_ok)
-			return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
-		event(syn ? LB_EV_SYN : stale ? LB_EV_LRU_SKIP_DOWN : LB_EV_LRU_MISS);
-	}
-	hash = flow_hash_v6(&fk, hash_seed); /* the ring slot, and the flow label */
-	if (!be) {
-		be = new_flow(meta, hash, &flows_v6, &fk, &bid);
-		if (!be)
-			return verdict(ctx, LB_DROP_NO_BACKEND, XDP_DROP);
-	}
-	if (!len_ok)
-		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
-	return send(ctx, l2len, be, bid, tclass, len + sizeof(*ip6), IPPROTO_IPV6, hash, 1);
+	return balance(ctx, &p, &vk, &flows_v6, &fk);
 }
 
 SEC("xdp")
@@ -407,7 +426,7 @@ int tc_probe(struct __sk_buff *skb)
 	be = bpf_map_lookup_elem(&backends, &id);
 	/* IPv4 probes to IPv4 backends: what the daemon marks */
 	if (!be || !be->gen || (be->flags & BE_F_V6) || (void *)(ip + 1) > data_end ||
-	    eth->h_proto != ETH_P_IP_BE || ip->ihl != 5)
+	    eth->h_proto != ETH_P_IP_BE || *(__u8 *)ip != IPV4_VER_IHL5)
 		return probe_verdict(skb, LB_PROBE_DROP, TC_ACT_SHOT);
 
 	outer.version = 4;

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"syscall"
 
 	"github.com/lbdproj/lbd/internal/dataplane"
@@ -12,9 +14,11 @@ import (
 )
 
 func cmdBackend(ctx context.Context, e *env, args []string) int {
-	fs := newFlags(e, "backend", "--interface IF [--pin-dir DIR]")
+	fs := newFlags(e, "backend", "--interface IF --lb-sources PREFIXES --vips VIPS [--pin-dir DIR]")
 	iface := fs.String("interface", "", "interface the tunnelled traffic arrives on and replies leave by")
 	pinDir := fs.String("pin-dir", config.DefaultPinDir, "bpffs directory for pins")
+	sources := fs.String("lb-sources", "", "comma-separated prefixes (or addresses) of the LB nodes' encapsulation sources; tunnelled packets from elsewhere are dropped (required)")
+	vips := fs.String("vips", "", "comma-separated VIPs served here, ADDR (every port) or ADDR:PORT/tcp|udp ([ADDR]:PORT/… for IPv6); tunnelled packets for others are dropped (required)")
 	local4 := fs.String("local4", "", "this backend's IPv4 address for 4in6 traffic (default: the interface's first)")
 	generic := fs.Bool("generic", false, "attach XDP in generic (skb) mode, for drivers without native XDP")
 	detach := fs.Bool("detach-on-exit", false, "remove the programs and pins when stopping")
@@ -38,6 +42,15 @@ func cmdBackend(ctx context.Context, e *env, args []string) int {
 		return exitUsage
 	}
 	cfg := dataplane.BackendConfig{Interface: *iface, PinDir: *pinDir, Generic: *generic, Logger: e.logger()}
+	var err error
+	if cfg.LBSources, err = parsePrefixes(*sources); err != nil || len(cfg.LBSources) == 0 {
+		fmt.Fprintf(e.stderr, "lbd backend: --lb-sources %q: %v\n", *sources, orRequired(err))
+		return exitUsage
+	}
+	if cfg.VIPs, err = parseServedVIPs(*vips); err != nil || len(cfg.VIPs) == 0 {
+		fmt.Fprintf(e.stderr, "lbd backend: --vips %q: %v\n", *vips, orRequired(err))
+		return exitUsage
+	}
 	if *local4 != "" {
 		a, err := netip.ParseAddr(*local4)
 		if err != nil || !a.Is4() {
@@ -56,7 +69,8 @@ func cmdBackend(ctx context.Context, e *env, args []string) int {
 	}
 	c := b.Config()
 	log.Info("backend ready: xdp_decap on ingress, tc_egress on egress", "interface", c.Interface,
-		"local4", c.Local4, "local6", c.Local6, "pin_dir", c.PinDir, "adopted", b.Adopted)
+		"local4", c.Local4, "local6", c.Local6, "lb_sources", c.LBSources, "vips", c.VIPs,
+		"pin_dir", c.PinDir, "adopted", b.Adopted)
 wait:
 	for {
 		select {
@@ -70,7 +84,8 @@ wait:
 	}
 	if st, err := b.Stats(); err == nil {
 		log.Info("backend counters", "decap", st.Counters["decap"].Packets,
-			"restored", st.Counters["restored"].Packets, "decap_malformed", st.Counters["decap_malformed"].Packets)
+			"restored", st.Counters["restored"].Packets, "decap_malformed", st.Counters["decap_malformed"].Packets,
+			"refused_source", st.Counters["refused_source"].Packets, "refused_vip", st.Counters["refused_vip"].Packets)
 	}
 	if *detach {
 		if err := b.Detach(); err != nil {
@@ -83,4 +98,66 @@ wait:
 	b.Close()
 	log.Info("stopped; the backend programs keep running from their pinned links")
 	return exitOK
+}
+
+func orRequired(err error) error {
+	if err == nil {
+		return errors.New("required: lbd backend accepts tunnelled packets only from the LB nodes and only for the VIPs it serves")
+	}
+	return err
+}
+
+// parsePrefixes reads comma-separated prefixes; a bare address is a /32 or /128.
+func parsePrefixes(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if !strings.Contains(f, "/") {
+			a, err := netip.ParseAddr(f)
+			if err != nil {
+				return nil, fmt.Errorf("%q: not an address or prefix", f)
+			}
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q: not an address or prefix", f)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// parseServedVIPs reads comma-separated VIPs: ADDR (all of it), or ADDR:PORT/PROTO with
+// PROTO tcp or udp (port 0: every port of that protocol).
+func parseServedVIPs(s string) ([]dataplane.VIPKey, error) {
+	var out []dataplane.VIPKey
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if a, err := netip.ParseAddr(f); err == nil {
+			out = append(out, dataplane.VIPKey{Addr: a.Unmap()})
+			continue
+		}
+		ap, proto, ok := strings.Cut(f, "/")
+		var p uint8
+		switch proto {
+		case "tcp":
+			p = 6
+		case "udp":
+			p = 17
+		}
+		addrPort, err := netip.ParseAddrPort(ap)
+		if !ok || p == 0 || err != nil {
+			return nil, fmt.Errorf("%q: want ADDR, or ADDR:PORT/tcp or /udp ([ADDR]:PORT/… for IPv6)", f)
+		}
+		out = append(out, dataplane.VIPKey{Addr: addrPort.Addr().Unmap(), Port: addrPort.Port(), Proto: p})
+	}
+	return out, nil
 }

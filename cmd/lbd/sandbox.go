@@ -91,11 +91,24 @@ func raiseSandbox(o sandboxOptions) (_ *sandbox, err error) {
 	}
 	s.vip, s.vipPort = cfg.VIPs[0].Address, cfg.VIPs[0].Port
 
+	// the backends accept tunnelled packets from the LB nodes' addresses, for the config's VIPs
+	var sources, vips []string
+	for _, h := range fleet.LBs {
+		for _, a := range []netip.Addr{h.Addr, h.Addr6} {
+			if a.IsValid() {
+				sources = append(sources, a.String())
+			}
+		}
+	}
+	for _, v := range cfg.VIPs {
+		vips = append(vips, v.Address.String())
+	}
 	for _, h := range fleet.Backends {
 		if err := s.startServer(h); err != nil {
 			return nil, err
 		}
-		p, err := fleet.Start(h, s.exe, "backend", "--interface", h.Link, "--pin-dir", s.pinDir(h))
+		p, err := fleet.Start(h, s.exe, "backend", "--interface", h.Link, "--pin-dir", s.pinDir(h),
+			"--lb-sources", strings.Join(sources, ","), "--vips", strings.Join(vips, ","))
 		if err != nil {
 			return nil, err
 		}

@@ -20,8 +20,13 @@ type BackendConfig struct {
 	// this host's own addresses, for inner packets of the other family than the outer
 	// header (4in6); zero: the interface's first address of that family
 	Local4, Local6 netip.Addr
-	Generic        bool // generic (skb) mode XDP
-	Logger         *slog.Logger
+	// the LB nodes' encapsulation sources: tunnelled packets from elsewhere are refused
+	LBSources []netip.Prefix
+	// the VIPs served here: Port 0 stands for every port of Proto, Proto 0 for every
+	// protocol of Addr; tunnelled packets for other VIPs are refused
+	VIPs    []VIPKey
+	Generic bool // generic (skb) mode XDP
+	Logger  *slog.Logger
 }
 
 // BackendSide is the loaded decap and tc_egress programs.
@@ -43,6 +48,8 @@ var beCounterNames = map[beBeCounter]string{
 	beBeCounterBE_DECAP:           "decap",
 	beBeCounterBE_DECAP_MALFORMED: "decap_malformed",
 	beBeCounterBE_RESTORED:        "restored",
+	beBeCounterBE_REFUSED_SOURCE:  "refused_source",
+	beBeCounterBE_REFUSED_VIP:     "refused_vip",
 }
 
 // OpenBackend loads and attaches the backend programs on cfg.Interface, adopting pinned
@@ -50,6 +57,12 @@ var beCounterNames = map[beBeCounter]string{
 func OpenBackend(cfg BackendConfig) (*BackendSide, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if len(cfg.LBSources) == 0 {
+		return nil, errors.New("no LB node sources: every tunnelled packet would be refused (give the LB nodes' encapsulation source prefixes)")
+	}
+	if len(cfg.VIPs) == 0 {
+		return nil, errors.New("no VIPs: every tunnelled packet would be refused (give the VIPs this backend serves)")
 	}
 	iface, err := netlink.LinkByName(cfg.Interface)
 	if err != nil {
@@ -121,6 +134,9 @@ func loadBackendSide(cfg BackendConfig, dir string) (*BackendSide, error) {
 	opts := &ebpf.CollectionOptions{}
 	if dir != "" {
 		opts.Maps.PinPath = dir
+		if err := replaceStaleCounters(spec, dir, []string{"be_stats"}, cfg.Logger.Warn); err != nil {
+			return nil, err
+		}
 	} else {
 		for _, m := range spec.Maps {
 			m.Pinning = ebpf.PinNone
@@ -134,7 +150,80 @@ func loadBackendSide(cfg BackendConfig, dir string) (*BackendSide, error) {
 		}
 		return nil, fmt.Errorf("load backend programs: %w", err)
 	}
+	if err := b.writeTrust(); err != nil {
+		b.objs.Close()
+		return nil, err
+	}
 	return b, nil
+}
+
+// writeTrust makes the pinned (or fresh) trust maps hold exactly cfg's LB sources and
+// VIPs: the new entries first, then the stale ones go, so a restart refuses nothing that
+// both the old and the new configuration accept.
+func (b *BackendSide) writeTrust() error {
+	v4 := map[beLpmKeyV4]bool{}
+	v6 := map[beLpmKeyV6]bool{}
+	for _, p := range b.cfg.LBSources {
+		p = p.Masked()
+		a := p.Addr().Unmap()
+		if a.Is4() {
+			k := beLpmKeyV4{Prefixlen: uint32(p.Bits())}
+			b4 := a.As4()
+			k.Addr = le(b4[:])
+			if p.Addr().Is4In6() {
+				k.Prefixlen -= 96
+			}
+			v4[k] = true
+			continue
+		}
+		k := beLpmKeyV6{Prefixlen: uint32(p.Bits())}
+		b16 := a.As16()
+		for i := range 4 {
+			k.Addr[i] = le(b16[4*i:])
+		}
+		v6[k] = true
+	}
+	vips := map[beVipKey]bool{}
+	for _, v := range b.cfg.VIPs {
+		vips[beVipKey(vipKeyTo(v))] = true
+	}
+	if err := syncSet(b.objs.LbSourcesV4, v4); err != nil {
+		return fmt.Errorf("write LB sources: %w", err)
+	}
+	if err := syncSet(b.objs.LbSourcesV6, v6); err != nil {
+		return fmt.Errorf("write LB sources: %w", err)
+	}
+	if err := syncSet(b.objs.ServedVips, vips); err != nil {
+		return fmt.Errorf("write served VIPs: %w", err)
+	}
+	return nil
+}
+
+// syncSet makes m's keys exactly want (values 1): puts first, then deletes.
+func syncSet[K comparable](m *ebpf.Map, want map[K]bool) error {
+	for k := range want {
+		if err := m.Put(k, uint32(1)); err != nil {
+			return err
+		}
+	}
+	var stale []K
+	var k K
+	var v uint32
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		if !want[k] {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return err
+	}
+	for _, k := range stale {
+		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // Config returns the configuration the programs were loaded with (defaults filled in).

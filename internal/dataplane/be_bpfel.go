@@ -19,7 +19,9 @@ const (
 	beBeCounterBE_DECAP           beBeCounter = 0
 	beBeCounterBE_DECAP_MALFORMED beBeCounter = 1
 	beBeCounterBE_RESTORED        beBeCounter = 2
-	beBeCounterBE_COUNTER_MAX     beBeCounter = 3
+	beBeCounterBE_REFUSED_SOURCE  beBeCounter = 3
+	beBeCounterBE_REFUSED_VIP     beBeCounter = 4
+	beBeCounterBE_COUNTER_MAX     beBeCounter = 5
 )
 
 type beCounter struct {
@@ -59,6 +61,18 @@ type beDsrVal struct {
 	Pad     uint8
 }
 
+type beLpmKeyV4 struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      uint32
+}
+
+type beLpmKeyV6 struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      [4]uint32
+}
+
 type beVipKey struct {
 	_    structs.HostLayout
 	Addr struct {
@@ -77,7 +91,10 @@ const (
 	beMapBeStats      = "be_stats"
 	beMapDsrFlowsV4   = "dsr_flows_v4"
 	beMapDsrFlowsV6   = "dsr_flows_v6"
+	beMapLbSourcesV4  = "lb_sources_v4"
+	beMapLbSourcesV6  = "lb_sources_v6"
 	beMapReturnStats  = "return_stats"
+	beMapServedVips   = "served_vips"
 	beProgTcEgress    = "tc_egress"
 	beProgXdpDecap    = "xdp_decap"
 	beVarBeCounterMax = "be_counter_max"
@@ -139,7 +156,10 @@ type beMapSpecs struct {
 	BeStats     *ebpf.MapSpec `ebpf:"be_stats"`
 	DsrFlowsV4  *ebpf.MapSpec `ebpf:"dsr_flows_v4"`
 	DsrFlowsV6  *ebpf.MapSpec `ebpf:"dsr_flows_v6"`
+	LbSourcesV4 *ebpf.MapSpec `ebpf:"lb_sources_v4"`
+	LbSourcesV6 *ebpf.MapSpec `ebpf:"lb_sources_v6"`
 	ReturnStats *ebpf.MapSpec `ebpf:"return_stats"`
+	ServedVips  *ebpf.MapSpec `ebpf:"served_vips"`
 }
 
 // beVariableSpecs contains global variables before they are loaded into the kernel.
@@ -175,7 +195,10 @@ type beMaps struct {
 	BeStats     *ebpf.Map `ebpf:"be_stats"`
 	DsrFlowsV4  *ebpf.Map `ebpf:"dsr_flows_v4"`
 	DsrFlowsV6  *ebpf.Map `ebpf:"dsr_flows_v6"`
+	LbSourcesV4 *ebpf.Map `ebpf:"lb_sources_v4"`
+	LbSourcesV6 *ebpf.Map `ebpf:"lb_sources_v6"`
 	ReturnStats *ebpf.Map `ebpf:"return_stats"`
+	ServedVips  *ebpf.Map `ebpf:"served_vips"`
 }
 
 func (m *beMaps) Close() error {
@@ -183,7 +206,10 @@ func (m *beMaps) Close() error {
 		m.BeStats,
 		m.DsrFlowsV4,
 		m.DsrFlowsV6,
+		m.LbSourcesV4,
+		m.LbSourcesV6,
 		m.ReturnStats,
+		m.ServedVips,
 	)
 }
 

@@ -76,12 +76,13 @@ const GUEPort = 6080
 // Config is what the LB program is loaded with.
 type Config struct {
 	Interface    string
-	PinDir       string     // on a bpffs; maps and the XDP link are pinned below it
-	HashSeed     uint32     // the same on every LB node
-	EncapSource  netip.Addr // zero: the interface's first IPv4 address
-	EncapSource6 netip.Addr // zero: the interface's first global IPv6 address
-	MTU          int        // zero: the interface's MTU
-	Generic      bool       // attach in generic (skb) mode instead of driver mode
+	PinDir       string           // on a bpffs; maps and the XDP link are pinned below it
+	HashSeed     uint32           // the same on every LB node
+	EncapSource  netip.Addr       // zero: the interface's first IPv4 address
+	EncapSource6 netip.Addr       // zero: the interface's first global IPv6 address
+	MTU          int              // zero: the interface's MTU
+	MAC          net.HardwareAddr // the interface's address, which ICMP answers leave from; nil: the interface's
+	Generic      bool             // attach in generic (skb) mode instead of driver mode
 	Logger       *slog.Logger
 }
 
@@ -128,6 +129,9 @@ func OpenLB(cfg Config) (*LB, error) {
 	}
 	if cfg.MTU == 0 {
 		cfg.MTU = iface.Attrs().MTU
+	}
+	if cfg.MAC == nil {
+		cfg.MAC = iface.Attrs().HardwareAddr
 	}
 	if !cfg.EncapSource.IsValid() {
 		cfg.EncapSource = firstAddr(iface, netlink.FAMILY_V4)
@@ -200,6 +204,9 @@ func loadLB(cfg Config) (*LB, error) {
 			return nil, err
 		}
 		opts.Maps.PinPath = mapDir
+		if err := replaceStaleCounters(spec, mapDir, []string{"stats", "events"}, cfg.Logger.Warn); err != nil {
+			return nil, err
+		}
 	} else {
 		for _, m := range spec.Maps {
 			m.Pinning = ebpf.PinNone
@@ -236,6 +243,12 @@ func setLBVars(spec *ebpf.CollectionSpec, cfg Config) error {
 	}
 	if cfg.EncapSource6.IsValid() {
 		vars["encap_src_v6"] = cfg.EncapSource6.As16()
+	}
+	if cfg.MAC != nil {
+		if len(cfg.MAC) != 6 {
+			return fmt.Errorf("interface address %s: not an Ethernet (6-byte) address", cfg.MAC)
+		}
+		vars["lb_mac"] = [6]byte(cfg.MAC)
 	}
 	for name, v := range vars {
 		vs, ok := spec.Variables[name]

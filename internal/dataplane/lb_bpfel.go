@@ -74,7 +74,8 @@ const (
 	lbLbCounterLB_PROBE_DROP      lbLbCounter = 8
 	lbLbCounterLB_ICMP_ECHO       lbLbCounter = 9
 	lbLbCounterLB_ICMP_TOO_BIG    lbLbCounter = 10
-	lbLbCounterLB_COUNTER_MAX     lbLbCounter = 11
+	lbLbCounterLB_DROP_BAD_SOURCE lbLbCounter = 11
+	lbLbCounterLB_COUNTER_MAX     lbLbCounter = 12
 )
 
 type lbLbCtl struct {
@@ -136,6 +137,7 @@ const (
 	lbVarHashSeed     = "hash_seed"
 	lbVarLbCounterMax = "lb_counter_max"
 	lbVarLbEventMax   = "lb_event_max"
+	lbVarLbMac        = "lb_mac"
 )
 
 // loadLb returns the embedded CollectionSpec for lb.
@@ -213,6 +215,7 @@ type lbVariableSpecs struct {
 	HashSeed     *ebpf.VariableSpec `ebpf:"hash_seed"`
 	LbCounterMax *ebpf.VariableSpec `ebpf:"lb_counter_max"`
 	LbEventMax   *ebpf.VariableSpec `ebpf:"lb_event_max"`
+	LbMac        *ebpf.VariableSpec `ebpf:"lb_mac"`
 }
 
 // lbObjects contains all objects after they have been loaded into the kernel.
@@ -277,6 +280,7 @@ type lbVariables struct {
 	HashSeed     *ebpf.Variable `ebpf:"hash_seed"`
 	LbCounterMax *ebpf.Variable `ebpf:"lb_counter_max"`
 	LbEventMax   *ebpf.Variable `ebpf:"lb_event_max"`
+	LbMac        *ebpf.Variable `ebpf:"lb_mac"`
 }
 
 // lbPrograms contains all programs after they have been loaded into the kernel.

@@ -48,6 +48,52 @@ func fixtureLB(tb testing.TB) (*LB, map[VIPKey]VIP) {
 	return lb, vips
 }
 
+// fixture is one packet through xdp_lb: the verdict, the exact bytes out and the one
+// counter reason it must give.
+type fixture struct {
+	name       string
+	in         []byte
+	wantAction uint32
+	want       []byte // nil: the output is not compared (drops)
+	wantReason string
+}
+
+// runFixtures runs each fixture and checks its verdict, its output, and that exactly one
+// verdict counter, the fixture's reason, grew by one.
+func runFixtures(t *testing.T, lb *LB, cases []fixture) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before, err := lb.Stats()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ret, out := run(t, lb.objs.XdpLb, c.in)
+			if ret != c.wantAction {
+				t.Fatalf("verdict %d, want %d", ret, c.wantAction)
+			}
+			if c.want != nil {
+				if d := diffPackets(c.want, out); d != "" {
+					t.Fatal(d)
+				}
+			}
+			after, err := lb.Stats()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for reason, a := range after.Verdicts {
+				want := uint64(0)
+				if reason == c.wantReason {
+					want = 1
+				}
+				if got := a.Packets - before.Verdicts[reason].Packets; got != want {
+					t.Errorf("counter %s grew by %d, want %d", reason, got, want)
+				}
+			}
+		})
+	}
+}
+
 // owner is the backend the ring names for a flow.
 func owner(v VIP, f Flow) Backend {
 	return v.Backends[v.Ring[f.Slot(testSeed, uint32(len(v.Ring)))]]
@@ -56,13 +102,6 @@ func owner(v VIP, f Flow) Backend {
 func TestXDPLBFixtures(t *testing.T) {
 	lb, vips := fixtureLB(t)
 
-	type fixture struct {
-		name       string
-		in         []byte
-		wantAction uint32
-		want       []byte // nil: the output is not compared (drops)
-		wantReason string
-	}
 	var cases []fixture
 	add := func(f fixture) { cases = append(cases, f) }
 
@@ -136,30 +175,7 @@ func TestXDPLBFixtures(t *testing.T) {
 	if len(cases) < 15 {
 		t.Fatalf("only %d fixtures", len(cases))
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			before, err := lb.Stats()
-			if err != nil {
-				t.Fatal(err)
-			}
-			ret, out := run(t, lb.objs.XdpLb, c.in)
-			if ret != c.wantAction {
-				t.Fatalf("verdict %d, want %d", ret, c.wantAction)
-			}
-			if c.want != nil {
-				if d := diffPackets(c.want, out); d != "" {
-					t.Fatal(d)
-				}
-			}
-			after, err := lb.Stats()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := after.Verdicts[c.wantReason].Packets - before.Verdicts[c.wantReason].Packets; got != 1 {
-				t.Errorf("counter %s grew by %d, want 1", c.wantReason, got)
-			}
-		})
-	}
+	runFixtures(t, lb, cases)
 }
 
 // ackTo sends one ACK of the flow and returns the backend address it was encapsulated to.

@@ -108,3 +108,34 @@ func pinnedNames(spec *ebpf.CollectionSpec) []string {
 	}
 	return out
 }
+
+// replaceStaleCounters removes the pins in dir of counter maps (names) that this build's
+// spec can no longer use, because a new counter reason changed their size: counters may
+// start again from zero across an upgrade (Prometheus takes it as a reset), whereas the
+// maps that hold state (flows, VIPs, backends, rings) must be adopted or the load fails.
+func replaceStaleCounters(spec *ebpf.CollectionSpec, dir string, names []string, log func(msg string, args ...any)) error {
+	for _, name := range names {
+		ms, ok := spec.Maps[name]
+		if !ok {
+			return fmt.Errorf("no map %q in the spec", name)
+		}
+		path := filepath.Join(dir, name)
+		m, err := ebpf.LoadPinnedMap(path, nil)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("open pinned %s: %w", path, err)
+		}
+		incompatible := ms.Compatible(m)
+		m.Close()
+		if incompatible == nil {
+			continue
+		}
+		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("replace pinned counters %s: %w", path, err)
+		}
+		log("pinned counters from another lbd version replaced: they start from zero", "map", name, "reason", incompatible)
+	}
+	return nil
+}

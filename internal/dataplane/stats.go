@@ -27,6 +27,7 @@ var counterNames = map[lbLbCounter]string{
 	lbLbCounterLB_PROBE_DROP:      "probe_drop",
 	lbLbCounterLB_ICMP_ECHO:       "icmp_echo_reply",
 	lbLbCounterLB_ICMP_TOO_BIG:    "icmp_too_big",
+	lbLbCounterLB_DROP_BAD_SOURCE: "drop_bad_source",
 }
 
 var eventNames = map[lbLbEvent]string{
