@@ -5,7 +5,7 @@ export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 GOFLAGS_TEST ?= -count=1 -p 2 -timeout 30m
 
-.PHONY: all deps build generate check-generated vet test demo bench bench-throughput clean
+.PHONY: all deps build generate check-generated vet test fuzz demo bench bench-throughput clean
 
 all: build
 
@@ -30,6 +30,17 @@ vet:
 
 test: deps
 	$(GO) test $(GOFLAGS_TEST) ./...
+	$(MAKE) --no-print-directory fuzz
+
+# the fuzz targets, each for FUZZTIME (a duration, or a count of inputs: 1000000x);
+# `make test` runs them briefly, the seed corpora run in every `go test`
+FUZZTIME ?= 10s
+FUZZ_TARGETS := ./internal/dataplane:FuzzXDPLB ./internal/dataplane:FuzzBackend ./pkg/config:FuzzParse
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; name=$${t##*:}; echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s $$pkg; \
+	done
 
 demo: deps build
 	./bin/lbd demo

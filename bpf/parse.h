@@ -81,33 +81,6 @@ static __always_inline int parse_l4(void *l4, __u32 l4len, void *data_end, __u8 
 	return PARSE_BAD;
 }
 
-/* reads the ports of a TCP or UDP header at l4, bounded by the frame only: for packets the
- * host itself sends (tc_egress), whose lengths the kernel made. 0 on success, PARSE_BAD
- * when truncated, 1 when the protocol carries no ports we balance on */
-static __always_inline int parse_ports(void *l4, void *data_end, __u8 proto, __be16 *sport,
-				       __be16 *dport)
-{
-	if (proto == IPPROTO_TCP) {
-		struct tcphdr *th = l4;
-
-		if ((void *)(th + 1) > data_end)
-			return PARSE_BAD;
-		*sport = th->source;
-		*dport = th->dest;
-		return 0;
-	}
-	if (proto == IPPROTO_UDP) {
-		struct udphdr *uh = l4;
-
-		if ((void *)(uh + 1) > data_end)
-			return PARSE_BAD;
-		*sport = uh->source;
-		*dport = uh->dest;
-		return 0;
-	}
-	return 1;
-}
-
 /* addresses no answer may go to and no flow may come from: 0/8 ("this network", the
  * unspecified address), 127/8 (loopback), 224/4 (multicast) and 240/4 (reserved, and the
  * limited broadcast). a is in network order, loaded as the little-endian target does. */

@@ -443,9 +443,14 @@ static __always_inline int egress_v4(struct __sk_buff *skb, int l2len)
 	int l4off = l2len + sizeof(*ip), coff;
 	__be16 sport;
 
+	__u32 len;
+	__u8 syn;
+
 	if ((void *)(ip + 1) > data_end || *(__u8 *)ip != IPV4_VER_IHL5)
 		return TCX_NEXT;
-	if (parse_ports(ip + 1, data_end, ip->protocol, &sport, &k.rport))
+	len = bpf_ntohs(ip->tot_len);
+	if (len < sizeof(*ip) || (void *)ip + len > data_end ||
+	    parse_l4(ip + 1, len - sizeof(*ip), data_end, ip->protocol, &sport, &k.rport, &syn))
 		return TCX_NEXT;
 	k.remote = ip->daddr;
 	k.local = ip->saddr;
@@ -483,9 +488,14 @@ static __always_inline int egress_v6(struct __sk_buff *skb, int l2len)
 	__be16 sport;
 	__be32 vip[4];
 
+	__u32 len;
+	__u8 syn;
+
 	if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
 		return TCX_NEXT;
-	if (parse_ports(ip6 + 1, data_end, ip6->nexthdr, &sport, &k.rport))
+	len = bpf_ntohs(ip6->payload_len);
+	if ((void *)(ip6 + 1) + len > data_end ||
+	    parse_l4(ip6 + 1, len, data_end, ip6->nexthdr, &sport, &k.rport, &syn))
 		return TCX_NEXT;
 	__builtin_memcpy(k.remote, &ip6->daddr, sizeof(k.remote));
 	__builtin_memcpy(k.local, &ip6->saddr, sizeof(k.local));

@@ -260,3 +260,8 @@ func tcp(sport, dport uint16, syn, ack bool) l4 {
 func udp(sport, dport uint16) l4 {
 	return l4{proto: layers.IPProtocolUDP, sport: sport, dport: dport, payload: []byte("ping")}
 }
+
+// ebpfRun is the run options for one frame, its output written to out.
+func ebpfRun(in, out []byte) *ebpf.RunOptions {
+	return &ebpf.RunOptions{Data: in, DataOut: out}
+}
