@@ -35,67 +35,63 @@ static __always_inline __u16 csum_replace4(__u16 check, __u32 from, __u32 to)
 	return csum_fold32(sum);
 }
 
-/* the largest message whose checksum csum_bytes sums: a 4 KiB page holds any frame XDP
- * sees without multi-buffer support */
+/* the largest message csum_bytes sums: a 4 KiB page holds any frame XDP sees without
+ * multi-buffer support */
 #define CSUM_MAX_BYTES 4096
+#define CSUM_CHUNK 64
 
-/* adds the len bytes at p (all inside the frame, which ends at data_end) to sum as 16-bit
- * words loaded little-endian, an odd last byte padded with zero (RFC 1071); returns -1 when
- * len is over CSUM_MAX_BYTES or runs past the frame. Folding the result with csum_fold32
- * gives 0 for a message whose checksum is right. 16 bytes a round keeps the verifier's
- * walk of the loop short. */
-static __always_inline __s64 csum_bytes(const void *p, __u32 len, const void *data_end, __u64 sum)
+struct csum_walk {
+	struct xdp_md *ctx;
+	__u32 off; /* next byte to add, from the frame's start */
+	__u32 end;
+	__u32 sum;
+	int err;
+};
+
+/* one bpf_loop round: up to CSUM_CHUNK bytes copied out and added. The buffer is zeroed,
+ * so a short last chunk (an odd byte among them) is padded as RFC 1071 asks. */
+static long csum_chunk(__u32 i, void *data)
 {
-	const __u32 *w = p;
-	const __u8 *b;
+	struct csum_walk *w = data;
+	__u8 buf[CSUM_CHUNK] = {};
+	__u32 n = w->end - w->off;
+	__s64 r;
+
+	if (w->off >= w->end)
+		return 1;
+	if (n > CSUM_CHUNK)
+		n = CSUM_CHUNK;
+	/* n is 1..CSUM_CHUNK; said so the verifier sees it too (clang drops an n == 0 test
+	 * that off < end already rules out) */
+	n = ((n - 1) & (CSUM_CHUNK - 1)) + 1;
+	if (bpf_xdp_load_bytes(w->ctx, w->off, buf, n)) {
+		w->err = 1;
+		return 1;
+	}
+	r = bpf_csum_diff(NULL, 0, (void *)buf, CSUM_CHUNK, w->sum);
+	if (r < 0) {
+		w->err = 1;
+		return 1;
+	}
+	w->sum = r;
+	w->off += n;
+	return 0;
+}
+
+/* the ones' complement sum of the len bytes at offset off of the frame, added to sum;
+ * -1 when len is over CSUM_MAX_BYTES or runs past the frame. Folding the result with
+ * csum_fold32 gives 0 for a message whose checksum is right. bpf_loop keeps the verifier's
+ * cost the same whatever the length (a plain loop multiplied it by twenty). */
+static __always_inline __s64 csum_bytes(struct xdp_md *ctx, __u32 off, __u32 len, __u32 sum)
+{
+	struct csum_walk w = {.ctx = ctx, .off = off, .end = off + len, .sum = sum};
 
 	if (len > CSUM_MAX_BYTES)
 		return -1;
-#pragma clang loop unroll(disable)
-	for (int i = 0; i < CSUM_MAX_BYTES / 16; i++) {
-		const __u32 *next = w + 4;
-
-		if (len < 16)
-			break;
-		/* keep clang from turning the bound into arithmetic on data_end, which the
-		 * verifier refuses (clang 19, linux 6.18) */
-		asm volatile("" : "+r"(next));
-		if ((const void *)next > data_end)
-			return -1;
-		sum += (__u64)w[0] + w[1] + w[2] + w[3];
-		w = next;
-		len -= 16;
-	}
-#pragma unroll
-	for (int i = 0; i < 3; i++) {
-		const __u32 *next = w + 1;
-
-		if (len < 4)
-			break;
-		asm volatile("" : "+r"(next));
-		if ((const void *)next > data_end)
-			return -1;
-		sum += *w;
-		w = next;
-		len -= 4;
-	}
-	b = (const __u8 *)w;
-	if (len >= 2) {
-		if ((const void *)(b + 2) > data_end)
-			return -1;
-		sum += *(const __u16 *)b;
-		b += 2;
-		len -= 2;
-	}
-	if (len) {
-		if ((const void *)(b + 1) > data_end)
-			return -1;
-		sum += *b;
-	}
-	/* 64 bits of sum folded to 32 keep every carry */
-	sum = (sum & 0xffffffff) + (sum >> 32);
-	sum = (sum & 0xffffffff) + (sum >> 32);
-	return (__s64)sum;
+	bpf_loop(CSUM_MAX_BYTES / CSUM_CHUNK, csum_chunk, &w, 0);
+	if (w.err || w.off != w.end)
+		return -1;
+	return w.sum;
 }
 
 #endif

@@ -92,7 +92,7 @@ static __always_inline int echo_reply_v4(struct xdp_md *ctx, __u32 l2len)
 		return ICMP_MALFORMED;
 	if (martian_v4(ip->saddr) || mac_group(eth->h_source))
 		return ICMP_BAD_SOURCE;
-	sum = csum_bytes(ic, len - sizeof(*ip), data_end, 0);
+	sum = csum_bytes(ctx, l2len + sizeof(*ip), len - sizeof(*ip), 0);
 	if (sum < 0 || csum_fold32(sum))
 		return ICMP_MALFORMED;
 	if (trim_to(ctx, l2len, len))
@@ -117,14 +117,16 @@ static __always_inline int echo_reply_v4(struct xdp_md *ctx, __u32 l2len)
 }
 
 /* the ICMPv6 pseudo-header (RFC 8200 8.1) of a message of len bytes from src to dst */
-static __always_inline __u64 pseudo_sum_v6(const __be32 *src, const __be32 *dst, __u32 len)
+static __always_inline __u32 pseudo_sum_v6(const __be32 *src, const __be32 *dst, __u32 len)
 {
 	__u64 sum = 0;
 
 #pragma unroll
 	for (int i = 0; i < 4; i++)
 		sum += (__u64)src[i] + dst[i];
-	return sum + bpf_htonl(len) + bpf_htonl(IPPROTO_ICMPV6);
+	sum += bpf_htonl(len) + bpf_htonl(IPPROTO_ICMPV6);
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	return (sum & 0xffffffff) + (sum >> 32);
 }
 
 static __always_inline int echo_reply_v6(struct xdp_md *ctx, __u32 l2len)
@@ -145,7 +147,7 @@ static __always_inline int echo_reply_v6(struct xdp_md *ctx, __u32 l2len)
 		return ICMP_MALFORMED;
 	if (martian_v6(ip6->saddr.in6_u.u6_addr32) || mac_group(eth->h_source))
 		return ICMP_BAD_SOURCE;
-	sum = csum_bytes(ic, len, data_end,
+	sum = csum_bytes(ctx, l2len + sizeof(*ip6), len,
 			 pseudo_sum_v6(ip6->saddr.in6_u.u6_addr32, ip6->daddr.in6_u.u6_addr32, len));
 	if (sum < 0 || csum_fold32(sum))
 		return ICMP_MALFORMED;
