@@ -448,8 +448,10 @@ static __always_inline int egress_v4(struct __sk_buff *skb, int l2len)
 
 	if ((void *)(ip + 1) > data_end || *(__u8 *)ip != IPV4_VER_IHL5)
 		return TCX_NEXT;
+	/* the packet's length against skb->len, not data_end: a reply's payload may sit in
+	 * pages past the linear head */
 	len = bpf_ntohs(ip->tot_len);
-	if (len < sizeof(*ip) || (void *)ip + len > data_end ||
+	if (len < sizeof(*ip) || l2len + len > skb->len ||
 	    parse_l4(ip + 1, len - sizeof(*ip), data_end, ip->protocol, &sport, &k.rport, &syn))
 		return TCX_NEXT;
 	k.remote = ip->daddr;
@@ -494,7 +496,7 @@ static __always_inline int egress_v6(struct __sk_buff *skb, int l2len)
 	if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
 		return TCX_NEXT;
 	len = bpf_ntohs(ip6->payload_len);
-	if ((void *)(ip6 + 1) + len > data_end ||
+	if (l2len + sizeof(*ip6) + len > skb->len ||
 	    parse_l4(ip6 + 1, len, data_end, ip6->nexthdr, &sport, &k.rport, &syn))
 		return TCX_NEXT;
 	__builtin_memcpy(k.remote, &ip6->daddr, sizeof(k.remote));
