@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lbdproj/lbd/internal/wait"
 	"golang.org/x/sys/unix"
 )
 
@@ -264,7 +265,7 @@ func killNetnsPids(name string) error {
 	for _, pid := range pids {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
-	if err := poll(killGrace, func() (bool, error) { return len(find()) == 0, nil }); err != nil {
+	if err := wait.Until(killGrace, pollInterval, func() (bool, error) { return len(find()) == 0, nil }); err != nil {
 		return fmt.Errorf("processes %v in netns %s: %w", find(), name, err)
 	}
 	return nil

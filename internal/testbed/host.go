@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/lbdproj/lbd/internal/wait"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -172,7 +173,7 @@ func (h *Host) waitOperUp(timeout time.Duration, names ...string) error {
 	defer nh.Close()
 	for _, name := range names {
 		var state netlink.LinkOperState
-		err = poll(timeout, func() (bool, error) {
+		err = wait.Until(timeout, pollInterval, func() (bool, error) {
 			l, err := nh.LinkByName(name)
 			if err != nil {
 				return false, err
@@ -290,23 +291,4 @@ func (h *Host) RouteVia(prefix netip.Prefix, via netip.Addr) error {
 		return fmt.Errorf("route %s via %s in %s: %w", prefix, via, h.NS, err)
 	}
 	return nil
-}
-
-// poll calls cond every few milliseconds until it returns true, an error, or
-// the timeout passes.
-func poll(timeout time.Duration, cond func() (bool, error)) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, err := cond()
-		if ok {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			if err != nil {
-				return fmt.Errorf("timed out after %v: %w", timeout, err)
-			}
-			return fmt.Errorf("timed out after %v", timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lbdproj/lbd/internal/wait"
 )
 
 const childEnv = "LBD_TESTBED_KILLED_CHILD"
@@ -75,7 +77,7 @@ func TestCleanupAfterKilledRun(t *testing.T) {
 	cmd.Wait()
 
 	// Pdeathsig took the started process with it.
-	err = poll(5*time.Second, func() (bool, error) {
+	err = wait.Until(5*time.Second, 10*time.Millisecond, func() (bool, error) {
 		err := syscall.Kill(sleepPid, 0)
 		return errors.Is(err, syscall.ESRCH) || isZombie(sleepPid), nil
 	})

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/lbdproj/lbd/internal/wait"
 )
 
 // Process is a long-running program started by Fleet.Start in a host's
@@ -181,20 +183,20 @@ func (p *Process) Stop() error {
 // WaitForLog polls the output until it contains substr. It fails early when
 // the process exits first, and on timeout; both errors carry the output's tail.
 func (p *Process) WaitForLog(substr string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
+	err := wait.Until(timeout, 20*time.Millisecond, func() (bool, error) {
 		exited := p.Exited() // before reading, so late output is seen
 		if strings.Contains(p.Output(), substr) {
-			return nil
+			return true, nil
 		}
 		if exited {
-			return fmt.Errorf("%s on %s exited (%v) before logging %q; output:\n%s", p.Name, p.Host.Name, p.err, substr, tail(p.Output()))
+			return true, fmt.Errorf("%s on %s exited (%v) before logging %q; output:\n%s", p.Name, p.Host.Name, p.err, substr, tail(p.Output()))
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s on %s did not log %q within %v; output:\n%s", p.Name, p.Host.Name, substr, timeout, tail(p.Output()))
-		}
-		time.Sleep(20 * time.Millisecond)
+		return false, nil
+	})
+	if errors.Is(err, wait.ErrTimeout) {
+		return fmt.Errorf("%s on %s did not log %q within %v; output:\n%s", p.Name, p.Host.Name, substr, timeout, tail(p.Output()))
 	}
+	return err
 }
 
 func tail(s string) string {

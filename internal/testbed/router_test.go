@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/link"
+	"github.com/lbdproj/lbd/internal/wait"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -522,7 +523,7 @@ func TestRouterXDPTxReachesClient(t *testing.T) {
 		msg := []byte("reflect me via the router and " + lb.Name)
 		buf := make([]byte, 64)
 		var n int
-		err = poll(3*time.Second, func() (bool, error) {
+		err = wait.Until(3*time.Second, 10*time.Millisecond, func() (bool, error) {
 			if _, err := c.Write(msg); err != nil {
 				return false, err
 			}

@@ -50,8 +50,9 @@ const (
 	// leg on the bridge is eth0, like every other host's Link).
 	routerClientLink = "eth1"
 
-	upTimeout   = 5 * time.Second
-	stopTimeout = 5 * time.Second
+	upTimeout    = 5 * time.Second
+	stopTimeout  = 5 * time.Second
+	pollInterval = 10 * time.Millisecond
 )
 
 // Options says what to build. Zero values pick the defaults.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/lbdproj/lbd/internal/wait"
 	"github.com/vishvananda/netlink/nl"
 )
 
@@ -429,7 +430,7 @@ func TestLinkStats(t *testing.T) {
 			t.Fatalf("datagram %d: %v", i, err)
 		}
 	}
-	err = poll(2*time.Second, func() (bool, error) {
+	err = wait.Until(2*time.Second, 10*time.Millisecond, func() (bool, error) {
 		rx, _, err := be.LinkStats()
 		return rx >= rx0+10, err
 	})

@@ -11,6 +11,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
+	"github.com/lbdproj/lbd/internal/wait"
 )
 
 // reflector answers IPv4 UDP to port with XDP_TX, swapping MACs, addresses
@@ -90,7 +91,7 @@ func TestXDPTxReachesClient(t *testing.T) {
 		msg := []byte("reflect me via " + lb.Name)
 		buf := make([]byte, 64)
 		var n int
-		err = poll(3*time.Second, func() (bool, error) {
+		err = wait.Until(3*time.Second, 10*time.Millisecond, func() (bool, error) {
 			if _, err := c.Write(msg); err != nil {
 				return false, err
 			}
