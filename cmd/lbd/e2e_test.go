@@ -14,7 +14,7 @@ import (
 
 	"github.com/lbdproj/lbd/configs"
 	"github.com/lbdproj/lbd/internal/daemon"
-	"github.com/lbdproj/lbd/internal/testbed"
+	"github.com/lbdproj/lbd/internal/testbed/testbedtest"
 )
 
 // settled waits until every packet the LB sent has been decapsulated by a backend (the
@@ -56,7 +56,7 @@ func mustSandbox(t *testing.T, cfg []byte, lbs, backends int) *sandbox {
 // mustSandboxOpts is mustSandbox with every option; on failure it logs each LB's output.
 func mustSandboxOpts(t *testing.T, o sandboxOptions) *sandbox {
 	t.Helper()
-	testbed.SkipIfNotRoot(t)
+	testbedtest.SkipIfNotRoot(t)
 	o.exe, o.prefix = testExe(), testPrefix
 	s, err := raiseSandbox(o)
 	if err != nil {

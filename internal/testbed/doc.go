@@ -9,7 +9,11 @@
 // temporary directory carries a random per-run ID, so a leftover of a killed
 // run never collides with the next one; Cleanup removes such leftovers.
 //
-//	f := testbed.NewT(t, testbed.Options{LBs: 2, Backends: 3})
+// The package does not import testing, so lbd links it for the demo without
+// test code. Tests build a fleet with testbedtest.New, which skips them when
+// not root and closes the fleet at the end of the test:
+//
+//	f := testbedtest.New(t, testbed.Options{LBs: 2, Backends: 3})
 //	f.RouteVIP(netip.MustParsePrefix("198.19.0.0/24"))
 //	lb, _ := f.Start(f.LBs[0], lbdBinary, "run", "--config", cfg, "--pin-dir", f.PinDir)
 //	lb.WaitForLog("ready", 10*time.Second)

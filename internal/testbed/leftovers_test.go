@@ -2,11 +2,13 @@ package testbed
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
+	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -35,7 +37,7 @@ func runKilledChild() {
 }
 
 func TestCleanupAfterKilledRun(t *testing.T) {
-	SkipIfNotRoot(t)
+	skipIfNotRoot(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"=1")
 	cmd.Stderr = os.Stderr
@@ -118,7 +120,7 @@ func isZombie(pid int) bool {
 }
 
 func TestNewFailsHalfwayAndCleansUp(t *testing.T) {
-	SkipIfNotRoot(t)
+	skipIfNotRoot(t)
 	var id string
 	testHookHostBuilt = func(h *Host) error {
 		id = h.fleet.ID
@@ -147,48 +149,92 @@ func TestNewFailsHalfwayAndCleansUp(t *testing.T) {
 	}
 }
 
-func TestDoRestoresNamespace(t *testing.T) {
-	f := newFleet(t, Options{Backends: 1})
-	self := func() string {
-		s, _ := os.Readlink("/proc/thread-self/ns/net")
-		return s
-	}
-	var root string
-	onThread := func(fn func()) {
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			fn()
-		}()
-		<-done
-	}
-	onThread(func() { root = self() })
-	var inside string
-	if err := f.Client.Do(func() error { inside = self(); return nil }); err != nil {
+func TestCloseRemovesEverything(t *testing.T) {
+	skipIfNotRoot(t)
+	f, err := New(Options{Prefix: testPrefix, LBs: 1, Backends: 1})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if inside == root {
-		t.Fatalf("Do ran in the root namespace %s", root)
+	p, err := f.Start(f.Backends[0], "sleep", "1000")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := f.Backends[0].Do(func() error { return errors.New("boom") }); err == nil || err.Error() != "boom" {
-		t.Errorf("Do error %v, want boom", err)
+	if leaks := Leaks(testPrefix); len(leaks) != 4 {
+		t.Errorf("live fleet: Leaks = %v, want its 4 namespaces", leaks)
 	}
-	func() {
-		defer func() {
-			if recover() != "panic in fn" {
-				t.Error("panic not re-raised")
+	pin, dir := f.PinDir, f.Dir
+	if err := f.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+	if !p.Exited() {
+		t.Error("process still running after Close")
+	}
+	if leaks := Leaks(testPrefix); len(leaks) > 0 {
+		t.Errorf("after Close: Leaks = %v", leaks)
+	}
+	for _, path := range []string{pin, dir, lockPath(testPrefix, f.ID)} {
+		if _, err := os.Stat(path); !os.IsNotExist(err) {
+			t.Errorf("%s still there (%v)", path, err)
+		}
+	}
+	if mps := mountsUnder(dir); len(mps) > 0 {
+		t.Errorf("still mounted: %v", mps)
+	}
+}
+
+func TestRouterCloseRemovesEverything(t *testing.T) {
+	skipIfNotRoot(t)
+	f, err := New(Options{Prefix: testPrefix, Router: true, LBs: 1, Backends: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Start(f.Router, "sleep", "1000"); err != nil {
+		t.Fatal(err)
+	}
+	leaks := Leaks(testPrefix)
+	if len(leaks) != 5 || !slices.Contains(leaks, f.Router.NS) {
+		t.Errorf("live fleet: Leaks = %v, want its 5 namespaces with %s", leaks, f.Router.NS)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if out, err := f.Router.Command(ctx, "ip", "-o", "link", "show", "eth1").CombinedOutput(); err != nil {
+		t.Fatalf("router eth1: %v: %s", err, out)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if leaks := Leaks(testPrefix); len(leaks) > 0 {
+		t.Errorf("after Close: Leaks = %v", leaks)
+	}
+	if _, err := os.Stat(filepath.Join(netnsDir, f.Router.NS)); !os.IsNotExist(err) {
+		t.Errorf("router namespace still there (%v)", err)
+	}
+}
+
+// TestRouterFailsHalfwayAndCleansUp: a fleet with a router that fails
+// while built leaves nothing behind either.
+func TestRouterFailsHalfwayAndCleansUp(t *testing.T) {
+	skipIfNotRoot(t)
+	for _, at := range []string{"router", "client", "lb0"} {
+		var id string
+		testHookHostBuilt = func(h *Host) error {
+			id = h.fleet.ID
+			if h.Name == at {
+				return errors.New("injected failure")
 			}
-		}()
-		f.Client.Do(func() error { panic("panic in fn") })
-	}()
-	// Every thread the program runs on is back in the root namespace.
-	for range 50 {
-		onThread(func() {
-			if got := self(); got != root {
-				t.Errorf("thread in %s after Do, want %s", got, root)
-			}
-		})
+			return nil
+		}
+		f, err := New(Options{Prefix: testPrefix, Router: true, Backends: 1})
+		testHookHostBuilt = nil
+		if err == nil {
+			f.Close()
+			t.Fatalf("at %s: New succeeded despite the injected failure", at)
+		}
+		if ns := namespacesOf(testPrefix, id); len(ns) > 0 {
+			t.Errorf("at %s: namespaces left: %v", at, ns)
+		}
 	}
 }

@@ -41,3 +41,12 @@ func leakedDirs(prefix string) []string {
 	}
 	return dirs
 }
+
+// skipIfNotRoot is testbedtest.SkipIfNotRoot for the tests inside this package, which
+// cannot import testbedtest (it imports this package).
+func skipIfNotRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip(ErrNotRoot)
+	}
+}

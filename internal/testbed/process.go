@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -84,6 +85,13 @@ func (f *Fleet) Start(h *Host, name string, args ...string) (*Process, error) {
 		return nil, errors.New("start: fleet closed")
 	}
 	return p, nil
+}
+
+// Processes returns the processes Start started, in order, running or not.
+func (f *Fleet) Processes() []*Process {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.procs)
 }
 
 // Pdeathsig fires when the thread that forked the child exits, not the

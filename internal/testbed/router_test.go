@@ -1,8 +1,7 @@
-package testbed
+package testbed_test
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -17,25 +16,26 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/link"
+	"github.com/lbdproj/lbd/internal/testbed"
 	"github.com/lbdproj/lbd/internal/wait"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
 func TestRouterTopology(t *testing.T) {
-	f := newFleet(t, Options{Router: true, LBs: 2, Backends: 1})
+	f := newFleet(t, testbed.Options{Router: true, LBs: 2, Backends: 1})
 	r, c := f.Router, f.Client
 	if r == nil {
 		t.Fatal("no router")
 	}
-	if want := []*Host{c, r, f.LBs[0], f.LBs[1], f.Backends[0]}; !slices.Equal(f.Hosts(), want) {
+	if want := []*testbed.Host{c, r, f.LBs[0], f.LBs[1], f.Backends[0]}; !slices.Equal(f.Hosts(), want) {
 		t.Errorf("Hosts() = %v, want %v", f.Hosts(), want)
 	}
-	if want := testPrefix + "-" + f.ID + "-router"; r.NS != want {
+	if want := testbed.TestPrefix + "-" + f.ID + "-router"; r.NS != want {
 		t.Errorf("router NS %q, want %q", r.NS, want)
 	}
 	for _, x := range []struct {
-		h           *Host
+		h           *testbed.Host
 		addr, addr6 string
 	}{
 		{c, "198.18.1.2", "2001:db8:0:1::2"},
@@ -47,12 +47,12 @@ func TestRouterTopology(t *testing.T) {
 			t.Errorf("%s: addresses %s %s, want %s %s", x.h.Name, x.h.Addr, x.h.Addr6, x.addr, x.addr6)
 		}
 	}
-	if !ClientNet4.Contains(c.Addr) || !ClientNet6.Contains(c.Addr6) || Net4.Overlaps(ClientNet4) || Net6.Overlaps(ClientNet6) {
-		t.Errorf("client %s %s vs segments %s %s / %s %s", c.Addr, c.Addr6, ClientNet4, ClientNet6, Net4, Net6)
+	if !testbed.ClientNet4.Contains(c.Addr) || !testbed.ClientNet6.Contains(c.Addr6) || testbed.Net4.Overlaps(testbed.ClientNet4) || testbed.Net6.Overlaps(testbed.ClientNet6) {
+		t.Errorf("client %s %s vs segments %s %s / %s %s", c.Addr, c.Addr6, testbed.ClientNet4, testbed.ClientNet6, testbed.Net4, testbed.Net6)
 	}
 
 	// Links, MTUs and the router's client leg.
-	linkIn := func(h *Host, name string) netlink.Link {
+	linkIn := func(h *testbed.Host, name string) netlink.Link {
 		t.Helper()
 		nh, err := h.Netlink()
 		if err != nil {
@@ -66,14 +66,14 @@ func TestRouterTopology(t *testing.T) {
 		return l
 	}
 	for _, x := range []struct {
-		h    *Host
+		h    *testbed.Host
 		name string
 		mtu  int
 	}{
-		{c, "eth0", ClientMTU},
-		{r, "eth1", ClientMTU},
-		{r, "eth0", FabricMTU},
-		{f.Switch, r.Peer, FabricMTU},
+		{c, "eth0", testbed.ClientMTU},
+		{r, "eth1", testbed.ClientMTU},
+		{r, "eth0", testbed.FabricMTU},
+		{f.Switch, r.Peer, testbed.FabricMTU},
 	} {
 		l := linkIn(x.h, x.name)
 		if got := l.Attrs().MTU; got != x.mtu {
@@ -112,7 +112,7 @@ func TestRouterTopology(t *testing.T) {
 
 	// The router's sysctls, read in its namespace.
 	err = r.Do(func() error {
-		for k, want := range routerSysctls {
+		for k, want := range testbed.RouterSysctls {
 			b, err := os.ReadFile(filepath.Join("/proc/sys", k))
 			if err != nil {
 				return err
@@ -139,7 +139,7 @@ func TestRouterTopology(t *testing.T) {
 	// Routes: the client's default via the router, the bridge hosts'
 	// route to the client's segment via the router's bridge leg.
 	for _, x := range []struct {
-		from *Host
+		from *testbed.Host
 		to   netip.Addr
 		via  netip.Addr
 	}{
@@ -158,7 +158,7 @@ func TestRouterTopology(t *testing.T) {
 }
 
 // routeGw returns the gateway h's kernel picks for dst.
-func routeGw(t *testing.T, h *Host, dst netip.Addr) netip.Addr {
+func routeGw(t *testing.T, h *testbed.Host, dst netip.Addr) netip.Addr {
 	t.Helper()
 	nh, err := h.Netlink()
 	if err != nil {
@@ -174,7 +174,7 @@ func routeGw(t *testing.T, h *Host, dst netip.Addr) netip.Addr {
 }
 
 // vipNexthops returns the gateways of the router's route to prefix.
-func vipNexthops(t *testing.T, f *Fleet, prefix netip.Prefix) []netip.Addr {
+func vipNexthops(t *testing.T, f *testbed.Fleet, prefix netip.Prefix) []netip.Addr {
 	t.Helper()
 	nh, err := f.Router.Netlink()
 	if err != nil {
@@ -185,7 +185,7 @@ func vipNexthops(t *testing.T, f *Fleet, prefix netip.Prefix) []netip.Addr {
 	if prefix.Addr().Is6() {
 		family = netlink.FAMILY_V6
 	}
-	rs, err := nh.RouteListFiltered(family, &netlink.Route{Dst: ipNet(prefix)}, netlink.RT_FILTER_DST)
+	rs, err := nh.RouteListFiltered(family, &netlink.Route{Dst: testbed.IPNet(prefix)}, netlink.RT_FILTER_DST)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func vipNexthops(t *testing.T, f *Fleet, prefix netip.Prefix) []netip.Addr {
 
 // serveName makes vip an address of every LB node (on lo) and listens on
 // vip:port there, answering each connection with the node's name.
-func serveName(t *testing.T, f *Fleet, vip netip.Addr, port uint16) {
+func serveName(t *testing.T, f *testbed.Fleet, vip netip.Addr, port uint16) {
 	t.Helper()
 	for _, lb := range f.LBs {
 		nh, err := lb.Netlink()
@@ -220,7 +220,7 @@ func serveName(t *testing.T, f *Fleet, vip netip.Addr, port uint16) {
 		}
 		lo, err := nh.LinkByName("lo")
 		if err == nil {
-			err = nh.AddrAdd(lo, &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(vip, vip.BitLen())), Flags: unix.IFA_F_NODAD})
+			err = nh.AddrAdd(lo, &netlink.Addr{IPNet: testbed.IPNet(netip.PrefixFrom(vip, vip.BitLen())), Flags: unix.IFA_F_NODAD})
 		}
 		nh.Close()
 		if err != nil {
@@ -252,7 +252,7 @@ func serveName(t *testing.T, f *Fleet, vip netip.Addr, port uint16) {
 // not 0, and returns the name of the LB node that answered. The client
 // aborts the connection (linger 0: RST, no TIME_WAIT), so the same source
 // port can be used again at once.
-func askVIP(f *Fleet, vip netip.AddrPort, srcPort int) (string, error) {
+func askVIP(f *testbed.Fleet, vip netip.AddrPort, srcPort int) (string, error) {
 	d := f.Client.Dialer()
 	d.Timeout = 3 * time.Second
 	if srcPort != 0 {
@@ -285,7 +285,7 @@ func askVIP(f *Fleet, vip netip.AddrPort, srcPort int) (string, error) {
 
 // spread opens n new connections to vip and counts them by LB node; every
 // connection must succeed.
-func spread(t *testing.T, f *Fleet, vip netip.AddrPort, n int) map[string]int {
+func spread(t *testing.T, f *testbed.Fleet, vip netip.AddrPort, n int) map[string]int {
 	t.Helper()
 	got := map[string]int{}
 	for i := range n {
@@ -302,8 +302,8 @@ func spread(t *testing.T, f *Fleet, vip netip.AddrPort, n int) map[string]int {
 // nodes by 5-tuple; a given 5-tuple always lands on the same node; RouteVIP
 // changes the set of nodes for new connections.
 func TestRouterECMP(t *testing.T) {
-	f := newFleet(t, Options{Router: true, LBs: 3, Backends: 1})
-	lbs := func(hs ...*Host) (names []string, addrs4, addrs6 []netip.Addr) {
+	f := newFleet(t, testbed.Options{Router: true, LBs: 3, Backends: 1})
+	lbs := func(hs ...*testbed.Host) (names []string, addrs4, addrs6 []netip.Addr) {
 		for _, h := range hs {
 			names = append(names, h.Name)
 			addrs4 = append(addrs4, h.Addr)
@@ -318,7 +318,7 @@ func TestRouterECMP(t *testing.T) {
 		t.Run(vip.Addr().String(), func(t *testing.T) {
 			serveName(t, f, vip.Addr(), vip.Port())
 			prefix := netip.PrefixFrom(vip.Addr(), vip.Addr().BitLen())
-			checkRoute := func(hs ...*Host) {
+			checkRoute := func(hs ...*testbed.Host) {
 				t.Helper()
 				_, want4, want6 := lbs(hs...)
 				want := want4
@@ -362,7 +362,7 @@ func TestRouterECMP(t *testing.T) {
 			}
 
 			// (2) A subset takes all new connections, each of its nodes some.
-			sub := []*Host{f.LBs[0], f.LBs[2]}
+			sub := []*testbed.Host{f.LBs[0], f.LBs[2]}
 			if err := f.RouteVIP(prefix, sub...); err != nil {
 				t.Fatal(err)
 			}
@@ -401,19 +401,19 @@ func TestRouterECMP(t *testing.T) {
 }
 
 func TestRouteVIPErrors(t *testing.T) {
-	f := newFleet(t, Options{Router: true, LBs: 2, Backends: 1})
-	other := newFleet(t, Options{LBs: 1, Backends: 1})
+	f := newFleet(t, testbed.Options{Router: true, LBs: 2, Backends: 1})
+	other := newFleet(t, testbed.Options{LBs: 1, Backends: 1})
 	p := netip.MustParsePrefix("198.19.0.0/24")
 	for _, c := range []struct {
 		name string
-		via  []*Host
+		via  []*testbed.Host
 	}{
-		{"nil", []*Host{nil}},
-		{"client", []*Host{f.Client}},
-		{"router", []*Host{f.Router}},
-		{"switch", []*Host{f.Switch}},
-		{"other fleet", []*Host{other.LBs[0]}},
-		{"twice", []*Host{f.LBs[0], f.LBs[0]}},
+		{"nil", []*testbed.Host{nil}},
+		{"client", []*testbed.Host{f.Client}},
+		{"router", []*testbed.Host{f.Router}},
+		{"switch", []*testbed.Host{f.Switch}},
+		{"other fleet", []*testbed.Host{other.LBs[0]}},
+		{"twice", []*testbed.Host{f.LBs[0], f.LBs[0]}},
 	} {
 		if err := f.RouteVIP(p, c.via...); err == nil {
 			t.Errorf("RouteVIP via %s accepted", c.name)
@@ -434,13 +434,13 @@ func TestRouteVIPErrors(t *testing.T) {
 // TestRouteVIPWithoutRouter: without a router, RouteVIP routes on the client
 // via the first node given, as Host.RouteVia does.
 func TestRouteVIPWithoutRouter(t *testing.T) {
-	f := newFleet(t, Options{LBs: 2, Backends: 1})
+	f := newFleet(t, testbed.Options{LBs: 2, Backends: 1})
 	if f.Router != nil {
-		t.Fatal("a router without Options.Router")
+		t.Fatal("a router without testbed.Options.Router")
 	}
 	for _, p := range []netip.Prefix{netip.MustParsePrefix("198.19.0.0/24"), netip.MustParsePrefix("2001:db8:1::/64")} {
 		dst := p.Addr().Next()
-		gw := func(h *Host) netip.Addr {
+		gw := func(h *testbed.Host) netip.Addr {
 			if p.Addr().Is6() {
 				return h.Addr6
 			}
@@ -464,7 +464,7 @@ func TestRouteVIPWithoutRouter(t *testing.T) {
 // TestRouterClientBackend: plain TCP both ways between the client and the
 // backends, across the router.
 func TestRouterClientBackend(t *testing.T) {
-	f := newFleet(t, Options{Router: true, LBs: 1, Backends: 2})
+	f := newFleet(t, testbed.Options{Router: true, LBs: 1, Backends: 2})
 	_, tx0, err := f.Router.LinkStats()
 	if err != nil {
 		t.Fatal(err)
@@ -501,7 +501,7 @@ func TestRouterClientBackend(t *testing.T) {
 // its veth reaches the client through the router: the router only forwards,
 // the XDP_PASS program on the LB's switch-side peer is all XDP_TX needs.
 func TestRouterXDPTxReachesClient(t *testing.T) {
-	f := newFleet(t, Options{Router: true, LBs: 2, Backends: 1})
+	f := newFleet(t, testbed.Options{Router: true, LBs: 2, Backends: 1})
 	const port = 4242
 	prog := reflector(t, port)
 	for _, lb := range f.LBs {
@@ -536,60 +536,6 @@ func TestRouterXDPTxReachesClient(t *testing.T) {
 		}
 		if string(buf[:n]) != string(msg) {
 			t.Fatalf("answer %q, want %q", buf[:n], msg)
-		}
-	}
-}
-
-func TestRouterCloseRemovesEverything(t *testing.T) {
-	SkipIfNotRoot(t)
-	f, err := New(Options{Prefix: testPrefix, Router: true, LBs: 1, Backends: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.Start(f.Router, "sleep", "1000"); err != nil {
-		t.Fatal(err)
-	}
-	leaks := Leaks(testPrefix)
-	if len(leaks) != 5 || !slices.Contains(leaks, f.Router.NS) {
-		t.Errorf("live fleet: Leaks = %v, want its 5 namespaces with %s", leaks, f.Router.NS)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if out, err := f.Router.Command(ctx, "ip", "-o", "link", "show", "eth1").CombinedOutput(); err != nil {
-		t.Fatalf("router eth1: %v: %s", err, out)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatalf("close: %v", err)
-	}
-	if leaks := Leaks(testPrefix); len(leaks) > 0 {
-		t.Errorf("after Close: Leaks = %v", leaks)
-	}
-	if _, err := os.Stat(filepath.Join(netnsDir, f.Router.NS)); !os.IsNotExist(err) {
-		t.Errorf("router namespace still there (%v)", err)
-	}
-}
-
-// TestRouterFailsHalfwayAndCleansUp: a fleet with a router that fails
-// while built leaves nothing behind either.
-func TestRouterFailsHalfwayAndCleansUp(t *testing.T) {
-	SkipIfNotRoot(t)
-	for _, at := range []string{"router", "client", "lb0"} {
-		var id string
-		testHookHostBuilt = func(h *Host) error {
-			id = h.fleet.ID
-			if h.Name == at {
-				return errors.New("injected failure")
-			}
-			return nil
-		}
-		f, err := New(Options{Prefix: testPrefix, Router: true, Backends: 1})
-		testHookHostBuilt = nil
-		if err == nil {
-			f.Close()
-			t.Fatalf("at %s: New succeeded despite the injected failure", at)
-		}
-		if ns := namespacesOf(testPrefix, id); len(ns) > 0 {
-			t.Errorf("at %s: namespaces left: %v", at, ns)
 		}
 	}
 }

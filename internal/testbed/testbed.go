@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"slices"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -105,40 +104,6 @@ func (f *Fleet) Hosts() []*Host {
 
 // ErrNotRoot is returned by New when the program does not run as root.
 var ErrNotRoot = errors.New("testbed: needs root (network namespaces, veth, bpffs, XDP); run as root, e.g. sudo -E go test ./...")
-
-// SkipIfNotRoot skips the test, saying why, unless it runs as root.
-func SkipIfNotRoot(tb testing.TB) {
-	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Skip(ErrNotRoot)
-	}
-}
-
-// NewT builds a fleet for a test: it skips the test when not root, fails it
-// when the fleet cannot be built, and closes the fleet in tb.Cleanup. When
-// the test failed, the output of every process the fleet started is logged.
-func NewT(tb testing.TB, opts Options) *Fleet {
-	tb.Helper()
-	SkipIfNotRoot(tb)
-	f, err := New(opts)
-	if err != nil {
-		tb.Fatalf("testbed: %v", err)
-	}
-	tb.Cleanup(func() {
-		if tb.Failed() {
-			f.mu.Lock()
-			procs := append([]*Process(nil), f.procs...)
-			f.mu.Unlock()
-			for _, p := range procs {
-				tb.Logf("testbed: output of %s on %s:\n%s", p.Name, p.Host.Name, p.Output())
-			}
-		}
-		if err := f.Close(); err != nil {
-			tb.Errorf("testbed: close: %v", err)
-		}
-	})
-	return f
-}
 
 // New builds a fleet. On error it tears down what it made.
 func New(opts Options) (_ *Fleet, err error) {

@@ -1,30 +1,34 @@
-package testbed
+package testbed_test
 
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/lbdproj/lbd/internal/testbed"
+	"github.com/lbdproj/lbd/internal/testbed/testbedtest"
 	"github.com/lbdproj/lbd/internal/wait"
 	"github.com/vishvananda/netlink/nl"
 )
 
-func newFleet(t *testing.T, opts Options) *Fleet {
+func newFleet(t *testing.T, opts testbed.Options) *testbed.Fleet {
 	t.Helper()
 	if opts.Prefix == "" {
-		opts.Prefix = testPrefix
+		opts.Prefix = testbed.TestPrefix
 	}
-	return NewT(t, opts)
+	return testbedtest.New(t, opts)
 }
 
 // echo serves one connection on l, writing back what it reads.
@@ -44,7 +48,7 @@ func echo(t *testing.T, l net.Listener) {
 	}()
 }
 
-func exchange(t *testing.T, from *Host, addr string) {
+func exchange(t *testing.T, from *testbed.Host, addr string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -68,7 +72,7 @@ func exchange(t *testing.T, from *Host, addr string) {
 }
 
 func TestClientReachesBackends(t *testing.T) {
-	f := newFleet(t, Options{LBs: 2, Backends: 2})
+	f := newFleet(t, testbed.Options{LBs: 2, Backends: 2})
 	for _, be := range f.Backends {
 		for _, a := range []netip.Addr{be.Addr, be.Addr6} {
 			l, err := be.Listen("tcp", netip.AddrPortFrom(a, 8080).String())
@@ -94,7 +98,7 @@ func TestClientReachesBackends(t *testing.T) {
 }
 
 func TestHTTPClientNewConnectionPerRequest(t *testing.T) {
-	f := newFleet(t, Options{Backends: 1})
+	f := newFleet(t, testbed.Options{Backends: 1})
 	be := f.Backends[0]
 	l, err := be.Listen("tcp", netip.AddrPortFrom(be.Addr, 80).String())
 	if err != nil {
@@ -130,16 +134,16 @@ func TestHTTPClientNewConnectionPerRequest(t *testing.T) {
 }
 
 func TestNamesCarryID(t *testing.T) {
-	f := newFleet(t, Options{LBs: 2, Backends: 3})
+	f := newFleet(t, testbed.Options{LBs: 2, Backends: 3})
 	if len(f.ID) != 6 {
 		t.Fatalf("ID %q, want 6 hex digits", f.ID)
 	}
-	hosts := append([]*Host{f.Switch}, f.Hosts()...)
+	hosts := append([]*testbed.Host{f.Switch}, f.Hosts()...)
 	if len(hosts) != 1+1+2+3 {
 		t.Fatalf("%d hosts", len(hosts))
 	}
 	for _, h := range hosts {
-		if want := testPrefix + "-" + f.ID + "-" + h.Name; h.NS != want {
+		if want := testbed.TestPrefix + "-" + f.ID + "-" + h.Name; h.NS != want {
 			t.Errorf("%s: NS %q, want %q", h.Name, h.NS, want)
 		}
 		if _, err := os.Stat(filepath.Join("/run/netns", h.NS)); err != nil {
@@ -157,8 +161,8 @@ func TestNamesCarryID(t *testing.T) {
 		if h.Link != "eth0" || h.Ifindex == 0 || len(h.MAC) != 6 {
 			t.Errorf("%s: link %q ifindex %d mac %v", h.Name, h.Link, h.Ifindex, h.MAC)
 		}
-		if !Net4.Contains(h.Addr) || !Net6.Contains(h.Addr6) {
-			t.Errorf("%s: addresses %s %s outside %s %s", h.Name, h.Addr, h.Addr6, Net4, Net6)
+		if !testbed.Net4.Contains(h.Addr) || !testbed.Net6.Contains(h.Addr6) {
+			t.Errorf("%s: addresses %s %s outside %s %s", h.Name, h.Addr, h.Addr6, testbed.Net4, testbed.Net6)
 		}
 	}
 	if !strings.Contains(f.PinDir, f.ID) {
@@ -167,16 +171,16 @@ func TestNamesCarryID(t *testing.T) {
 }
 
 func TestMTUs(t *testing.T) {
-	f := newFleet(t, Options{})
+	f := newFleet(t, testbed.Options{})
 	sh, err := f.Switch.Netlink()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sh.Close()
 	for _, h := range f.Hosts() {
-		want := FabricMTU
+		want := testbed.FabricMTU
 		if h == f.Client {
-			want = ClientMTU
+			want = testbed.ClientMTU
 		}
 		nh, err := h.Netlink()
 		if err != nil {
@@ -194,56 +198,20 @@ func TestMTUs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := p.Attrs().MTU; got != FabricMTU {
-			t.Errorf("%s MTU %d, want %d", h.Peer, got, FabricMTU)
+		if got := p.Attrs().MTU; got != testbed.FabricMTU {
+			t.Errorf("%s MTU %d, want %d", h.Peer, got, testbed.FabricMTU)
 		}
-	}
-}
-
-func TestCloseRemovesEverything(t *testing.T) {
-	SkipIfNotRoot(t)
-	f, err := New(Options{Prefix: testPrefix, LBs: 1, Backends: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := f.Start(f.Backends[0], "sleep", "1000")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if leaks := Leaks(testPrefix); len(leaks) != 4 {
-		t.Errorf("live fleet: Leaks = %v, want its 4 namespaces", leaks)
-	}
-	pin, dir := f.PinDir, f.Dir
-	if err := f.Close(); err != nil {
-		t.Fatalf("close: %v", err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatalf("second close: %v", err)
-	}
-	if !p.Exited() {
-		t.Error("process still running after Close")
-	}
-	if leaks := Leaks(testPrefix); len(leaks) > 0 {
-		t.Errorf("after Close: Leaks = %v", leaks)
-	}
-	for _, path := range []string{pin, dir, lockPath(testPrefix, f.ID)} {
-		if _, err := os.Stat(path); !os.IsNotExist(err) {
-			t.Errorf("%s still there (%v)", path, err)
-		}
-	}
-	if mps := mountsUnder(dir); len(mps) > 0 {
-		t.Errorf("still mounted: %v", mps)
 	}
 }
 
 func TestTwoFleetsAtOnce(t *testing.T) {
-	a := newFleet(t, Options{Backends: 1})
-	b := newFleet(t, Options{Backends: 1})
+	a := newFleet(t, testbed.Options{Backends: 1})
+	b := newFleet(t, testbed.Options{Backends: 1})
 	if a.ID == b.ID {
 		t.Fatalf("same ID %s", a.ID)
 	}
 	// Same addresses, separate segments: each client reaches its own backend.
-	for _, f := range []*Fleet{a, b} {
+	for _, f := range []*testbed.Fleet{a, b} {
 		be := f.Backends[0]
 		l, err := be.Listen("tcp", netip.AddrPortFrom(be.Addr, 9000).String())
 		if err != nil {
@@ -256,7 +224,7 @@ func TestTwoFleetsAtOnce(t *testing.T) {
 }
 
 func TestPassProgramOnLBPeers(t *testing.T) {
-	f := newFleet(t, Options{LBs: 2, Backends: 1})
+	f := newFleet(t, testbed.Options{LBs: 2, Backends: 1})
 	id, err := f.PassProgramID()
 	if err != nil || id == 0 {
 		t.Fatalf("pass program id %d: %v", id, err)
@@ -292,7 +260,7 @@ func TestPassProgramOnLBPeers(t *testing.T) {
 }
 
 func TestClientTxChecksumOff(t *testing.T) {
-	f := newFleet(t, Options{})
+	f := newFleet(t, testbed.Options{})
 	on, err := f.Client.TxChecksum()
 	if err != nil {
 		t.Fatal(err)
@@ -310,7 +278,7 @@ func TestClientTxChecksumOff(t *testing.T) {
 }
 
 func TestRouteVia(t *testing.T) {
-	f := newFleet(t, Options{})
+	f := newFleet(t, testbed.Options{})
 	lb := f.LBs[0]
 	routes := []struct {
 		dst netip.Prefix
@@ -345,7 +313,7 @@ func TestRouteVia(t *testing.T) {
 }
 
 func TestStartProcess(t *testing.T) {
-	f := newFleet(t, Options{Backends: 1})
+	f := newFleet(t, testbed.Options{Backends: 1})
 	be := f.Backends[0]
 	p, err := f.Start(be, "sh", "-c", "ip -o addr show dev eth0; echo ready; exec sleep 1000")
 	if err != nil {
@@ -360,7 +328,7 @@ func TestStartProcess(t *testing.T) {
 	if err := p.WaitForLog("never printed", 100*time.Millisecond); err == nil {
 		t.Error("WaitForLog found a line never printed")
 	}
-	if err := p.Stop(); !isExitError(err) {
+	if err := p.Stop(); !testbed.IsExitError(err) {
 		t.Errorf("Stop: %v, want the exit of a SIGTERMed sleep", err)
 	}
 	if !p.Exited() {
@@ -377,7 +345,7 @@ func TestStartProcess(t *testing.T) {
 }
 
 func TestCommandAndPinDir(t *testing.T) {
-	f := newFleet(t, Options{})
+	f := newFleet(t, testbed.Options{})
 	out, err := f.LBs[0].Command(context.Background(), "ip", "-o", "link", "show", "eth0").CombinedOutput()
 	if err != nil {
 		t.Fatalf("%v: %s", err, out)
@@ -397,7 +365,7 @@ func TestCommandAndPinDir(t *testing.T) {
 }
 
 func TestLinkStats(t *testing.T) {
-	f := newFleet(t, Options{Backends: 1})
+	f := newFleet(t, testbed.Options{Backends: 1})
 	be := f.Backends[0]
 	rx0, _, err := be.LinkStats()
 	if err != nil {
@@ -445,7 +413,7 @@ func TestLinkStats(t *testing.T) {
 // TestFirstPacketNotLost: New returns only when the whole path forwards, so
 // the first SYN is not dropped and retransmitted a second later.
 func TestFirstPacketNotLost(t *testing.T) {
-	f := newFleet(t, Options{Backends: 2})
+	f := newFleet(t, testbed.Options{Backends: 2})
 	for _, be := range f.Backends {
 		l, err := be.Listen("tcp", netip.AddrPortFrom(be.Addr, 7).String())
 		if err != nil {
@@ -459,5 +427,51 @@ func TestFirstPacketNotLost(t *testing.T) {
 			t.Fatalf("first dial to %s: %v", be.Name, err)
 		}
 		c.Close()
+	}
+}
+
+func TestDoRestoresNamespace(t *testing.T) {
+	f := newFleet(t, testbed.Options{Backends: 1})
+	self := func() string {
+		s, _ := os.Readlink("/proc/thread-self/ns/net")
+		return s
+	}
+	var root string
+	onThread := func(fn func()) {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			fn()
+		}()
+		<-done
+	}
+	onThread(func() { root = self() })
+	var inside string
+	if err := f.Client.Do(func() error { inside = self(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if inside == root {
+		t.Fatalf("Do ran in the root namespace %s", root)
+	}
+	if err := f.Backends[0].Do(func() error { return errors.New("boom") }); err == nil || err.Error() != "boom" {
+		t.Errorf("Do error %v, want boom", err)
+	}
+	func() {
+		defer func() {
+			if recover() != "panic in fn" {
+				t.Error("panic not re-raised")
+			}
+		}()
+		f.Client.Do(func() error { panic("panic in fn") })
+	}()
+	// Every thread the program runs on is back in the root namespace.
+	for range 50 {
+		onThread(func() {
+			if got := self(); got != root {
+				t.Errorf("thread in %s after Do, want %s", got, root)
+			}
+		})
 	}
 }

@@ -1,4 +1,4 @@
-package testbed
+package testbed_test
 
 import (
 	"encoding/binary"
@@ -11,6 +11,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
+	"github.com/lbdproj/lbd/internal/testbed"
 	"github.com/lbdproj/lbd/internal/wait"
 )
 
@@ -53,7 +54,7 @@ func reflector(t *testing.T, port uint16) *ebpf.Program {
 	insns = append(insns,
 		asm.Mov.Imm(asm.R0, 3), // XDP_TX
 		asm.Return(),
-		asm.Mov.Imm(asm.R0, xdpPass).WithSymbol("pass"),
+		asm.Mov.Imm(asm.R0, testbed.XDPPass).WithSymbol("pass"),
 		asm.Return(),
 	)
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, Instructions: insns, License: "GPL"})
@@ -68,7 +69,7 @@ func reflector(t *testing.T, port uint16) *ebpf.Program {
 // sends with XDP_TX on its veth arrives at the client (it needs the XDP_PASS
 // program on the switch-side peer, and the client's checksums in software).
 func TestXDPTxReachesClient(t *testing.T) {
-	f := newFleet(t, Options{LBs: 2, Backends: 1})
+	f := newFleet(t, testbed.Options{LBs: 2, Backends: 1})
 	const port = 4242
 	prog := reflector(t, port)
 	for _, lb := range f.LBs {
