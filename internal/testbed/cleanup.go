@@ -2,72 +2,14 @@ package testbed
 
 import (
 	"bufio"
-	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
-	"time"
 
-	"github.com/lbdproj/lbd/internal/wait"
 	"golang.org/x/sys/unix"
 )
-
-// A live fleet holds an flock on lockDir/<prefix>-<id>.lock. The kernel drops
-// it when the process dies, however it dies, so "lock free" means "leftover".
-// That lets Cleanup and Leaks tell leftovers from fleets of other test
-// binaries running at the same time (go test runs packages in parallel).
-const (
-	lockDir   = "/run/lbd-testbed"
-	netnsDir  = "/run/netns"
-	idHexLen  = 6
-	killGrace = 2 * time.Second
-)
-
-func lockPath(prefix, id string) string { return filepath.Join(lockDir, prefix+"-"+id+".lock") }
-
-// fleets of this process that are not closed yet, by prefix-id
-var live = struct {
-	sync.Mutex
-	m map[string]bool
-}{m: map[string]bool{}}
-
-func registerLive(prefix, id string) {
-	live.Lock()
-	defer live.Unlock()
-	live.m[prefix+"-"+id] = true
-}
-
-func unregisterLive(prefix, id string) {
-	live.Lock()
-	defer live.Unlock()
-	delete(live.m, prefix+"-"+id)
-}
-
-func isLiveHere(prefix, id string) bool {
-	live.Lock()
-	defer live.Unlock()
-	return live.m[prefix+"-"+id]
-}
-
-// parseID returns the fleet ID in a name <prefix>-<6hex>-<rest>.
-func parseID(prefix, name string) (string, bool) {
-	rest, ok := strings.CutPrefix(name, prefix+"-")
-	if !ok || len(rest) < idHexLen+1 || rest[idHexLen] != '-' {
-		return "", false
-	}
-	id := rest[:idHexLen]
-	for _, c := range id {
-		if !strings.ContainsRune("0123456789abcdef", c) {
-			return "", false
-		}
-	}
-	return id, true
-}
 
 // namespaces returns the names in /run/netns of fleets with this prefix, by ID.
 func namespaces(prefix string) map[string][]string {
@@ -227,46 +169,4 @@ func unescapeMount(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
-}
-
-// killNetnsPids kills every process whose network namespace is the named
-// one (what `ip netns pids` lists), except this process, and waits for them
-// to go.
-func killNetnsPids(name string) error {
-	var ns unix.Stat_t
-	if err := unix.Stat(filepath.Join(netnsDir, name), &ns); err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			return nil
-		}
-		return fmt.Errorf("stat netns %s: %w", name, err)
-	}
-	find := func() []int {
-		ents, _ := os.ReadDir("/proc")
-		var pids []int
-		for _, e := range ents {
-			pid, err := strconv.Atoi(e.Name())
-			if err != nil || pid == os.Getpid() {
-				continue
-			}
-			var st unix.Stat_t
-			if unix.Stat(filepath.Join("/proc", e.Name(), "ns/net"), &st) != nil {
-				continue
-			}
-			if st.Dev == ns.Dev && st.Ino == ns.Ino {
-				pids = append(pids, pid)
-			}
-		}
-		return pids
-	}
-	pids := find()
-	if len(pids) == 0 {
-		return nil
-	}
-	for _, pid := range pids {
-		syscall.Kill(pid, syscall.SIGKILL)
-	}
-	if err := wait.Until(killGrace, pollInterval, func() (bool, error) { return len(find()) == 0, nil }); err != nil {
-		return fmt.Errorf("processes %v in netns %s: %w", find(), name, err)
-	}
-	return nil
 }

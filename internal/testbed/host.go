@@ -2,7 +2,6 @@ package testbed
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"time"
 
 	"github.com/lbdproj/lbd/internal/wait"
@@ -46,90 +44,6 @@ func (h *Host) Do(fn func() error) error {
 		return fmt.Errorf("%s: no namespace", h.Name)
 	}
 	return doIn(h.ns, fn)
-}
-
-func doIn(target netns.NsHandle, fn func() error) error {
-	type result struct {
-		err      error
-		panicked bool
-		val      any
-	}
-	done := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			done <- result{err: fmt.Errorf("get netns: %w", err)}
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			done <- result{err: fmt.Errorf("set netns: %w", err)}
-			return
-		}
-		var r result
-		func() {
-			defer func() {
-				if v := recover(); v != nil {
-					r = result{panicked: true, val: v}
-				}
-			}()
-			r.err = fn()
-		}()
-		if err := netns.Set(orig); err != nil {
-			// Leave the thread locked: the runtime kills it when this
-			// goroutine exits, so no one else runs in the wrong namespace.
-			if !r.panicked {
-				r.err = fmt.Errorf("restore netns: %w (fn: %v)", err, r.err)
-			}
-		} else {
-			runtime.UnlockOSThread()
-		}
-		done <- r
-	}()
-	r := <-done
-	if r.panicked {
-		panic(r.val)
-	}
-	return r.err
-}
-
-// newNamedNS makes a named netns (like `ip netns add`) without moving the
-// caller's thread.
-func newNamedNS(name string) (netns.NsHandle, error) {
-	ns := netns.NsHandle(-1)
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			done <- err
-			return
-		}
-		defer orig.Close()
-		h, nerr := netns.NewNamed(name) // moves this thread into the new namespace
-		if nerr != nil && !errors.Is(nerr, os.ErrExist) {
-			// NewNamed may leave an empty file behind.
-			os.Remove(filepath.Join(netnsDir, name))
-		}
-		if err := netns.Set(orig); err != nil {
-			if nerr == nil {
-				h.Close()
-			}
-			done <- fmt.Errorf("restore netns: %w", err) // thread stays locked and dies
-			return
-		}
-		runtime.UnlockOSThread()
-		ns = h
-		done <- nerr
-	}()
-	if err := <-done; err != nil {
-		return -1, err
-	}
-	return ns, nil
 }
 
 // Netlink returns a netlink handle that works in h's namespace; close it.
@@ -272,23 +186,4 @@ func (h *Host) LinkStats() (rxPackets, txPackets uint64, err error) {
 		return 0, 0, fmt.Errorf("%s %s: no statistics", h.NS, h.Link)
 	}
 	return s.RxPackets, s.TxPackets, nil
-}
-
-// RouteVia routes prefix (a VIP range) via the address via on h's Link,
-// e.g. f.Client.RouteVia(netip.MustParsePrefix("198.19.0.0/24"), f.LBs[0].Addr).
-// It replaces an existing route to prefix.
-func (h *Host) RouteVia(prefix netip.Prefix, via netip.Addr) error {
-	if prefix.Addr().Is4() != via.Is4() {
-		return fmt.Errorf("route %s via %s: address families differ", prefix, via)
-	}
-	nh, err := h.Netlink()
-	if err != nil {
-		return err
-	}
-	defer nh.Close()
-	r := &netlink.Route{LinkIndex: h.Ifindex, Dst: ipNet(prefix.Masked()), Gw: via.AsSlice()}
-	if err := nh.RouteReplace(r); err != nil {
-		return fmt.Errorf("route %s via %s in %s: %w", prefix, via, h.NS, err)
-	}
-	return nil
 }
