@@ -48,11 +48,30 @@ func segmentOf(a netip.Addr) netip.Prefix {
 	return Net4
 }
 
+// addrOn returns h's address on the segment of a: h.Addr or h.Addr6 when it
+// is there, else .1 / ::1 (a router's leg on the client's segment). Invalid
+// if a is.
+func (h *Host) addrOn(a netip.Addr) netip.Addr {
+	if !a.IsValid() {
+		return a
+	}
+	for _, own := range []netip.Addr{h.Addr, h.Addr6} {
+		if own.IsValid() && segmentOf(own) == segmentOf(a) {
+			return own
+		}
+	}
+	return gateway(a)
+}
+
 // gateway returns the router's address on the segment of a (.1 / ::1).
 func gateway(a netip.Addr) netip.Addr { return hostAddr(segmentOf(a), 1) }
 
-// addAddr adds a to l with its segment's prefix length, without DAD.
+// addAddr adds a to l with its segment's prefix length, without DAD; an
+// invalid a (no IPv6 in a point-to-point fleet) adds nothing.
 func addAddr(nh *netlink.Handle, l netlink.Link, a netip.Addr) error {
+	if !a.IsValid() {
+		return nil
+	}
 	addr := &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(a, segmentOf(a).Bits())), Flags: unix.IFA_F_NODAD}
 	if err := nh.AddrAdd(l, addr); err != nil {
 		return fmt.Errorf("add %s to %s: %w", a, l.Attrs().Name, err)

@@ -106,6 +106,24 @@ func Leaks(prefix string) []string {
 	return leaks
 }
 
+// Leftovers lists what of f is on the machine: its namespaces (as paths),
+// temporary directories and lock file. After Close it is empty.
+func (f *Fleet) Leftovers() []string {
+	if f.ID == "" {
+		return nil
+	}
+	var out []string
+	for _, name := range namespacesOf(f.Prefix, f.ID) {
+		out = append(out, filepath.Join(netnsDir, name))
+	}
+	out = append(out, tempDirs(f.Prefix)[f.ID]...)
+	if _, err := os.Stat(lockPath(f.Prefix, f.ID)); err == nil {
+		out = append(out, lockPath(f.Prefix, f.ID))
+	}
+	sort.Strings(out)
+	return out
+}
+
 // tempDirs returns the fleets' temporary directories (os.TempDir()/<prefix>-<id>-*), by ID.
 func tempDirs(prefix string) map[string][]string {
 	matches, _ := filepath.Glob(filepath.Join(os.TempDir(), prefix+"-*"))

@@ -5,9 +5,11 @@
 // which spreads flows to a VIP over the LB nodes by ECMP, as an upstream
 // router does.
 //
-// Tests, `lbd demo` and the benchmarks share it. Every namespace, link and
-// temporary directory carries a random per-run ID, so a leftover of a killed
-// run never collides with the next one; Cleanup removes such leftovers.
+// Tests, `lbd demo` and the benchmarks share it. Every namespace and
+// temporary directory carries a random per-run ID, and so does every link
+// outside a host's own namespace (eth0, eth1 inside it), so a leftover of a
+// killed run never collides with the next one; Cleanup removes such
+// leftovers.
 //
 // The package does not import testing, so lbd links it for the demo without
 // test code. Tests build a fleet with testbedtest.New, which skips them when
@@ -51,6 +53,19 @@
 // flow always takes the same one. Backends answer the client through the
 // router, never through an LB (direct server return). The router only
 // forwards in the kernel: it needs no XDP program.
+//
+// With Options.PointToPoint, there is no switch: two veths join the client to
+// lb0 and lb0 to be0, IPv4 only (the throughput benchmark's gen ─ lb ─ sink):
+//
+//	client      198.18.1.2    eth0, MTU 1500
+//	lb0         198.18.1.1    eth1 (client leg), MTU 1500
+//	            198.18.0.2    eth0 (backend leg), MTU 1600
+//	be0         198.18.0.11   eth0, MTU 1600
+//
+// There are no routes and lb0 does not forward: a packet crosses lb0 only by
+// the XDP programs the user attaches (no XDP_PASS ones either: XDP_TX or a
+// redirect into a veth needs an XDP program on the receiving end, and that is
+// the user's too).
 //
 // Take VIPs from elsewhere in 198.18.0.0/15 and 2001:db8::/32, e.g.
 // 198.19.0.0/24 and 2001:db8:1::/64.

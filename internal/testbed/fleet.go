@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -29,13 +30,20 @@ type Options struct {
 	// to a VIP over the LB nodes by ECMP (see RouteVIP) instead of on the
 	// bridge. Off, the topology is the single segment of old.
 	Router bool
+
+	// PointToPoint builds client ─ lb0 ─ be0 from two veths, without a
+	// switch: the throughput benchmark's gen ─ lb ─ sink. IPv4 only, no
+	// routes, no forwarding and no XDP_PASS programs: traffic crosses lb0
+	// by the XDP programs its user attaches. LBs and Backends default to 1
+	// and can be nothing else; Router must be off.
+	PointToPoint bool
 }
 
 // Fleet is a built test bed. Close tears it down.
 type Fleet struct {
 	ID       string // random per run, 6 hex digits
 	Prefix   string
-	Switch   *Host // NS is the switch namespace, Link the bridge
+	Switch   *Host // NS is the switch namespace, Link the bridge; nil if PointToPoint
 	Client   *Host
 	Router   *Host // nil unless Options.Router; Link is its leg on the bridge
 	LBs      []*Host
@@ -76,6 +84,9 @@ func New(opts Options) (_ *Fleet, err error) {
 	}
 	if opts.Backends == 0 {
 		opts.Backends = 3
+		if opts.PointToPoint {
+			opts.Backends = 1
+		}
 	}
 	if opts.Prefix == "" {
 		opts.Prefix = "lbd"
@@ -94,6 +105,10 @@ func New(opts Options) (_ *Fleet, err error) {
 	if opts.Backends < 0 || opts.Backends > maxBackends {
 		return nil, fmt.Errorf("options: Backends %d out of range 1..%d", opts.Backends, maxBackends)
 	}
+	if opts.PointToPoint && (opts.Router || opts.LBs != 1 || opts.Backends != 1) {
+		return nil, fmt.Errorf("options: PointToPoint is one LB and one backend without a router, not Router %v, LBs %d, Backends %d",
+			opts.Router, opts.LBs, opts.Backends)
+	}
 
 	f := &Fleet{Prefix: opts.Prefix, opts: opts}
 	defer func() {
@@ -108,29 +123,12 @@ func New(opts Options) (_ *Fleet, err error) {
 	if err := f.mountPinDir(); err != nil {
 		return nil, err
 	}
-	if err := f.buildSwitch(); err != nil {
-		return nil, err
+	if !opts.PointToPoint {
+		if err := f.buildSwitch(); err != nil {
+			return nil, err
+		}
 	}
-
-	f.Client = f.newHost("client", 1)
-	build := []*Host{f.Client}
-	if opts.Router {
-		f.Router = f.newHost("router", 1)
-		f.Client.Addr = hostAddr(ClientNet4, 2)
-		f.Client.Addr6 = hostAddr(ClientNet6, 2)
-		f.Client.Peer = routerClientLink
-		f.Client.up = f.Router
-		build = []*Host{f.Router, f.Client} // the client's veth starts in the router
-	}
-	for i := range opts.LBs {
-		f.LBs = append(f.LBs, f.newHost(fmt.Sprintf("lb%d", i), firstLB+i))
-	}
-	for i := range opts.Backends {
-		f.Backends = append(f.Backends, f.newHost(fmt.Sprintf("be%d", i), firstBackend+i))
-	}
-	build = append(build, f.LBs...)
-	build = append(build, f.Backends...)
-	for _, h := range build {
+	for _, h := range f.plan() {
 		if err := f.buildHost(h); err != nil {
 			return nil, fmt.Errorf("build %s: %w", h.Name, err)
 		}
@@ -138,6 +136,12 @@ func New(opts Options) (_ *Fleet, err error) {
 			if err := testHookHostBuilt(h); err != nil {
 				return nil, err
 			}
+		}
+	}
+	if opts.PointToPoint {
+		// lb0's eth0 came with be0's veth
+		if err := f.LBs[0].readLink(); err != nil {
+			return nil, err
 		}
 	}
 	if err := f.Client.setTxOffloads(false); err != nil {
@@ -149,12 +153,17 @@ func New(opts Options) (_ *Fleet, err error) {
 	if err := f.attachPeerXDP(); err != nil {
 		return nil, err
 	}
-	ports := map[*Host][]string{f.Switch: {f.Switch.Link}}
+	ports := map[*Host][]string{}
+	if f.Switch != nil {
+		ports[f.Switch] = []string{f.Switch.Link}
+	}
 	for _, h := range f.Hosts() {
 		if err := h.waitOperUp(upTimeout, h.Link); err != nil {
 			return nil, err
 		}
-		ports[h.up] = append(ports[h.up], h.Peer)
+		if h.up != nil {
+			ports[h.up] = append(ports[h.up], h.Peer)
+		}
 	}
 	for up, names := range ports {
 		if err := up.waitOperUp(upTimeout, names...); err != nil {
@@ -173,6 +182,43 @@ func (f *Fleet) nsName(role string) string { return f.Prefix + "-" + f.ID + "-" 
 
 // linkName is the switch-side link name of a role: <role>-<id> (at most 15 bytes).
 func (f *Fleet) linkName(role string) string { return role + "-" + f.ID }
+
+// plan makes the fleet's hosts, each saying where its veth starts (h.up,
+// h.Peer), and returns them in the order to build them: a host's up before
+// the host.
+func (f *Fleet) plan() []*Host {
+	f.Client = f.newHost("client", 1)
+	for i := range f.opts.LBs {
+		f.LBs = append(f.LBs, f.newHost(fmt.Sprintf("lb%d", i), firstLB+i))
+	}
+	for i := range f.opts.Backends {
+		f.Backends = append(f.Backends, f.newHost(fmt.Sprintf("be%d", i), firstBackend+i))
+	}
+	switch {
+	case f.opts.Router:
+		f.Router = f.newHost("router", 1)
+		f.Client.Addr = hostAddr(ClientNet4, 2)
+		f.Client.Addr6 = hostAddr(ClientNet6, 2)
+		f.Client.Peer = clientLegLink
+		f.Client.up = f.Router
+		// the client's veth starts in the router
+		return slices.Concat([]*Host{f.Router, f.Client}, f.LBs, f.Backends)
+	case f.opts.PointToPoint:
+		lb, be := f.LBs[0], f.Backends[0]
+		f.Client.Addr = hostAddr(ClientNet4, 2)
+		f.Client.Peer = clientLegLink
+		f.Client.up = lb
+		lb.Peer, lb.up = "", nil
+		be.Peer = lb.Link // be0's veth starts in lb0 as its eth0
+		be.up = lb
+		for _, h := range f.Hosts() {
+			h.Addr6 = netip.Addr{}
+		}
+		return []*Host{lb, f.Client, be}
+	default:
+		return slices.Concat([]*Host{f.Client}, f.LBs, f.Backends)
+	}
+}
 
 func (f *Fleet) newHost(role string, n int) *Host {
 	return &Host{

@@ -21,14 +21,14 @@ type Host struct {
 	Name    string           // role: "switch", "client", "lb0", "be1", …
 	NS      string           // netns name, usable with `ip netns exec`
 	Link    string           // "eth0" (the bridge's name for the switch)
-	Peer    string           // other end of the veth: on the switch, e.g. "lb0-1a2b3c"; "eth1" in the router for the client behind one; empty for the switch
+	Peer    string           // other end of the veth: on the switch, e.g. "lb0-1a2b3c"; "eth1" in the router for the client behind one; in lb0 of a point-to-point fleet, "eth1" for the client, "eth0" for be0; empty for the switch and that lb0
 	Addr    netip.Addr       // IPv4 on Link (invalid for the switch)
-	Addr6   netip.Addr       // IPv6 on Link, no DAD (invalid for the switch)
+	Addr6   netip.Addr       // IPv6 on Link, no DAD (invalid for the switch and in a point-to-point fleet)
 	MAC     net.HardwareAddr // of Link
 	Ifindex int              // of Link, inside NS
 
 	fleet *Fleet
-	up    *Host          // whose namespace Peer is in: the switch, or the router
+	up    *Host          // whose namespace Peer is in: the switch, the router, or a point-to-point fleet's lb0; nil for the switch and that lb0
 	ns    netns.NsHandle // -1 until made
 }
 
@@ -168,6 +168,20 @@ func (h *Host) HTTPClient(timeout time.Duration) *http.Client {
 // for it. Prefer Fleet.Start for long-running processes.
 func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", h.NS, name}, args...)...)
+}
+
+// Interface returns the named interface of h's namespace, e.g. a router's
+// or a point-to-point lb0's leg on the client's segment, f.Client.Peer.
+func (h *Host) Interface(name string) (*net.Interface, error) {
+	var ifc *net.Interface
+	err := h.Do(func() (err error) {
+		ifc, err = net.InterfaceByName(name)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: interface %s: %w", h.NS, name, err)
+	}
+	return ifc, nil
 }
 
 // LinkStats returns the packet counters of h's Link.

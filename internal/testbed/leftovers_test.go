@@ -162,6 +162,9 @@ func TestCloseRemovesEverything(t *testing.T) {
 	if leaks := Leaks(testPrefix); len(leaks) != 4 {
 		t.Errorf("live fleet: Leaks = %v, want its 4 namespaces", leaks)
 	}
+	if left := f.Leftovers(); len(left) != 4+2 || !slices.Contains(left, f.Dir) || !slices.Contains(left, lockPath(testPrefix, f.ID)) {
+		t.Errorf("live fleet: Leftovers = %v, want its 4 namespaces, directory and lock file", left)
+	}
 	pin, dir := f.PinDir, f.Dir
 	if err := f.Close(); err != nil {
 		t.Fatalf("close: %v", err)
@@ -182,6 +185,9 @@ func TestCloseRemovesEverything(t *testing.T) {
 	}
 	if mps := mountsUnder(dir); len(mps) > 0 {
 		t.Errorf("still mounted: %v", mps)
+	}
+	if left := f.Leftovers(); len(left) > 0 {
+		t.Errorf("after Close: Leftovers = %v", left)
 	}
 }
 
@@ -235,6 +241,34 @@ func TestRouterFailsHalfwayAndCleansUp(t *testing.T) {
 		}
 		if ns := namespacesOf(testPrefix, id); len(ns) > 0 {
 			t.Errorf("at %s: namespaces left: %v", at, ns)
+		}
+	}
+}
+
+// TestPointToPointFailsHalfwayAndCleansUp: a point-to-point fleet that fails
+// while built leaves nothing behind, wherever it fails.
+func TestPointToPointFailsHalfwayAndCleansUp(t *testing.T) {
+	skipIfNotRoot(t)
+	for _, at := range []string{"lb0", "client", "be0"} {
+		var fleet *Fleet
+		testHookHostBuilt = func(h *Host) error {
+			fleet = h.fleet
+			if h.Name == at {
+				return errors.New("injected failure")
+			}
+			return nil
+		}
+		f, err := New(Options{Prefix: testPrefix, PointToPoint: true})
+		testHookHostBuilt = nil
+		if err == nil {
+			f.Close()
+			t.Fatalf("at %s: New succeeded despite the injected failure", at)
+		}
+		if fleet == nil {
+			t.Fatalf("at %s: no host built", at)
+		}
+		if left := fleet.Leftovers(); len(left) > 0 {
+			t.Errorf("at %s: left behind %v", at, left)
 		}
 	}
 }

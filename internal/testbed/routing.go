@@ -53,6 +53,9 @@ func (f *Fleet) RouteVIP(prefix netip.Prefix, via ...*Host) error {
 		return errors.New("route VIP: invalid prefix")
 	}
 	prefix = prefix.Masked()
+	if f.opts.PointToPoint {
+		return fmt.Errorf("route %s: a point-to-point fleet has no routes", prefix)
+	}
 	if len(via) == 0 {
 		via = f.LBs
 	}

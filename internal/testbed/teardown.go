@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 )
 
@@ -53,9 +54,20 @@ func (f *Fleet) Close() error {
 	}
 
 	// Delete the veths explicitly: namespace teardown frees them
-	// asynchronously, deleting them here makes Close synchronous.
-	for _, up := range []*Host{f.Router, f.Switch} {
-		if up != nil && up.ns >= 0 {
+	// asynchronously, deleting them here makes Close synchronous. They are
+	// in the namespaces the hosts join: the router's and the switch's, or
+	// lb0's in a point-to-point fleet.
+	var ups []*Host
+	for _, h := range hosts {
+		if h != nil && h.up != nil && !slices.Contains(ups, h.up) {
+			ups = append(ups, h.up)
+		}
+	}
+	if f.Switch != nil && !slices.Contains(ups, f.Switch) {
+		ups = append(ups, f.Switch)
+	}
+	for _, up := range ups {
+		if up.ns >= 0 {
 			errs = append(errs, up.deleteLinks(hosts[1:]))
 		}
 	}

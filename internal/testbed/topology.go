@@ -15,9 +15,10 @@ const (
 	ClientMTU = 1500
 	FabricMTU = 1600
 
-	// routerClientLink is the router's leg on the client's segment (its
-	// leg on the bridge is eth0, like every other host's Link).
-	routerClientLink = "eth1"
+	// clientLegLink is the leg on the client's segment of the host the
+	// client's veth starts in: the router (whose leg on the bridge is eth0,
+	// like every other host's Link), or lb0 in a point-to-point fleet.
+	clientLegLink = "eth1"
 )
 
 func (f *Fleet) buildSwitch() error {
@@ -65,7 +66,8 @@ func (f *Fleet) buildSwitch() error {
 }
 
 // buildHost makes h's namespace and joins it to h.up: the bridge, or for
-// the client of a fleet with a router, the router's client leg.
+// the client of a fleet with a router, the router's client leg. In a
+// point-to-point fleet, both the client and be0 join lb0, which joins nothing.
 func (f *Fleet) buildHost(h *Host) error {
 	ns, err := newNamedNS(h.NS)
 	if err != nil {
@@ -84,6 +86,12 @@ func (f *Fleet) buildHost(h *Host) error {
 	if h == f.Router {
 		maps.Copy(sysctls, routerSysctls)
 	}
+	if f.opts.PointToPoint {
+		// No IPv6: nothing but the measured traffic on the links (no
+		// neighbour discovery, no MLD reports).
+		sysctls["net/ipv6/conf/all/disable_ipv6"] = "1"
+		sysctls["net/ipv6/conf/default/disable_ipv6"] = "1"
+	}
 	if err := h.setSysctls(sysctls); err != nil {
 		return err
 	}
@@ -95,6 +103,9 @@ func (f *Fleet) buildHost(h *Host) error {
 	defer nh.Close()
 	if err := loUp(nh); err != nil {
 		return err
+	}
+	if h.up == nil {
+		return nil // its links come with the veths of the hosts that join it
 	}
 
 	uh, err := h.up.Netlink()
@@ -132,8 +143,9 @@ func (f *Fleet) buildHost(h *Host) error {
 		return err
 	}
 	if h.up != f.Switch {
-		// The router's client leg: .1 on the client's segment.
-		for _, a := range []netip.Addr{gateway(h.Addr), gateway(h.Addr6)} {
+		// The up host's leg: its own address on h's segment, or .1 on the
+		// client's segment.
+		for _, a := range []netip.Addr{h.up.addrOn(h.Addr), h.up.addrOn(h.Addr6)} {
 			if err := addAddr(uh, peer, a); err != nil {
 				return fmt.Errorf("%s: %w", h.up.Name, err)
 			}
@@ -154,6 +166,20 @@ func (f *Fleet) buildHost(h *Host) error {
 	}
 	if err := nh.LinkSetUp(l); err != nil {
 		return fmt.Errorf("%s up: %w", h.Link, err)
+	}
+	return h.readLink()
+}
+
+// readLink sets h.MAC and h.Ifindex from h.Link.
+func (h *Host) readLink() error {
+	nh, err := h.Netlink()
+	if err != nil {
+		return err
+	}
+	defer nh.Close()
+	l, err := nh.LinkByName(h.Link)
+	if err != nil {
+		return fmt.Errorf("%s: %w", h.NS, err)
 	}
 	h.MAC = l.Attrs().HardwareAddr
 	h.Ifindex = l.Attrs().Index

@@ -32,8 +32,8 @@ func newPassProgram() (*ebpf.Program, error) {
 // XDP_TX on a veth reaches the peer only if the peer has an XDP program
 // (or GRO) — without it the LB's replies are dropped (Linux 6.18).
 func (f *Fleet) attachPeerXDP() error {
-	if len(f.LBs) == 0 {
-		return nil
+	if len(f.LBs) == 0 || f.opts.PointToPoint {
+		return nil // point to point: the user's XDP programs are on every end
 	}
 	prog, err := newPassProgram()
 	if err != nil {
