@@ -24,7 +24,7 @@ func TestFrames(t *testing.T) {
 
 	lbMAC := net.HardwareAddr{2, 0, 0, 0, 0, 2}
 	genMAC := net.HardwareAddr{2, 0, 0, 0, 0, 1}
-	lb, err := dataplane.LoadDetached(dataplane.Config{HashSeed: hashSeed, EncapSource: lbOutIP.Addr(), MTU: lbOutMTU})
+	lb, err := dataplane.LoadDetached(dataplane.Config{HashSeed: hashSeed, EncapSource: lbOut, MTU: lbOutMTU})
 	if err != nil {
 		t.Fatal(err)
 	}

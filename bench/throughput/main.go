@@ -40,17 +40,15 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/lbdproj/lbd/internal/dataplane"
+	"github.com/lbdproj/lbd/internal/testbed"
 	"github.com/lbdproj/lbd/pkg/consistenthash"
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
 var (
-	vip      = netip.MustParseAddr("198.18.0.10")
-	client   = netip.MustParseAddr("198.18.1.1")  // the constant flow's source
-	flowNet  = netip.MustParseAddr("198.19.0.0")  // distinct flows: 198.19.0.0/16, port from the counter
-	backend0 = netip.MustParseAddr("198.18.3.11") // backends .11, .12, … on the sink's segment
+	vip     = netip.MustParseAddr("198.18.0.10")
+	flowNet = netip.MustParseAddr("198.19.0.0") // distinct flows: 198.19.0.0/16, port from the counter
 )
 
 const hashSeed = 0x6c62640a
@@ -185,9 +183,6 @@ func run() (err error) {
 			err = errors.Join(err, closers[i]())
 		}
 		err = errors.Join(err, t.close())
-		if left := t.leftovers(); len(left) > 0 {
-			err = errors.Join(err, fmt.Errorf("left behind: %v", left))
-		}
 	}()
 
 	// the sink: count and drop
@@ -217,12 +212,12 @@ func run() (err error) {
 
 	// the LB: xdp_lb on the gen-facing veth, one VIP whose backends are behind the sink-facing one
 	var lb *dataplane.LB
-	err = t.lb.do(func() (err error) {
+	err = t.lb.Do(func() (err error) {
 		lb, err = dataplane.OpenLB(dataplane.Config{
-			Interface:   lbIn,
-			PinDir:      filepath.Join(t.pinDir, "lbd"),
+			Interface:   t.lbIn,
+			PinDir:      filepath.Join(t.fleet.PinDir, "lbd"),
 			HashSeed:    hashSeed,
-			EncapSource: lbOutIP.Addr(),
+			EncapSource: lbOut,
 			MTU:         lbOutMTU,
 		})
 		return err
@@ -236,7 +231,7 @@ func run() (err error) {
 		return err
 	}
 	// the floors take xdp_lb's place in its own XDP link for their turns
-	xl, lbp, err := xdpLinkOf(t.lb, lbIn)
+	xl, lbp, err := xdpLinkOf(t.lb, t.lbIn)
 	if err != nil {
 		return fmt.Errorf("xdp_lb's link: %w", err)
 	}
@@ -506,12 +501,17 @@ type xdpMd struct {
 
 // generate sends frames from gen's veth on one thread pinned to cpu until stop or limit.
 // The thread is never unlocked: it is in gen's namespace and pinned, and dies with the
-// goroutine.
+// goroutine (testbed's Host.Do would hand it back to the runtime).
 func generate(t *topo, prog *ebpf.Program, cpu int, stop *atomic.Bool, limit time.Time, tids chan<- int) error {
 	runtime.LockOSThread()
 	tids <- unix.Gettid()
-	if err := netns.Set(t.gen.ns); err != nil {
-		return fmt.Errorf("enter %s: %w", t.gen.name, err)
+	ns, err := netns.GetFromName(t.gen.NS)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", t.gen.NS, err)
+	}
+	defer ns.Close()
+	if err := netns.Set(ns); err != nil {
+		return fmt.Errorf("enter %s: %w", t.gen.NS, err)
 	}
 	var set unix.CPUSet
 	set.Set(cpu)
@@ -573,7 +573,7 @@ func newFwd(t *topo) (*fwdObjects, error) {
 		"dst_mac":     [6]byte(t.sinkMAC),
 		"src_mac":     [6]byte(t.lbOutMAC),
 		"out_ifindex": uint32(t.lbOutIfindex),
-		"encap_src":   be32(lbOutIP.Addr()),
+		"encap_src":   be32(lbOut),
 		"encap_dst":   be32(backend0),
 	}); err != nil {
 		return nil, fmt.Errorf("fwd: %w", err)
@@ -605,9 +605,9 @@ func be32(a netip.Addr) uint32 {
 }
 
 // attachXDP attaches prog in driver mode to ifindex in h's namespace.
-func attachXDP(h *host, prog *ebpf.Program, ifindex int) (link.Link, error) {
+func attachXDP(h *testbed.Host, prog *ebpf.Program, ifindex int) (link.Link, error) {
 	var l link.Link
-	err := h.do(func() (err error) {
+	err := h.Do(func() (err error) {
 		l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPDriverMode})
 		return err
 	})
@@ -713,8 +713,8 @@ func cpuModel() string {
 }
 
 // xdpLinkOf finds the XDP link on the named interface of h and the program attached to it.
-func xdpLinkOf(h *host, ifname string) (link.Link, *ebpf.Program, error) {
-	nh, err := netlink.NewHandleAt(h.ns)
+func xdpLinkOf(h *testbed.Host, ifname string) (link.Link, *ebpf.Program, error) {
+	nh, err := h.Netlink()
 	if err != nil {
 		return nil, nil, err
 	}
