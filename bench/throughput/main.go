@@ -153,69 +153,145 @@ func (r *result) add(o result) {
 }
 
 func run() (err error) {
-	if err := parseCPUs(*cpusF); err != nil {
+	threads, err := checkFlags()
+	if err != nil {
 		return err
+	}
+	b, err := setUp()
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, b.close()) }()
+	cells := b.cells(threads)
+	printHeader(b, cells)
+	if err := b.runRounds(cells); err != nil {
+		return err
+	}
+	report(cells, b.progs, b.patterns)
+	fmt.Printf("load average %s at the end\n", loadavg())
+	return nil
+}
+
+// checkFlags checks the flags and returns the generator thread counts to measure.
+func checkFlags() ([]int, error) {
+	if err := parseCPUs(*cpusF); err != nil {
+		return nil, err
 	}
 	threads, err := parseThreads(*threadsF)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if *size < 54 || *size > 1500 {
-		return fmt.Errorf("-size %d: want 54..1500", *size)
+		return nil, fmt.Errorf("-size %d: want 54..1500", *size)
 	}
 	if *repeat == 0 || *repeat > 1<<24 || *batch == 0 || *batch > 256 {
-		return errors.New("-repeat 1..16777216 and -batch 1..256")
+		return nil, errors.New("-repeat 1..16777216 and -batch 1..256")
 	}
 	if *cycled < 1 || *cycled > 1<<28 {
-		return errors.New("-flows 1..268435456")
+		return nil, errors.New("-flows 1..268435456")
 	}
 	if *rounds < 1 || *rounds > 1000 || *duration < time.Duration(*rounds)*100*time.Millisecond || *duration > time.Hour {
-		return errors.New("-rounds 1..1000 and -duration at most 1h and at least 100ms per round")
+		return nil, errors.New("-rounds 1..1000 and -duration at most 1h and at least 100ms per round")
 	}
+	return threads, nil
+}
 
+// bench is the topology with every program loaded and attached.
+type bench struct {
+	t        *topo
+	sink     sinkObjects
+	patterns []*traffic
+	lb       *dataplane.LB
+	ringAlg  consistenthash.Algorithm
+	xl       link.Link // xdp_lb's XDP link, where the floors take its place
+	progs    []lbProg  // xdp_lb first, then the floors
+	cur      int       // the one in xl
+	closers  []func() error
+}
+
+// setUp builds the topology: the sink counting on its veth, a generator per traffic
+// pattern, xdp_lb on lb's gen-facing veth and, with -floors, the floors beside it.
+func setUp() (_ *bench, err error) {
 	t, err := newTopo()
 	if err != nil {
-		return fmt.Errorf("topology: %w", err)
+		return nil, fmt.Errorf("topology: %w", err)
 	}
-	var closers []func() error // run last to first
+	b := &bench{t: t}
 	defer func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			err = errors.Join(err, closers[i]())
+		if err != nil {
+			err = errors.Join(err, b.close())
 		}
-		err = errors.Join(err, t.close())
 	}()
+	if err := b.loadSink(); err != nil {
+		return nil, err
+	}
+	if err := b.loadGenerators(); err != nil {
+		return nil, err
+	}
+	if err := b.openLB(); err != nil {
+		return nil, err
+	}
+	if *floors {
+		if err := b.loadFloors(); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
 
-	// the sink: count and drop
-	var sink sinkObjects
-	if err := loadSinkObjects(&sink, nil); err != nil {
+// close detaches and closes everything, last loaded first, then removes the topology.
+func (b *bench) close() error {
+	var errs []error
+	if b.cur != 0 {
+		if err := b.xl.Update(b.progs[0].prog); err != nil {
+			errs = append(errs, fmt.Errorf("swap xdp_lb back: %w", err))
+		}
+	}
+	for i := len(b.closers) - 1; i >= 0; i-- {
+		errs = append(errs, b.closers[i]())
+	}
+	return errors.Join(append(errs, b.t.close())...)
+}
+
+// loadSink attaches the sink's count-and-drop program to its veth.
+func (b *bench) loadSink() error {
+	if err := loadSinkObjects(&b.sink, nil); err != nil {
 		return fmt.Errorf("load sink: %w", err)
 	}
-	closers = append(closers, sink.Close)
-	sl, err := attachXDP(t.sink, sink.XdpSink, t.sinkIfindex)
+	b.closers = append(b.closers, b.sink.Close)
+	sl, err := attachXDP(b.t.sink, b.sink.XdpSink, b.t.sinkIfindex)
 	if err != nil {
 		return fmt.Errorf("sink: %w", err)
 	}
-	closers = append(closers, sl.Close)
+	b.closers = append(b.closers, sl.Close)
+	return nil
+}
 
-	// the generators, one per traffic pattern
-	patterns := []*traffic{
+// loadGenerators loads a generator for each traffic pattern.
+func (b *bench) loadGenerators() error {
+	b.patterns = []*traffic{
 		{name: "same flow (LRU hit)", flows: 0},
 		{name: fmt.Sprintf("%d flows/thread cycled", *cycled), flows: uint32(*cycled)},
 		{name: "new flow every packet (LRU miss)", flows: ^uint32(0)},
 	}
-	for _, p := range patterns {
-		if p.gen, err = newGen(t.lbInMAC, t.genMAC, p.flows); err != nil {
+	for _, p := range b.patterns {
+		g, err := newGen(b.t.lbInMAC, b.t.genMAC, p.flows)
+		if err != nil {
 			return err
 		}
-		closers = append(closers, p.gen.Close)
+		p.gen = g
+		b.closers = append(b.closers, g.Close)
 	}
+	return nil
+}
 
-	// the LB: xdp_lb on the gen-facing veth, one VIP whose backends are behind the sink-facing one
-	var lb *dataplane.LB
-	err = t.lb.Do(func() (err error) {
-		lb, err = dataplane.OpenLB(dataplane.Config{
-			Interface:   t.lbIn,
-			PinDir:      filepath.Join(t.fleet.PinDir, "lbd"),
+// openLB attaches xdp_lb to lb's gen-facing veth, with one VIP whose backends are behind
+// the sink-facing one, and takes its XDP link.
+func (b *bench) openLB() error {
+	err := b.t.lb.Do(func() (err error) {
+		b.lb, err = dataplane.OpenLB(dataplane.Config{
+			Interface:   b.t.lbIn,
+			PinDir:      filepath.Join(b.t.fleet.PinDir, "lbd"),
 			HashSeed:    hashSeed,
 			EncapSource: lbOut,
 			MTU:         lbOutMTU,
@@ -225,40 +301,55 @@ func run() (err error) {
 	if err != nil {
 		return fmt.Errorf("open xdp_lb: %w", err)
 	}
-	closers = append(closers, lb.Detach)
-	ringAlg, err := applyVIP(lb, t.sinkMAC, t.lbOutMAC, t.lbOutIfindex)
-	if err != nil {
+	b.closers = append(b.closers, b.lb.Detach)
+	if b.ringAlg, err = applyVIP(b.lb, b.t.sinkMAC, b.t.lbOutMAC, b.t.lbOutIfindex); err != nil {
 		return err
 	}
 	// the floors take xdp_lb's place in its own XDP link for their turns
-	xl, lbp, err := xdpLinkOf(t.lb, t.lbIn)
+	xl, lbp, err := xdpLinkOf(b.t.lb, b.t.lbIn)
 	if err != nil {
 		return fmt.Errorf("xdp_lb's link: %w", err)
 	}
-	closers = append(closers, lbp.Close, xl.Close)
-	progs := []lbProg{{"xdp_lb", lbp, true}}
-	cells := []*cell{}
+	b.closers = append(b.closers, lbp.Close, xl.Close)
+	b.xl = xl
+	b.progs = []lbProg{{"xdp_lb", lbp, true}}
+	return nil
+}
+
+// loadFloors loads the floors that take xdp_lb's place in turn.
+func (b *bench) loadFloors() error {
+	fwd, err := newFwd(b.t)
+	if err != nil {
+		return err
+	}
+	b.closers = append(b.closers, fwd.Close)
+	b.progs = append(b.progs, lbProg{"floor: MAC rewrite + redirect", fwd.XdpFwdFloor, false},
+		lbProg{"floor: IPIP push + redirect", fwd.XdpIpipFwdFloor, false})
+	return nil
+}
+
+// cells lists what to measure: xdp_lb with every traffic pattern, each floor with the
+// constant flow, each with every thread count.
+func (b *bench) cells(threads []int) []*cell {
+	var cells []*cell
 	for _, n := range threads {
-		for pi := range patterns {
+		for pi := range b.patterns {
 			cells = append(cells, &cell{prog: 0, traffic: pi, threads: n})
 		}
 	}
-	if *floors {
-		fwd, err := newFwd(t)
-		if err != nil {
-			return err
-		}
-		closers = append(closers, fwd.Close)
-		progs = append(progs, lbProg{"floor: MAC rewrite + redirect", fwd.XdpFwdFloor, false},
-			lbProg{"floor: IPIP push + redirect", fwd.XdpIpipFwdFloor, false})
-		for pi := 1; pi < len(progs); pi++ {
-			for _, n := range threads {
-				cells = append(cells, &cell{prog: pi, traffic: 0, threads: n})
-			}
+	for pi := 1; pi < len(b.progs); pi++ {
+		for _, n := range threads {
+			cells = append(cells, &cell{prog: pi, traffic: 0, threads: n})
 		}
 	}
+	return cells
+}
 
-	visit := *duration / time.Duration(*rounds)
+// visitTime is the measured time of one visit to a cell.
+func visitTime() time.Duration { return *duration / time.Duration(*rounds) }
+
+func printHeader(b *bench, cells []*cell) {
+	visit := visitTime()
 	fmt.Printf("xdp_lb forwarding rate: real XDP (driver mode) on veths, gen ─ lb ─ sink (point-to-point, bpf_redirect)\n")
 	fmt.Printf("kernel %s, %d CPUs (%s), load average %s at start\n", kernel(), runtime.NumCPU(), cpuModel(), loadavg())
 	fmt.Printf("command: go run ./bench/throughput %s\n", strings.Join(os.Args[1:], " "))
@@ -266,37 +357,32 @@ func run() (err error) {
 		*size, vip, *batch, *repeat)
 	fmt.Printf("  each generator thread pinned to its own CPU (nice %d), which also runs lb's and sink's XDP for its frames\n", *nice)
 	fmt.Printf("lb: %d backends, %s ring of %d slots, IPIP, bpf_redirect to the sink-facing veth (MTU %d)\n",
-		*nBE, ringAlg, consistenthash.DefaultSize, lbOutMTU)
+		*nBE, b.ringAlg, consistenthash.DefaultSize, lbOutMTU)
 	fmt.Printf("%v measured per cell: %d rounds of %v, every cell in every round, each visit after %v of warm-up,\n",
 		*duration, *rounds, visit, *warmup)
 	fmt.Printf("  and an uncounted round before them that fills the flow table (about %v in all)\n\n",
 		(time.Duration(len(cells)*(*rounds+1)) * (visit + *warmup)).Round(time.Second))
+}
 
-	cur := 0
-	// round 0 is not counted: it fills the flow table, so that round 1 does not see an
-	// LRU with free entries where the others evict
+// runRounds visits every cell once per round and adds up the results. Round 0 is not
+// counted: it fills the flow table, so that round 1 does not see an LRU with free entries
+// where the others evict.
+func (b *bench) runRounds(cells []*cell) error {
 	for round := range *rounds + 1 {
 		if round == 0 {
 			fmt.Fprintf(os.Stderr, "warm-up round:")
 		} else {
 			fmt.Fprintf(os.Stderr, "round %d/%d:", round, *rounds)
 		}
+		d := visitTime()
+		if round == 0 {
+			d = min(d, 200*time.Millisecond)
+		}
 		for _, c := range cells {
-			if c.prog != cur {
-				if err := xl.Update(progs[c.prog].prog); err != nil {
-					return fmt.Errorf("swap in %s: %w", progs[c.prog].name, err)
-				}
-				cur = c.prog
-			}
-			p := patterns[c.traffic]
-			d := visit
-			if round == 0 {
-				d = min(visit, 200*time.Millisecond)
-			}
-			r, err := measure(t, p.gen, &sink, lb, progs[c.prog].isLB, c.threads, d)
+			r, err := b.visit(c, d)
 			if err != nil {
 				fmt.Fprintln(os.Stderr)
-				return fmt.Errorf("%s, %s, %d threads: %w", progs[c.prog].name, p.name, c.threads, err)
+				return fmt.Errorf("%s, %s, %d threads: %w", b.progs[c.prog].name, b.patterns[c.traffic].name, c.threads, err)
 			}
 			if round > 0 {
 				c.res.add(r)
@@ -305,14 +391,18 @@ func run() (err error) {
 		}
 		fmt.Fprintln(os.Stderr, " Mpps")
 	}
-	if cur != 0 {
-		if err := xl.Update(lbp); err != nil {
-			return fmt.Errorf("swap xdp_lb back: %w", err)
-		}
-	}
-	report(cells, progs, patterns)
-	fmt.Printf("load average %s at the end\n", loadavg())
 	return nil
+}
+
+// visit puts the cell's program in xdp_lb's link and measures its traffic for d.
+func (b *bench) visit(c *cell, d time.Duration) (result, error) {
+	if c.prog != b.cur {
+		if err := b.xl.Update(b.progs[c.prog].prog); err != nil {
+			return result{}, fmt.Errorf("swap in %s: %w", b.progs[c.prog].name, err)
+		}
+		b.cur = c.prog
+	}
+	return measure(b.t, b.patterns[c.traffic].gen, &b.sink, b.lb, b.progs[c.prog].isLB, c.threads, d)
 }
 
 func report(cells []*cell, progs []lbProg, patterns []*traffic) {
