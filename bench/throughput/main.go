@@ -462,110 +462,145 @@ func report(cells []*cell, progs []lbProg, patterns []*traffic) {
 
 // measure runs n generator threads with g for the warm-up plus d and counts.
 func measure(t *topo, g *genObjects, sink *sinkObjects, lb *dataplane.LB, isLB bool, n int, d time.Duration) (result, error) {
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	var genErr atomic.Pointer[error]                      // the first generator's failure
-	limit := time.Now().Add(*warmup + d + 10*time.Second) // a generator stops by itself then
-	tidc := make(chan int, n)
-	for i := range n {
-		wg.Go(func() {
-			if err := generate(t, g.XdpGen, cpus[i], &stop, limit, tidc); err != nil {
-				genErr.CompareAndSwap(nil, &err)
-			}
-		})
-	}
-	defer func() {
-		stop.Store(true)
-		wg.Wait()
-	}()
-	failed := func() error {
-		if interrupted.Load() {
-			return errInterrupted
-		}
-		if e := genErr.Load(); e != nil {
-			return *e
-		}
-		return nil
-	}
-	if err := sleep(*warmup, failed); err != nil {
+	gs := startGenerators(t, g, n, *warmup+d)
+	defer gs.halt()
+	if err := sleep(*warmup, gs.failed); err != nil {
 		return result{}, err
 	}
-	// the CPU time the path used: the generator threads (the LB's and the sink's XDP run in
-	// their softirq context) and ksoftirqd on their CPUs (where softirq work spills over)
-	var cpuPaths []string
-	for i := range n {
-		cpuPaths = append(cpuPaths, fmt.Sprintf("/proc/self/task/%d/schedstat", <-tidc))
-		if p, ok := ksoftirqd[cpus[i]]; ok {
-			cpuPaths = append(cpuPaths, p)
-		}
-	}
-	type snap struct {
-		at          time.Time
-		cpu         time.Duration
-		sink        sinkSinkCount
-		sent        uint64
-		st          dataplane.Stats
-		tx, verdict uint64
-	}
-	take := func() (s snap, err error) {
-		s.at = time.Now()
-		for _, p := range cpuPaths {
-			d, err := schedRuntime(p)
-			if err != nil {
-				return s, err
-			}
-			s.cpu += d
-		}
-		if s.sink, err = sinkTotal(sink); err != nil {
-			return s, err
-		}
-		if s.sent, err = percpuSum(g.GenSent); err != nil {
-			return s, err
-		}
-		if isLB {
-			if s.st, err = lb.Stats(); err != nil {
-				return s, err
-			}
-			s.tx = s.st.Verdicts["tx"].Packets
-			for _, c := range s.st.Verdicts {
-				s.verdict += c.Packets
-			}
-		}
-		return s, nil
-	}
-	s0, err := take()
+	cpuPaths := gs.cpuPaths()
+	read := func() (counters, error) { return readCounters(cpuPaths, sink, g, lb, isLB) }
+	c0, err := read()
 	if err != nil {
 		return result{}, err
 	}
-	if err := sleep(d, failed); err != nil {
+	if err := sleep(d, gs.failed); err != nil {
 		return result{}, err
 	}
-	s1, err := take()
+	c1, err := read()
 	if err != nil {
 		return result{}, err
 	}
-	r := result{
-		secs:    s1.at.Sub(s0.at).Seconds(),
-		cpuSecs: (s1.cpu - s0.cpu).Seconds(),
-		sink:    s1.sink.Packets - s0.sink.Packets,
-		ipip:    s1.sink.Ipip - s0.sink.Ipip,
-		sent:    s1.sent - s0.sent,
-	}
-	if isLB {
-		r.lbTx = s1.tx - s0.tx
-		r.lbOther = (s1.verdict - s0.verdict) - r.lbTx
-		r.hit = s1.st.Events["lru_hit"] - s0.st.Events["lru_hit"]
-		r.miss = s1.st.Events["lru_miss"] - s0.st.Events["lru_miss"]
-	}
-	stop.Store(true)
-	wg.Wait()
-	if err := failed(); err != nil {
+	r := c1.since(c0, isLB)
+	gs.halt()
+	if err := gs.failed(); err != nil {
 		return result{}, err
 	}
 	if r.sink == 0 {
 		return r, fmt.Errorf("nothing reached the sink (the generator sent %d)", r.sent)
 	}
 	return r, nil
+}
+
+// generators are generator threads at work, thread i on cpus[i].
+type generators struct {
+	n    int
+	stop atomic.Bool
+	wg   sync.WaitGroup
+	err  atomic.Pointer[error] // the first generator's failure
+	tids chan int
+}
+
+// startGenerators starts n generator threads with g; they stop when halted, or by
+// themselves 10 s after d.
+func startGenerators(t *topo, g *genObjects, n int, d time.Duration) *generators {
+	gs := &generators{n: n, tids: make(chan int, n)}
+	limit := time.Now().Add(d + 10*time.Second)
+	for i := range n {
+		gs.wg.Go(func() {
+			if err := generate(t, g.XdpGen, cpus[i], &gs.stop, limit, gs.tids); err != nil {
+				gs.err.CompareAndSwap(nil, &err)
+			}
+		})
+	}
+	return gs
+}
+
+// halt stops the threads and waits for them; calling it again does nothing more.
+func (gs *generators) halt() {
+	gs.stop.Store(true)
+	gs.wg.Wait()
+}
+
+// failed says why to stop measuring: an interrupt, or a generator's error.
+func (gs *generators) failed() error {
+	if interrupted.Load() {
+		return errInterrupted
+	}
+	if e := gs.err.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+// cpuPaths are the schedstat files of the CPU time the path uses: the generator threads
+// (the LB's and the sink's XDP run in their softirq context) and ksoftirqd on their CPUs
+// (where softirq work spills over). It waits for every thread to say its ID.
+func (gs *generators) cpuPaths() []string {
+	var paths []string
+	for i := range gs.n {
+		paths = append(paths, fmt.Sprintf("/proc/self/task/%d/schedstat", <-gs.tids))
+		if p, ok := ksoftirqd[cpus[i]]; ok {
+			paths = append(paths, p)
+		}
+	}
+	return paths
+}
+
+// counters are what measure reads at the start and the end of a measurement.
+type counters struct {
+	at          time.Time
+	cpu         time.Duration
+	sink        sinkSinkCount
+	sent        uint64
+	st          dataplane.Stats
+	tx, verdict uint64
+}
+
+// readCounters reads the CPU time in cpuPaths, the sink's and the generator's counts, and
+// with isLB xdp_lb's verdicts and flow-table events.
+func readCounters(cpuPaths []string, sink *sinkObjects, g *genObjects, lb *dataplane.LB, isLB bool) (c counters, err error) {
+	c.at = time.Now()
+	for _, p := range cpuPaths {
+		d, err := schedRuntime(p)
+		if err != nil {
+			return c, err
+		}
+		c.cpu += d
+	}
+	if c.sink, err = sinkTotal(sink); err != nil {
+		return c, err
+	}
+	if c.sent, err = percpuSum(g.GenSent); err != nil {
+		return c, err
+	}
+	if isLB {
+		if c.st, err = lb.Stats(); err != nil {
+			return c, err
+		}
+		c.tx = c.st.Verdicts["tx"].Packets
+		for _, v := range c.st.Verdicts {
+			c.verdict += v.Packets
+		}
+	}
+	return c, nil
+}
+
+// since is the result of the time from c0 to c.
+func (c counters) since(c0 counters, isLB bool) result {
+	r := result{
+		secs:    c.at.Sub(c0.at).Seconds(),
+		cpuSecs: (c.cpu - c0.cpu).Seconds(),
+		sink:    c.sink.Packets - c0.sink.Packets,
+		ipip:    c.sink.Ipip - c0.sink.Ipip,
+		sent:    c.sent - c0.sent,
+	}
+	if isLB {
+		r.lbTx = c.tx - c0.tx
+		r.lbOther = (c.verdict - c0.verdict) - r.lbTx
+		r.hit = c.st.Events["lru_hit"] - c0.st.Events["lru_hit"]
+		r.miss = c.st.Events["lru_miss"] - c0.st.Events["lru_miss"]
+	}
+	return r
 }
 
 // sleep waits for d, checking failed every 50 ms.
