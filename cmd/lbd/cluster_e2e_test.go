@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/lbdproj/lbd/configs"
 	"github.com/lbdproj/lbd/internal/daemon"
+	"github.com/lbdproj/lbd/internal/wait"
 )
 
 // mustCluster raises 3 LB nodes in one cluster behind a router with ECMP, and 3 backends.
@@ -116,15 +118,15 @@ func TestClusterDeadBackendLeavesEveryRing(t *testing.T) {
 // assertRingsAgree checks every node serves the same ring and says the fingerprints agree.
 func (s *sandbox) assertRingsAgree(ctx context.Context, t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		fps := map[string]bool{}
-		agree := true
-		var views []string
+	var fps map[string]bool
+	var agree bool
+	var views []string
+	err := wait.Until(5*time.Second, 50*time.Millisecond, func() (bool, error) {
+		fps, agree, views = map[string]bool{}, true, nil
 		for i := range s.fleet.LBs {
 			st, err := s.LBStatus(ctx, i)
 			if err != nil {
-				t.Fatal(err)
+				return true, err
 			}
 			fps[st.VIPs[0].Fingerprint] = true
 			agree = agree && st.Cluster != nil && st.Cluster.FingerprintsAgree
@@ -132,13 +134,13 @@ func (s *sandbox) assertRingsAgree(ctx context.Context, t *testing.T) {
 				views = append(views, fmt.Sprintf("lb%d (own %s): %+v", i, st.Cluster.Fingerprint, st.Cluster.Members))
 			}
 		}
-		if len(fps) == 1 && agree {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("rings differ between nodes: fingerprints %v, all say agree: %v\n%s", fps, agree, strings.Join(views, "\n"))
-		}
-		time.Sleep(50 * time.Millisecond)
+		return len(fps) == 1 && agree, nil
+	})
+	if errors.Is(err, wait.ErrTimeout) {
+		t.Fatalf("rings differ between nodes: fingerprints %v, all say agree: %v\n%s", fps, agree, strings.Join(views, "\n"))
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -157,23 +159,25 @@ func TestClusterMajorityOutvotesOneBlockedNode(t *testing.T) {
 		t.Fatalf("nft: %v: %s", err, out)
 	}
 	// wait until lb0's own probes see it down
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	err := wait.Until(10*time.Second, 50*time.Millisecond, func() (bool, error) {
 		st, err := s.LBStatus(ctx, 0)
 		if err != nil {
-			t.Fatal(err)
+			return true, err
 		}
-		if probeOf(st.VIPs[0].Backends, blocked.Addr) == "down" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("lb0's probes never saw %s down", blocked.Addr)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return probeOf(st.VIPs[0].Backends, blocked.Addr) == "down", nil
+	})
+	if errors.Is(err, wait.ErrTimeout) {
+		t.Fatalf("lb0's probes never saw %s down", blocked.Addr)
 	}
-	// for three more fall windows, every node keeps it in the ring and agrees
+	if err != nil {
+		t.Fatal(err)
+	}
+	// for three more fall windows, every node keeps it in the ring and agrees: a check that
+	// must hold throughout, sampled every 100 ms (pacing, not waiting for a condition)
 	h := s.cfg.VIPs[0].Health
 	until := time.Now().Add(3 * h.Interval * time.Duration(h.Fall))
+	sample := time.NewTicker(100 * time.Millisecond)
+	defer sample.Stop()
 	for time.Now().Before(until) {
 		for i := range s.fleet.LBs {
 			st, err := s.LBStatus(ctx, i)
@@ -186,7 +190,7 @@ func TestClusterMajorityOutvotesOneBlockedNode(t *testing.T) {
 				}
 			}
 		}
-		time.Sleep(100 * time.Millisecond)
+		<-sample.C
 	}
 	for i, p := range s.lbProcs {
 		if strings.Contains(p.Output(), `msg="backend down" vip=web`) {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -15,33 +16,35 @@ import (
 	"github.com/lbdproj/lbd/configs"
 	"github.com/lbdproj/lbd/internal/daemon"
 	"github.com/lbdproj/lbd/internal/testbed/testbedtest"
+	"github.com/lbdproj/lbd/internal/wait"
 )
 
 // settled waits until every packet the LB sent has been decapsulated by a backend (the
 // last ACKs of closed connections may still be on their way) and returns the LB's status
-// and the backends' decap and restore counts.
+// and the backends' decap and restore counts. After 5 s it returns them as they are, and
+// the caller's assertions say what is missing.
 func (s *sandbox) settled(ctx context.Context, t *testing.T) (st daemon.Status, decap, restored uint64) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	err := wait.Until(5*time.Second, 20*time.Millisecond, func() (bool, error) {
 		var err error
 		if st, err = s.LBStatus(ctx, 0); err != nil {
-			t.Fatal(err)
+			return true, err
 		}
 		decap, restored = 0, 0
 		for i := range s.fleet.Backends {
 			bs, err := s.BackendStats(i)
 			if err != nil {
-				t.Fatal(err)
+				return true, err
 			}
 			decap += bs.Counters["decap"].Packets
 			restored += bs.Counters["restored"].Packets
 		}
-		if decap >= st.Verdicts["tx"].Packets || time.Now().After(deadline) {
-			return st, decap, restored
-		}
-		time.Sleep(20 * time.Millisecond)
+		return decap >= st.Verdicts["tx"].Packets, nil
+	})
+	if err != nil && !errors.Is(err, wait.ErrTimeout) {
+		t.Fatal(err)
 	}
+	return st, decap, restored
 }
 
 // testExe is this test binary, which runs as lbd when LBD_TEST_MAIN=1 (see TestMain).

@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/lbdproj/lbd/configs"
+	"github.com/lbdproj/lbd/internal/daemon"
+	"github.com/lbdproj/lbd/internal/wait"
 )
 
 // TestProbesThroughTheTunnel: probes go to VIP:port encapsulated to one backend, so a
@@ -22,25 +25,26 @@ func TestProbesThroughTheTunnel(t *testing.T) {
 
 	// every backend answers the probes through the tunnel: all stay active, and the LB
 	// counts encapsulated probes
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		st, err := s.LBStatus(ctx, 0)
-		if err != nil {
-			t.Fatal(err)
+	var st daemon.Status
+	probed := 0
+	err := wait.Until(5*time.Second, 50*time.Millisecond, func() (bool, error) {
+		var err error
+		if st, err = s.LBStatus(ctx, 0); err != nil {
+			return true, err
 		}
-		probed := 0
+		probed = 0
 		for _, b := range st.VIPs[0].Backends {
 			if b.Probe == "up" {
 				probed++
 			}
 		}
-		if probed == 3 && st.Verdicts["probe_tx"].Packets > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("probes through the tunnel: %d backends up, probe_tx %d: %+v", probed, st.Verdicts["probe_tx"].Packets, st.VIPs[0].Backends)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return probed == 3 && st.Verdicts["probe_tx"].Packets > 0, nil
+	})
+	if errors.Is(err, wait.ErrTimeout) {
+		t.Fatalf("probes through the tunnel: %d backends up, probe_tx %d: %+v", probed, st.Verdicts["probe_tx"].Packets, st.VIPs[0].Backends)
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 
 	// be1 loses its decap (lbd backend stopped, its programs detached): its HTTP service still
