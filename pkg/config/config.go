@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/lbdproj/lbd/pkg/consistenthash"
 	"gopkg.in/yaml.v3"
 )
 
@@ -24,7 +25,7 @@ const (
 	DefaultClusterPort  = 7946
 	DefaultClusterBind  = "0.0.0.0:7946"
 	DefaultQuorum       = "majority"
-	DefaultRingSize     = uint32(65537)
+	DefaultRingSize     = consistenthash.DefaultSize
 	DefaultEncap        = "ipip"
 	DefaultHealthType   = "tcp"
 	DefaultHealthPath   = "/"
@@ -35,9 +36,6 @@ const (
 	DefaultRise         = 2
 	DefaultFall         = 2
 
-	// MinRingSlotsPerBackend: a ring must have more than this many slots per backend with
-	// weight > 0, or Maglev's balance promise (max/mean ≤ 1.01) does not hold.
-	MinRingSlotsPerBackend = 100
 	// The data path's limits (bpf/lb_consts.h), checked here so that a file that cannot be
 	// applied is refused with a position rather than failing half-way through an apply.
 	MaxRingSize = 1048573 // MAX_RING_SIZE, the largest ring xdp_lb indexes (a prime)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/lbdproj/lbd/pkg/consistenthash"
 )
 
 // base is a small valid config; bad cases below edit it, so line numbers stay readable:
@@ -668,7 +669,7 @@ func FuzzParse(f *testing.F) {
 func TestLimits(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("node: {interface: eth0}\nvips:\n")
-	ring := nextPrime(820000)
+	ring := consistenthash.NextPrime(820000)
 	for v := range 2 {
 		fmt.Fprintf(&b, "  - name: v%d\n    address: 198.18.0.%d\n    port: 80\n    ring_size: %d\n    backends:\n", v, v+1, ring)
 		for i := range 8200 {

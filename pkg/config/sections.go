@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lbdproj/lbd/pkg/consistenthash"
 	"gopkg.in/yaml.v3"
 )
 
@@ -352,9 +353,9 @@ func (d *decoder) vip(n *yaml.Node, path string) (VIP, vipRefs) {
 	if n, ok := f.get("ring_size"); ok {
 		if size, ok := f.uint("ring_size", 2, MaxRingSize); ok {
 			v.RingSize = uint32(size)
-			if !isPrime(size) {
+			if !consistenthash.IsPrime(uint32(size)) {
 				d.errorf(n, path+".ring_size", "%d is not prime, which Maglev needs (nearest primes: %d and %d)",
-					size, prevPrime(size), nextPrime(size))
+					size, consistenthash.PrevPrime(uint32(size)), consistenthash.NextPrime(uint32(size)))
 			}
 		}
 	}
@@ -428,13 +429,13 @@ func (d *decoder) backends(f *fields, vipPath string, v VIP, addrOK bool) []Back
 		d.errorf(at, vipPath+".backends", "every backend has weight 0: no backend can take new flows")
 		return bs
 	}
-	if need := uint64(MinRingSlotsPerBackend) * uint64(active); uint64(v.RingSize) <= need {
+	if need := uint64(consistenthash.MinSlotsPerMember) * uint64(active); uint64(v.RingSize) <= need {
 		path, n := vipPath+".backends", at
 		if e, ok := f.m["ring_size"]; ok {
 			path, n = vipPath+".ring_size", e.val
 		}
 		d.errorf(n, path, "ring_size %d is too small for %d backends with weight > 0: it must exceed %d × %d = %d for an even spread (next prime: %d)",
-			v.RingSize, active, MinRingSlotsPerBackend, active, need, nextPrime(need))
+			v.RingSize, active, consistenthash.MinSlotsPerMember, active, need, nextPrime(need))
 	}
 	return bs
 }
@@ -559,28 +560,11 @@ func (d *decoder) bytes(n *yaml.Node, path, s string) (string, bool) {
 	return string(b), true
 }
 
-func isPrime(n uint64) bool {
-	if n < 2 {
-		return false
+// nextPrime is the ring size to suggest for need slots: the smallest prime > need (0 past 32
+// bits, which no config reaches: it would take 43 million backends behind one VIP).
+func nextPrime(need uint64) uint64 {
+	if need >= math.MaxUint32 {
+		return 0
 	}
-	for i := uint64(2); i*i <= n; i++ {
-		if n%i == 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// nextPrime returns the smallest prime > n.
-func nextPrime(n uint64) uint64 {
-	for n++; !isPrime(n); n++ {
-	}
-	return n
-}
-
-// prevPrime returns the largest prime < n, or 2.
-func prevPrime(n uint64) uint64 {
-	for n--; n > 2 && !isPrime(n); n-- {
-	}
-	return max(n, 2)
+	return uint64(consistenthash.NextPrime(uint32(need)))
 }

@@ -215,37 +215,6 @@ func TestErrors(t *testing.T) {
 	}
 }
 
-func TestIsPrime(t *testing.T) {
-	sieve := make([]bool, 200000)
-	for i := 2; i < len(sieve); i++ {
-		sieve[i] = true
-	}
-	for i := 2; i*i < len(sieve); i++ {
-		if sieve[i] {
-			for j := i * i; j < len(sieve); j += i {
-				sieve[j] = false
-			}
-		}
-	}
-	for n := range sieve {
-		if IsPrime(uint32(n)) != sieve[n] {
-			t.Fatalf("IsPrime(%d) = %v", n, !sieve[n])
-		}
-	}
-	for _, tc := range []struct {
-		n    uint32
-		want bool
-	}{
-		{4294967291, true}, {4294967295, false}, {2147483647, true},
-		{3215031751, false}, // strong pseudoprime to bases 2, 3, 5, 7
-		{1000003, true}, {1000001, false},
-	} {
-		if IsPrime(tc.n) != tc.want {
-			t.Errorf("IsPrime(%d) != %v", tc.n, tc.want)
-		}
-	}
-}
-
 // Removing one of N equal members moves its own 1/N of the slots plus some collateral. The
 // bounds are on the moved fraction as a multiple of 1/N, worst of three removals (measured at
 // N = 10, 100, 500 in 65537 slots: Maglev 1.02, 1.56, 6.04; Rendezvous 1.01, 1.35, 3.17;
