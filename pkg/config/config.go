@@ -14,30 +14,33 @@ import (
 	"time"
 
 	"github.com/lbdproj/lbd/pkg/consistenthash"
+	"github.com/lbdproj/lbd/pkg/health"
 	"gopkg.in/yaml.v3"
 )
 
 // Defaults, also documented in configs/example.yaml.
 const (
-	DefaultPinDir       = "/sys/fs/bpf/lbd"
-	DefaultHashSeed     = uint32(0x6c62640a) // "lbd\n"
-	DefaultAPIAddr      = "127.0.0.1:9177"
-	DefaultClusterPort  = 7946
-	DefaultClusterBind  = "0.0.0.0:7946"
-	DefaultQuorum       = "majority"
-	DefaultRingSize     = consistenthash.DefaultSize
-	DefaultEncap        = "ipip"
-	DefaultHealthType   = "tcp"
-	DefaultHealthPath   = "/"
-	DefaultHealthMethod = "GET"
-	DefaultExpectStatus = 200
-	DefaultInterval     = time.Second
-	DefaultTimeout      = 500 * time.Millisecond
-	DefaultRise         = 2
-	DefaultFall         = 2
+	DefaultPinDir      = "/sys/fs/bpf/lbd"
+	DefaultHashSeed    = uint32(0x6c62640a) // "lbd\n"
+	DefaultAPIAddr     = "127.0.0.1:9177"
+	DefaultClusterPort = 7946
+	DefaultClusterBind = "0.0.0.0:7946"
+	DefaultQuorum      = "majority"
+	DefaultRingSize    = consistenthash.DefaultSize
+	DefaultEncap       = "ipip"
+	// DefaultHealthType probes a VIP without a health section with a TCP connect. The other
+	// health defaults (interval, timeout, rise, fall, and for http the path, method and
+	// expected status) are pkg/health's: health.DefaultInterval and the rest.
+	DefaultHealthType = health.TypeTCP
 
 	// The data path's limits (bpf/lb_consts.h), checked here so that a file that cannot be
 	// applied is refused with a position rather than failing half-way through an apply.
+	//
+	// TODO(limits): MaxRingSize, MaxVIPs and MaxBackends are hand-written copies of the BPF
+	// headers' MAX_RING_SIZE, MAX_VIPS and MAX_BACKENDS, and MaxBackends here (16383: the
+	// usable ids, less the reserved 0) and dataplane.MaxBackends (16384) are two numbers for
+	// one limit. Config is to read these limits from the BPF headers through internal/dataplane
+	// (the generated bindings) instead of keeping copies.
 	MaxRingSize = 1048573 // MAX_RING_SIZE, the largest ring xdp_lb indexes (a prime)
 	MaxVIPs     = 1024    // MAX_VIPS
 	MaxBackends = 16383   // MAX_BACKENDS less the reserved id 0: {VIP, backend} pairs, all VIPs

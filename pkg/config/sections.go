@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lbdproj/lbd/pkg/consistenthash"
+	"github.com/lbdproj/lbd/pkg/health"
 	"gopkg.in/yaml.v3"
 )
 
@@ -447,8 +448,8 @@ var (
 )
 
 func (d *decoder) health(vf *fields, vipPath string, v VIP, portOK bool) Health {
-	h := Health{Type: DefaultHealthType, Port: v.Port, Interval: DefaultInterval, Timeout: DefaultTimeout,
-		Rise: DefaultRise, Fall: DefaultFall}
+	h := Health{Type: DefaultHealthType, Port: v.Port, Interval: health.DefaultInterval, Timeout: health.DefaultTimeout,
+		Rise: health.DefaultRise, Fall: health.DefaultFall}
 	path := vipPath + ".health"
 	if !vf.has("health") {
 		if v.Protocol == "udp" {
@@ -464,7 +465,7 @@ func (d *decoder) health(vf *fields, vipPath string, v VIP, portOK bool) Health 
 	if f == nil {
 		return h
 	}
-	if !f.oneOf("type", &h.Type, "tcp", "http", "https", "udp", "none") && f.has("type") {
+	if !f.oneOf("type", &h.Type, health.TypeTCP, health.TypeHTTP, health.TypeHTTPS, health.TypeUDP, health.TypeNone) && f.has("type") {
 		return h // the checks below depend on the type
 	}
 	if !f.has("type") && v.Protocol == "udp" {
@@ -477,13 +478,13 @@ func (d *decoder) health(vf *fields, vipPath string, v VIP, portOK bool) Health 
 			}
 		}
 	}
-	if h.Type != "http" && h.Type != "https" {
+	if h.Type != health.TypeHTTP && h.Type != health.TypeHTTPS {
 		notFor(httpOnly, "only to http and https")
 	}
-	if h.Type != "udp" {
+	if h.Type != health.TypeUDP {
 		notFor(udpOnly, "only to udp")
 	}
-	if h.Type == "none" {
+	if h.Type == health.TypeNone {
 		notFor(probing, "nothing is probed")
 		return h
 	}
@@ -492,8 +493,8 @@ func (d *decoder) health(vf *fields, vipPath string, v VIP, portOK bool) Health 
 	} else if v.Port == 0 && portOK {
 		d.errorf(f.node, path+".port", "required: the VIP's port is 0 (all ports), so there is no port to probe")
 	}
-	if h.Type == "http" || h.Type == "https" {
-		h.Path, h.Method, h.ExpectStatus = DefaultHealthPath, DefaultHealthMethod, DefaultExpectStatus
+	if h.Type == health.TypeHTTP || h.Type == health.TypeHTTPS {
+		h.Path, h.Method, h.ExpectStatus = health.DefaultPath, health.DefaultMethod, health.DefaultExpectStatus
 		if n, s, ok := f.scalar("path"); ok {
 			if _, err := url.ParseRequestURI(s); err != nil || !strings.HasPrefix(s, "/") ||
 				strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
@@ -516,7 +517,7 @@ func (d *decoder) health(vf *fields, vipPath string, v VIP, portOK bool) Health 
 		f.int("expect_status", 100, 599, &h.ExpectStatus)
 		f.str("expect_body", &h.ExpectBody)
 	}
-	if h.Type == "udp" {
+	if h.Type == health.TypeUDP {
 		if n, s, ok := f.scalar("payload"); ok {
 			var ok bool
 			if h.Payload, ok = d.bytes(n, path+".payload", s); ok && h.Payload == "" {
