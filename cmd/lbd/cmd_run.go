@@ -66,7 +66,7 @@ func cmdRun(ctx context.Context, e *env, args []string) int {
 	go d.Run(runCtx)
 	reg.MustRegister(d.Collector(), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	ln, err := net.Listen("tcp", cfg.Node.APIAddr)
+	ln, err := net.Listen("tcp", cfg.Node.APIAddr.String())
 	if err != nil {
 		d.Close()
 		fmt.Fprintf(e.stderr, "lbd run: api listener: %v\n", err)

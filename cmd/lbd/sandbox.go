@@ -275,7 +275,7 @@ func get(ctx context.Context, c *http.Client, url string) (string, error) {
 
 // LBStatus reads LB node i's status API from inside its namespace.
 func (s *sandbox) LBStatus(ctx context.Context, i int) (daemon.Status, error) {
-	return fetchStatus(ctx, s.fleet.LBs[i].HTTPClient(3*time.Second), s.cfg.Node.APIAddr)
+	return fetchStatus(ctx, s.fleet.LBs[i].HTTPClient(3*time.Second), s.cfg.Node.APIAddr.String())
 }
 
 // BackendStats reads backend i's pinned counters.
@@ -330,7 +330,7 @@ func (s *sandbox) Close() error {
 // LBMetrics scrapes LB node i's /metrics from inside its namespace, as a Gatherer for
 // prometheus/testutil.
 func (s *sandbox) LBMetrics(ctx context.Context, i int) (prometheus.Gatherer, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.cfg.Node.APIAddr+"/metrics", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.cfg.Node.APIAddr.String()+"/metrics", nil)
 	if err != nil {
 		return nil, err
 	}

@@ -51,8 +51,8 @@ type Daemon struct {
 	mu   sync.Mutex
 	cfg  *config.Config
 	vips []vipView
-	// the verdict: backends that are down, by VIP name; missing means up
-	down map[string]map[netip.Addr]bool
+	// the verdict: backends that are down; missing means up
+	down map[cluster.BackendKey]bool
 	// this node's own probe results and last probe errors
 	local    map[cluster.BackendKey]bool
 	probeErr map[cluster.BackendKey]string
@@ -104,7 +104,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	d := &Daemon{log: opts.Logger, res: opts, reg: reg, lb: lb, down: map[string]map[netip.Addr]bool{},
+	d := &Daemon{log: opts.Logger, res: opts, reg: reg, lb: lb, down: map[cluster.BackendKey]bool{},
 		dirty: make(chan struct{}, 1), nexthops: map[netip.Addr]backends.NextHop{},
 		unresolvedWarned: map[netip.Addr]bool{}}
 	d.transitions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lbd_backend_transitions_total",
@@ -253,7 +253,8 @@ func (d *Daemon) build(ctx context.Context, cfg *config.Config) ([]vipView, erro
 					}
 				}
 			}
-			b := backends.Backend{Addr: bc.Address, Weight: bc.Weight, Healthy: err == nil && !d.down[vc.Name][bc.Address]}
+			b := backends.Backend{Addr: bc.Address, Weight: bc.Weight,
+				Healthy: err == nil && !d.down[cluster.BackendKey{VIP: vc.Name, Backend: bc.Address}]}
 			if err != nil {
 				v.unreachable[bc.Address] = err.Error()
 			}

@@ -2,11 +2,8 @@ package daemon
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
-	"strconv"
 	"time"
 
 	"github.com/lbdproj/lbd/internal/dataplane"
@@ -14,11 +11,6 @@ import (
 	"github.com/lbdproj/lbd/pkg/config"
 	"github.com/lbdproj/lbd/pkg/health"
 )
-
-// backendKey names a backend of a VIP in the cluster's gossip: "vip/address".
-func backendKey(vip string, addr netip.Addr) cluster.BackendKey {
-	return cluster.BackendKey(vip + "/" + addr.String())
-}
 
 // targetsLocked lists the probes the config asks for. Backends of VIPs with health type
 // none are not probed and count as up. A probe through the tunnel connects to VIP:port with
@@ -59,21 +51,10 @@ func newCluster(cfg *config.Config, d *Daemon) (*cluster.Cluster, error) {
 	if cc == nil {
 		return nil, nil
 	}
-	q, err := cluster.ParseQuorum(cc.Quorum)
-	if err != nil {
-		return nil, err
-	}
-	host, portStr, err := net.SplitHostPort(cc.Bind)
-	if err != nil {
-		return nil, fmt.Errorf("cluster.bind %q: %w", cc.Bind, err)
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil {
-		return nil, fmt.Errorf("cluster.bind %q: port: %w", cc.Bind, err)
-	}
-	opts := cluster.Options{NodeName: cfg.Node.Name, BindAddr: host, BindPort: port, Join: cc.Join,
-		Quorum: q, ConfigDigest: cfg.Digest(), Registerer: d.reg, Logger: d.log.With("component", "cluster"),
+	opts := cluster.Options{NodeName: cfg.Node.Name, Bind: cc.Bind, Join: cc.Join,
+		Quorum: cc.Quorum, ConfigDigest: cfg.Digest(), Registerer: d.reg, Logger: d.log.With("component", "cluster"),
 		OnChange: d.kick}
+	var err error
 	if cc.SecretFile == "" {
 		opts.Insecure = true
 		d.log.Warn("cluster gossip is neither encrypted nor authenticated: set cluster.secret_file")
@@ -120,7 +101,7 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 	local := map[cluster.BackendKey]bool{}
 	errs := map[cluster.BackendKey]string{}
 	for k, st := range d.checker.States() {
-		bk := backendKey(k.VIP, k.Backend)
+		bk := cluster.BackendKey{VIP: k.VIP, Backend: k.Backend}
 		local[bk] = st.Up
 		errs[bk] = st.LastErr
 	}
@@ -133,24 +114,17 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.local, d.probeErr = local, errs
-	down := map[string]map[netip.Addr]bool{}
+	down := map[cluster.BackendKey]bool{}
 	for bk, up := range verdict {
-		if up {
-			continue
+		if !up {
+			down[bk] = true
 		}
-		vip, addr, ok := splitKey(bk)
-		if !ok {
-			continue
-		}
-		if down[vip] == nil {
-			down[vip] = map[netip.Addr]bool{}
-		}
-		down[vip][addr] = true
 	}
 	changed := false
 	for _, v := range d.cfg.VIPs {
 		for _, b := range v.Backends {
-			was, is := d.down[v.Name][b.Address], down[v.Name][b.Address]
+			bk := cluster.BackendKey{VIP: v.Name, Backend: b.Address}
+			was, is := d.down[bk], down[bk]
 			if was == is {
 				continue
 			}
@@ -164,7 +138,7 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 				lvl, state = slog.LevelWarn, "down"
 			}
 			d.log.Log(ctx, lvl, "backend "+state, "vip", v.Name, "backend", b.Address, "by", src,
-				"local", upDown(local, backendKey(v.Name, b.Address)), "last_error", errs[backendKey(v.Name, b.Address)])
+				"local", upDown(local, bk), "last_error", errs[bk])
 			d.transitions.WithLabelValues(v.Name, b.Address.String(), state).Inc()
 		}
 	}
@@ -190,17 +164,6 @@ func upDown(m map[cluster.BackendKey]bool, k cluster.BackendKey) string {
 	default:
 		return "down"
 	}
-}
-
-func splitKey(k cluster.BackendKey) (string, netip.Addr, bool) {
-	s := string(k)
-	for i := len(s) - 1; i >= 0; i-- {
-		if s[i] == '/' {
-			a, err := netip.ParseAddr(s[i+1:])
-			return s[:i], a, err == nil
-		}
-	}
-	return "", netip.Addr{}, false
 }
 
 // fingerprintLocked names all rings at once, for the cluster to compare.

@@ -103,7 +103,7 @@ func (d *Daemon) Status() (Status, error) {
 			c := stats.Backends[v.key][b.Addr]
 			bs := BackendStatus{Address: b.Addr.String(), Weight: b.Weight, State: backends.StateOf(b).String(),
 				Slots: shares[b.Addr], Error: v.unreachable[b.Addr], Packets: c.Packets, Bytes: c.Bytes}
-			bk := backendKey(v.cfg.Name, b.Addr)
+			bk := cluster.BackendKey{VIP: v.cfg.Name, Backend: b.Addr}
 			bs.Probe = upDown(d.local, bk)
 			if bs.Error == "" {
 				bs.Error = d.probeErr[bk]

@@ -24,10 +24,12 @@
 package cluster
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -48,13 +50,13 @@ var (
 type Options struct {
 	// NodeName is this node's unique name in the cluster.
 	NodeName string
-	// BindAddr and BindPort: where to listen, TCP and UDP. BindAddr defaults
-	// to 0.0.0.0; BindPort 0 picks a free port (see LocalAddr).
-	BindAddr string
-	BindPort int
+	// Bind is where to listen, TCP and UDP. The zero address means 0.0.0.0;
+	// port 0 picks a free port (see LocalAddr).
+	Bind netip.AddrPort
 	// AdvertiseAddr is the address other nodes reach this one at; by default
-	// the bind address, or a private address of the host when bound to all.
-	AdvertiseAddr string
+	// (zero) the bind address, or a private address of the host when bound to
+	// all.
+	AdvertiseAddr netip.Addr
 	// Join lists seeds, host:port. Joining runs in the background and is
 	// retried with backoff while this node is alone, so nodes may start in any
 	// order; a node alone still works (and decides alone).
@@ -64,7 +66,7 @@ type Options struct {
 	// cannot join. nil is allowed only with Insecure.
 	SecretKey []byte
 	Insecure  bool
-	// Quorum: QuorumMajority (default), QuorumAny or QuorumAll.
+	// Quorum: QuorumMajority (default, also for ""), QuorumAny or QuorumAll.
 	Quorum Quorum
 	// ConfigDigest identifies the VIP configuration (at most 128 bytes).
 	// Nodes with a different digest are reported in Status and their views
@@ -137,9 +139,9 @@ func New(opts Options) (*Cluster, error) {
 	if opts.NodeName == "" {
 		return nil, errors.New("cluster: node name is empty")
 	}
-	q, err := ParseQuorum(string(opts.Quorum))
-	if err != nil {
-		return nil, fmt.Errorf("cluster: %w", err)
+	q := cmp.Or(opts.Quorum, QuorumMajority)
+	if !q.valid() {
+		return nil, fmt.Errorf("cluster: %w %q: want majority, any or all", ErrBadQuorum, q)
 	}
 	if len(opts.ConfigDigest) > maxDigestLen {
 		return nil, fmt.Errorf("cluster: config digest is %d bytes, at most %d", len(opts.ConfigDigest), maxDigestLen)
@@ -202,7 +204,7 @@ func New(opts Options) (*Cluster, error) {
 	ml, err := memberlist.Create(cfg)
 	if err != nil {
 		c.metrics.unregister(reg)
-		return nil, fmt.Errorf("cluster: start gossip on %s:%d: %w", cfg.BindAddr, opts.BindPort, err)
+		return nil, fmt.Errorf("cluster: start gossip on %s:%d: %w", cfg.BindAddr, cfg.BindPort, err)
 	}
 	c.ml = ml
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -20,12 +21,23 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
-const (
-	b1 BackendKey = "web/198.18.0.11:80"
-	b2 BackendKey = "web/198.18.0.12:80"
-	b3 BackendKey = "web/198.18.0.13:80"
-	b4 BackendKey = "dns/198.18.0.14:53"
+var (
+	b1 = key("web/198.18.0.11")
+	b2 = key("web/198.18.0.12")
+	b3 = key("web/198.18.0.13")
+	b4 = key("dns/198.18.0.14")
+)
 
+// key parses "vip/address" as the wire does.
+func key(s string) BackendKey {
+	var k BackendKey
+	if err := k.UnmarshalText([]byte(s)); err != nil {
+		panic(err)
+	}
+	return k
+}
+
+const (
 	// generous bounds for a loaded 2-core CI machine; the measured times are
 	// logged
 	formTimeout      = 10 * time.Second
@@ -52,10 +64,12 @@ type testNode struct {
 
 type nodeOpt func(*Options)
 
-func withQuorum(q Quorum) nodeOpt        { return func(o *Options) { o.Quorum = q } }
-func withDigest(d string) nodeOpt        { return func(o *Options) { o.ConfigDigest = d } }
-func withKey(k []byte) nodeOpt           { return func(o *Options) { o.SecretKey = k } }
-func withPort(p int) nodeOpt             { return func(o *Options) { o.BindPort = p } }
+func withQuorum(q Quorum) nodeOpt { return func(o *Options) { o.Quorum = q } }
+func withDigest(d string) nodeOpt { return func(o *Options) { o.ConfigDigest = d } }
+func withKey(k []byte) nodeOpt    { return func(o *Options) { o.SecretKey = k } }
+func withPort(p int) nodeOpt {
+	return func(o *Options) { o.Bind = netip.AddrPortFrom(o.Bind.Addr(), uint16(p)) }
+}
 func withJoin(seeds ...string) nodeOpt   { return func(o *Options) { o.Join = seeds } }
 func joining(nodes ...*testNode) nodeOpt { return withJoin(addrs(nodes...)...) }
 
@@ -74,7 +88,7 @@ func startNode(t *testing.T, name string, opts ...nodeOpt) *testNode {
 	started := make(chan struct{}) // n.Cluster is set
 	o := Options{
 		NodeName:     name,
-		BindAddr:     "127.0.0.1",
+		Bind:         netip.MustParseAddrPort("127.0.0.1:0"),
 		SecretKey:    testKey,
 		ConfigDigest: "digest-1",
 		Registerer:   n.reg,
@@ -254,7 +268,7 @@ lbd_cluster_view_updates_total 1
 }
 
 func TestNewErrors(t *testing.T) {
-	base := Options{NodeName: "a", BindAddr: "127.0.0.1", SecretKey: testKey}
+	base := Options{NodeName: "a", Bind: netip.MustParseAddrPort("127.0.0.1:0"), SecretKey: testKey}
 	tests := []struct {
 		name   string
 		change func(*Options)
@@ -266,7 +280,7 @@ func TestNewErrors(t *testing.T) {
 		{"bad quorum", func(o *Options) { o.Quorum = "most" }, ErrBadQuorum},
 		{"no name", func(o *Options) { o.NodeName = "" }, nil},
 		{"long digest", func(o *Options) { o.ConfigDigest = strings.Repeat("x", maxDigestLen+1) }, nil},
-		{"bad bind address", func(o *Options) { o.BindAddr = "198.51.100.1" }, nil},
+		{"bad bind address", func(o *Options) { o.Bind = netip.MustParseAddrPort("198.51.100.1:0") }, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -573,7 +587,7 @@ func TestConfigMismatchNotMerged(t *testing.T) {
 	all := []*testNode{a, b, c}
 	eventually(t, formTimeout, "c joins", func() error { return allMembers(all, 3) })
 
-	const x BackendKey = "other/198.18.0.20:80"
+	x := key("other/198.18.0.20")
 	a.SetLocal(map[BackendKey]bool{b1: true})
 	b.SetLocal(map[BackendKey]bool{b1: true})
 	c.SetLocal(map[BackendKey]bool{b1: false, x: true})
@@ -696,7 +710,7 @@ func TestLargeViewsSentDirectly(t *testing.T) {
 	// packet
 	view := map[BackendKey]bool{}
 	for i := range 3000 {
-		view[BackendKey(fmt.Sprintf("web/198.18.%d.%d:80", i/250, i%250+1))] = true
+		view[key(fmt.Sprintf("web/198.18.%d.%d", i/250, i%250+1))] = true
 	}
 	if msg, _ := encodeMessage(msgNodeState, toWire("a", NodeView{Backends: view})); len(msg) <= maxBroadcastSize {
 		t.Fatalf("test view is only %d bytes", len(msg))
@@ -712,7 +726,7 @@ func TestLargeViewsSentDirectly(t *testing.T) {
 
 	// two nodes lose one backend
 	changed := maps.Clone(view)
-	changed["web/198.18.0.1:80"] = false
+	changed[key("web/198.18.0.1")] = false
 	start := time.Now()
 	nodes[0].SetLocal(changed)
 	nodes[1].SetLocal(changed)

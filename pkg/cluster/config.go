@@ -35,12 +35,14 @@ const gossipLabel = "lbd"
 func memberlistConfig(opts Options, logger *slog.Logger) *memberlist.Config {
 	cfg := memberlist.DefaultLANConfig()
 	cfg.Name = opts.NodeName
-	if opts.BindAddr != "" {
-		cfg.BindAddr = opts.BindAddr
+	if a := opts.Bind.Addr(); a.IsValid() {
+		cfg.BindAddr = a.String()
 	}
-	cfg.BindPort = opts.BindPort
-	cfg.AdvertiseAddr = opts.AdvertiseAddr
-	cfg.AdvertisePort = opts.BindPort
+	cfg.BindPort = int(opts.Bind.Port())
+	if opts.AdvertiseAddr.IsValid() {
+		cfg.AdvertiseAddr = opts.AdvertiseAddr.String()
+	}
+	cfg.AdvertisePort = cfg.BindPort
 	cfg.Label = gossipLabel
 
 	cfg.ProbeInterval = 500 * time.Millisecond

@@ -3,14 +3,11 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // ErrBadQuorum is wrapped by errors about an unknown quorum.
 var ErrBadQuorum = errors.New("bad quorum")
-
-// BackendKey names one backend of one VIP. It is opaque to this package;
-// callers use something like "web/198.18.0.11:80".
-type BackendKey string
 
 // Quorum says how many of the LB nodes that probe a backend must see it up
 // for the backend to be in the ring.
@@ -26,17 +23,22 @@ const (
 	QuorumAll Quorum = "all"
 )
 
+// Quorums lists the quorums, the default (majority) first.
+func Quorums() []Quorum { return []Quorum{QuorumMajority, QuorumAny, QuorumAll} }
+
 // ParseQuorum accepts "majority", "any", "all", and "" (majority).
 func ParseQuorum(s string) (Quorum, error) {
-	switch q := Quorum(s); q {
-	case "":
+	if s == "" {
 		return QuorumMajority, nil
-	case QuorumMajority, QuorumAny, QuorumAll:
-		return q, nil
-	default:
-		return "", fmt.Errorf("%w %q: want majority, any or all", ErrBadQuorum, s)
 	}
+	if q := Quorum(s); q.valid() {
+		return q, nil
+	}
+	return "", fmt.Errorf("%w %q: want majority, any or all", ErrBadQuorum, s)
 }
+
+// valid reports whether q is one of Quorums.
+func (q Quorum) valid() bool { return slices.Contains(Quorums(), q) }
 
 // NodeView is one LB node's gossiped state.
 type NodeView struct {

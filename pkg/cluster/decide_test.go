@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// view builds a NodeView under digest "d1" from "key=up" pairs.
+// view builds a NodeView under digest "d1" from key, up pairs.
 func view(kv ...any) NodeView {
 	return viewUnder("d1", kv...)
 }
@@ -15,13 +15,12 @@ func view(kv ...any) NodeView {
 func viewUnder(digest string, kv ...any) NodeView {
 	v := NodeView{ConfigDigest: digest, Backends: map[BackendKey]bool{}}
 	for i := 0; i < len(kv); i += 2 {
-		v.Backends[BackendKey(kv[i].(string))] = kv[i+1].(bool)
+		v.Backends[kv[i].(BackendKey)] = kv[i+1].(bool)
 	}
 	return v
 }
 
 func TestDecide(t *testing.T) {
-	const b1, b2 = "web/198.18.0.11:80", "web/198.18.0.12:80"
 	abc := []string{"a", "b", "c"}
 	threeViews := map[string]NodeView{ // b1: 2 of 3 up; b2: 1 of 3 up
 		"a": view(b1, true, b2, true),
@@ -118,7 +117,7 @@ func TestDecide(t *testing.T) {
 			views: map[string]NodeView{
 				"a": view(b1, true, b2, false),
 				"b": viewUnder("d2", b1, false, b2, true),
-				"c": viewUnder("d2", b1, false, b2, true, "other/198.18.0.13:80", true),
+				"c": viewUnder("d2", b1, false, b2, true, key("other/198.18.0.13"), true),
 			},
 			live: abc,
 			want: map[Quorum]want{
@@ -180,16 +179,17 @@ func TestDecide(t *testing.T) {
 
 func TestDecideMajorityThresholds(t *testing.T) {
 	// up of n probing nodes: majority is strictly more than half
+	k := key("k/198.18.0.1")
 	for n := 1; n <= 7; n++ {
 		for up := 0; up <= n; up++ {
 			views := map[string]NodeView{}
 			var live []string
 			for i := range n {
 				name := string(rune('a' + i))
-				views[name] = view("k", i < up)
+				views[name] = view(k, i < up)
 				live = append(live, name)
 			}
-			got := Decide("a", views, live, QuorumMajority)["k"]
+			got := Decide("a", views, live, QuorumMajority)[k]
 			if want := 2*up > n; got != want {
 				t.Errorf("%d of %d up: majority = %v, want %v", up, n, got, want)
 			}
@@ -218,7 +218,7 @@ func BenchmarkDecide(b *testing.B) {
 		name := string(rune('a' + n))
 		v := NodeView{ConfigDigest: "d1", Backends: map[BackendKey]bool{}}
 		for i := range 10000 {
-			v.Backends[BackendKey(fmt.Sprintf("vip%d/198.18.%d.%d:80", i%100, i/250, i%250))] = (i+n)%7 != 0
+			v.Backends[key(fmt.Sprintf("vip%d/198.18.%d.%d", i%100, i/250, i%250))] = (i+n)%7 != 0
 		}
 		views[name] = v
 		live = append(live, name)

@@ -33,8 +33,9 @@ const maxDigestLen = 128
 var errBadMessage = errors.New("bad cluster message")
 
 // wireState is one node's state on the wire. Backends are split into two
-// sorted lists, which is smaller than a JSON object of booleans and makes the
-// encoding of a given state deterministic.
+// sorted lists of "vip/address" strings (BackendKey.MarshalText), which is
+// smaller than a JSON object of booleans and makes the encoding of a given
+// state deterministic.
 type wireState struct {
 	Node         string       `json:"node"`
 	Version      uint64       `json:"version"`
@@ -64,8 +65,8 @@ func toWire(node string, v NodeView) wireState {
 			ws.Down = append(ws.Down, key)
 		}
 	}
-	slices.Sort(ws.Up)
-	slices.Sort(ws.Down)
+	slices.SortFunc(ws.Up, BackendKey.Compare)
+	slices.SortFunc(ws.Down, BackendKey.Compare)
 	return ws
 }
 

@@ -3,7 +3,6 @@ package cluster
 import (
 	"maps"
 	"slices"
-	"strings"
 )
 
 // Status is this node's picture of the cluster, for `lbd status`.
@@ -113,6 +112,6 @@ func (c *Cluster) Status() Status {
 		}
 		st.Backends = append(st.Backends, b)
 	}
-	slices.SortFunc(st.Backends, func(a, b BackendStatus) int { return strings.Compare(string(a.Key), string(b.Key)) })
+	slices.SortFunc(st.Backends, func(a, b BackendStatus) int { return a.Key.Compare(b.Key) })
 	return st
 }

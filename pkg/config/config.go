@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/lbdproj/lbd/pkg/cluster"
 	"github.com/lbdproj/lbd/pkg/consistenthash"
 	"github.com/lbdproj/lbd/pkg/health"
 	"gopkg.in/yaml.v3"
@@ -23,9 +24,8 @@ const (
 	DefaultPinDir      = "/sys/fs/bpf/lbd"
 	DefaultHashSeed    = uint32(0x6c62640a) // "lbd\n"
 	DefaultAPIAddr     = "127.0.0.1:9177"
-	DefaultClusterPort = 7946
-	DefaultClusterBind = "0.0.0.0:7946"
-	DefaultQuorum      = "majority"
+	DefaultClusterPort = 7946 // cluster.bind's port when it names none; bind defaults to 0.0.0.0
+	DefaultQuorum      = cluster.QuorumMajority
 	DefaultRingSize    = consistenthash.DefaultSize
 	DefaultEncap       = "ipip"
 	// DefaultHealthType probes a VIP without a health section with a TCP connect. The other
@@ -59,21 +59,21 @@ type Config struct {
 // Node holds the settings local to one LB node. None of them enters Digest except HashSeed,
 // which must be equal on every node.
 type Node struct {
-	Interface    string     // where xdp_lb attaches; required
-	PinDir       string     // bpffs directory for pinned maps and links
-	HashSeed     uint32     // flow hash seed; the same on every LB node
-	EncapSource  netip.Addr // outer IPv4 source; zero: the interface's first IPv4 address
-	EncapSource6 netip.Addr // outer IPv6 source; zero: the interface's first global IPv6 address
-	APIAddr      string     // host:port of the status API and /metrics
-	Name         string     // cluster member name; default os.Hostname()
+	Interface    string         // where xdp_lb attaches; required
+	PinDir       string         // bpffs directory for pinned maps and links
+	HashSeed     uint32         // flow hash seed; the same on every LB node
+	EncapSource  netip.Addr     // outer IPv4 source; zero: the interface's first IPv4 address
+	EncapSource6 netip.Addr     // outer IPv6 source; zero: the interface's first global IPv6 address
+	APIAddr      netip.AddrPort // the status API and /metrics
+	Name         string         // cluster member name; default os.Hostname()
 }
 
 // Cluster configures gossip between LB nodes (hashicorp/memberlist).
 type Cluster struct {
-	Bind       string   // ip:port; default 0.0.0.0:7946
-	Join       []string // host:port of other LB nodes; the port defaults to Bind's
-	SecretFile string   // gossip key file; Load makes a relative path relative to the config file
-	Quorum     string   // majority | any | all
+	Bind       netip.AddrPort // default 0.0.0.0:7946
+	Join       []string       // host:port of other LB nodes (a host may be a DNS name); the port defaults to Bind's
+	SecretFile string         // gossip key file; Load makes a relative path relative to the config file
+	Quorum     cluster.Quorum // default majority
 }
 
 // VIP is one virtual service: an address, a port (0 = all ports) and a protocol.

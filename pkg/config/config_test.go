@@ -6,11 +6,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/lbdproj/lbd/pkg/cluster"
 	"github.com/lbdproj/lbd/pkg/consistenthash"
 )
 
@@ -35,6 +37,12 @@ vips:
       - address: 198.18.0.11
       - address: 198.18.0.12
 `
+
+// cmpNetip compares netip values, whose fields are unexported, with ==.
+var cmpNetip = []cmp.Option{
+	cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
+	cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b }),
+}
 
 func TestParseGood(t *testing.T) {
 	const in = `node:
@@ -94,11 +102,11 @@ vips:
 			HashSeed:     0xdeadbeef,
 			EncapSource:  netip.MustParseAddr("198.18.0.2"),
 			EncapSource6: netip.MustParseAddr("2001:db8::2"),
-			APIAddr:      "127.0.0.1:9177",
+			APIAddr:      netip.MustParseAddrPort("127.0.0.1:9177"),
 			Name:         "lb1",
 		},
 		Cluster: &Cluster{
-			Bind:       "198.18.0.2:7946",
+			Bind:       netip.MustParseAddrPort("198.18.0.2:7946"),
 			Join:       []string{"198.18.0.3:7946", "lb4.example:7000", "[2001:db8::4]:7946"},
 			SecretFile: "gossip.key",
 			Quorum:     "majority",
@@ -128,7 +136,7 @@ vips:
 			Pos: pos(38, 5),
 		}},
 	}
-	if diff := cmp.Diff(want, c, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+	if diff := cmp.Diff(want, c, cmpNetip...); diff != "" {
 		t.Errorf("Parse (-want +got):\n%s", diff)
 	}
 	if v := c.VIP("dns6"); v == nil || v.Port != 0 {
@@ -146,7 +154,7 @@ func TestDefaults(t *testing.T) {
 	}
 	host, _ := os.Hostname()
 	n := c.Node
-	if n.PinDir != DefaultPinDir || n.HashSeed != 0x6c62640a || n.APIAddr != "127.0.0.1:9177" ||
+	if n.PinDir != DefaultPinDir || n.HashSeed != 0x6c62640a || n.APIAddr != netip.MustParseAddrPort("127.0.0.1:9177") ||
 		n.Name != host || n.EncapSource.IsValid() || n.EncapSource6.IsValid() {
 		t.Errorf("node defaults: %+v", n)
 	}
@@ -179,7 +187,7 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (Cluster{Bind: "0.0.0.0:7946", Quorum: "majority"}); !cmp.Equal(*c.Cluster, want) {
+	if want := (Cluster{Bind: netip.MustParseAddrPort("0.0.0.0:7946"), Quorum: "majority"}); !cmp.Equal(*c.Cluster, want, cmpNetip...) {
 		t.Errorf("cluster defaults: %+v", c.Cluster)
 	}
 }
@@ -688,5 +696,43 @@ func TestLimits(t *testing.T) {
 	want = "t.yaml:7:16: vips[0].ring_size: 1048583 is out of range (2..1048573)"
 	if err == nil || err.Error() != want {
 		t.Errorf("err = %v\nwant %s", err, want)
+	}
+}
+
+// The cluster section comes out typed: bind as an address and port (its forms IP, IP:port
+// and :port), join with the bind port filled in, quorum as cluster.Quorum.
+func TestClusterSection(t *testing.T) {
+	for _, tc := range []struct {
+		in       string
+		bind     string
+		join     []string
+		quorum   cluster.Quorum
+		wantWarn bool
+	}{
+		{in: "{secret_file: k}", bind: "0.0.0.0:7946", quorum: cluster.QuorumMajority},
+		{in: "{secret_file: k, bind: 198.18.0.2, quorum: any}", bind: "198.18.0.2:7946", quorum: cluster.QuorumAny},
+		{in: "{secret_file: k, bind: ':7000', join: [198.18.0.3], quorum: all}", bind: "0.0.0.0:7000",
+			join: []string{"198.18.0.3:7000"}, quorum: cluster.QuorumAll},
+		{in: "{bind: '[2001:db8::2]:7001', join: ['lb2.example']}", bind: "[2001:db8::2]:7001",
+			join: []string{"lb2.example:7001"}, quorum: cluster.QuorumMajority, wantWarn: true},
+	} {
+		c, err := Parse("t.yaml", []byte(base+"cluster: "+tc.in+"\n"))
+		if err != nil {
+			t.Errorf("%s: %v", tc.in, err)
+			continue
+		}
+		cc := c.Cluster
+		if cc.Bind != netip.MustParseAddrPort(tc.bind) || !slices.Equal(cc.Join, tc.join) || cc.Quorum != tc.quorum {
+			t.Errorf("%s: bind %s, join %q, quorum %q; want %s, %q, %q", tc.in, cc.Bind, cc.Join, cc.Quorum, tc.bind, tc.join, tc.quorum)
+		}
+		if got := len(c.Warnings) > 0; got != tc.wantWarn {
+			t.Errorf("%s: warnings %q", tc.in, c.Warnings)
+		}
+	}
+	for _, in := range []string{"{quorum: ''}", "{quorum: Majority}"} {
+		_, err := Parse("t.yaml", []byte(base+"cluster: "+in+"\n"))
+		if err == nil || !strings.Contains(err.Error(), "cluster.quorum: ") || !strings.Contains(err.Error(), "is not one of majority, any, all") {
+			t.Errorf("%s: err = %v", in, err)
+		}
 	}
 }

@@ -269,17 +269,22 @@ func (f *fields) str(name string, dst *string) bool {
 	return ok
 }
 
-// oneOf sets *dst from a field whose value must be one of choices.
-func (f *fields) oneOf(name string, dst *string, choices ...string) bool {
+// oneOf sets *dst from a field whose value must be one of choices: an enum of the package
+// that owns it (cluster.Quorum, consistenthash.Algorithm, …) or plain strings.
+func oneOf[T ~string](f *fields, name string, dst *T, choices ...T) bool {
 	n, s, ok := f.scalar(name)
 	if !ok {
 		return false
 	}
-	if !slices.Contains(choices, s) {
-		f.d.errorf(n, join(f.path, name), "%q is not one of %s", s, strings.Join(choices, ", "))
+	if !slices.Contains(choices, T(s)) {
+		names := make([]string, len(choices))
+		for i, c := range choices {
+			names[i] = string(c)
+		}
+		f.d.errorf(n, join(f.path, name), "%q is not one of %s", s, strings.Join(names, ", "))
 		return false
 	}
-	*dst = s
+	*dst = T(s)
 	return true
 }
 

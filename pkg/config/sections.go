@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lbdproj/lbd/pkg/cluster"
 	"github.com/lbdproj/lbd/pkg/consistenthash"
 	"github.com/lbdproj/lbd/pkg/health"
 	"gopkg.in/yaml.v3"
@@ -52,7 +53,7 @@ func (d *decoder) config(doc *yaml.Node) *Config {
 }
 
 func (d *decoder) node(f *fields) Node {
-	node := Node{PinDir: DefaultPinDir, HashSeed: DefaultHashSeed, APIAddr: DefaultAPIAddr}
+	node := Node{PinDir: DefaultPinDir, HashSeed: DefaultHashSeed, APIAddr: netip.MustParseAddrPort(DefaultAPIAddr)}
 	if f == nil {
 		return node
 	}
@@ -99,7 +100,7 @@ func (d *decoder) node(f *fields) Node {
 		case !ap.Addr().IsLoopback():
 			d.warnf(n, "node.api_addr", "%s is not a loopback address: the status API and /metrics have no authentication", s)
 		}
-		node.APIAddr = s
+		node.APIAddr = ap
 	}
 	if n, s, ok := f.scalar("name"); ok {
 		if s == "" || strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
@@ -168,18 +169,18 @@ func (f *fields) addr(name string) (netip.Addr, *yaml.Node, bool) {
 }
 
 func (d *decoder) cluster(f *fields) *Cluster {
-	c := &Cluster{Bind: DefaultClusterBind, Quorum: DefaultQuorum}
+	c := &Cluster{Bind: netip.AddrPortFrom(netip.IPv4Unspecified(), DefaultClusterPort), Quorum: DefaultQuorum}
 	if f == nil {
 		return c
 	}
-	port := uint16(DefaultClusterPort)
 	if n, s, ok := f.scalar("bind"); ok {
 		if ap, msg := parseBind(s); msg != "" {
 			d.errorf(n, "cluster.bind", "%q %s", s, msg)
 		} else {
-			c.Bind, port = ap.String(), ap.Port()
+			c.Bind = ap
 		}
 	}
+	port := c.Bind.Port()
 	if items, ok := f.list("join"); ok {
 		for i, it := range items {
 			it = resolve(it)
@@ -204,7 +205,7 @@ func (d *decoder) cluster(f *fields) *Cluster {
 	} else {
 		d.warnf(f.node, "cluster", "no secret_file: gossip between LB nodes is neither encrypted nor authenticated")
 	}
-	f.oneOf("quorum", &c.Quorum, "majority", "any", "all")
+	oneOf(f, "quorum", &c.Quorum, cluster.Quorums()...)
 	return c
 }
 
@@ -345,7 +346,7 @@ func (d *decoder) vip(n *yaml.Node, path string) (VIP, vipRefs) {
 		f.missing("port")
 	}
 	if f.has("protocol") {
-		protoOK = f.oneOf("protocol", &v.Protocol, "tcp", "udp")
+		protoOK = oneOf(f, "protocol", &v.Protocol, "tcp", "udp")
 	}
 	if v.Protocol == "udp" {
 		v.Proto = 17
@@ -366,7 +367,7 @@ func (d *decoder) vip(n *yaml.Node, path string) (VIP, vipRefs) {
 		}
 		v.Algorithm = s
 	}
-	f.oneOf("encap", &v.Encap, "ipip", "gue")
+	oneOf(f, "encap", &v.Encap, "ipip", "gue")
 	v.Backends = d.backends(f, path, v, addrOK)
 	v.Health = d.health(f, path, v, portOK)
 	return v, r
@@ -465,7 +466,7 @@ func (d *decoder) health(vf *fields, vipPath string, v VIP, portOK bool) Health 
 	if f == nil {
 		return h
 	}
-	if !f.oneOf("type", &h.Type, health.TypeTCP, health.TypeHTTP, health.TypeHTTPS, health.TypeUDP, health.TypeNone) && f.has("type") {
+	if !oneOf(f, "type", &h.Type, health.TypeTCP, health.TypeHTTP, health.TypeHTTPS, health.TypeUDP, health.TypeNone) && f.has("type") {
 		return h // the checks below depend on the type
 	}
 	if !f.has("type") && v.Protocol == "udp" {
