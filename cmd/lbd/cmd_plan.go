@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/lbdproj/lbd/pkg/backends"
 	"github.com/lbdproj/lbd/pkg/config"
 	"github.com/lbdproj/lbd/pkg/consistenthash"
 	"github.com/lbdproj/lbd/pkg/plan"
@@ -47,16 +48,14 @@ func cmdPlan(ctx context.Context, e *env, args []string) int {
 	return exitOK
 }
 
-// planSpecs is each VIP's ring input as the daemon would build it with every backend up.
+// planSpecs is each VIP's ring input as the daemon would build it with every backend up. An
+// empty algorithm is the default: plan.Diff picks it as the daemon does (Algorithm.OrDefault).
 func planSpecs(cfg *config.Config) []plan.VIPSpec {
 	out := make([]plan.VIPSpec, 0, len(cfg.VIPs))
 	for _, v := range cfg.VIPs {
-		s := plan.VIPSpec{Name: v.Name, Algorithm: consistenthash.Algorithm(v.Algorithm), Size: v.RingSize}
-		if s.Algorithm == "" {
-			s.Algorithm = consistenthash.DefaultAlgorithm
-		}
+		s := plan.VIPSpec{Name: v.Name, Algorithm: v.Algorithm, Size: v.RingSize}
 		for _, b := range v.Backends {
-			s.Members = append(s.Members, consistenthash.Member{Key: b.Address.String(), Weight: b.Weight})
+			s.Members = append(s.Members, consistenthash.Member{Key: backends.RingKey(b.Address), Weight: b.Weight})
 		}
 		out = append(out, s)
 	}

@@ -19,7 +19,6 @@ import (
 	"github.com/lbdproj/lbd/pkg/backends"
 	"github.com/lbdproj/lbd/pkg/cluster"
 	"github.com/lbdproj/lbd/pkg/config"
-	"github.com/lbdproj/lbd/pkg/consistenthash"
 	"github.com/lbdproj/lbd/pkg/health"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -169,7 +168,7 @@ func (d *Daemon) applyLocked(ctx context.Context, cfg *config.Config) error {
 	dp := make([]dataplane.VIP, len(views))
 	for i, v := range views {
 		dp[i] = dataplane.VIP{Key: v.key, Ring: v.ring, Backends: make([]dataplane.Backend, len(v.backends)),
-			GUE: v.cfg.Encap == "gue"}
+			GUE: v.cfg.Encap == config.EncapGUE}
 		for j, b := range v.backends {
 			nh := v.nexthops[j]
 			dp[i].Backends[j] = dataplane.Backend{Addr: b.Addr, DstMAC: nh.DstMAC, SrcMAC: nh.SrcMAC,
@@ -261,7 +260,7 @@ func (d *Daemon) build(ctx context.Context, cfg *config.Config) ([]vipView, erro
 			v.backends = append(v.backends, b)
 			v.nexthops = append(v.nexthops, nh)
 		}
-		ring, err := backends.Ring(algorithm(vc), v.backends, vc.RingSize)
+		ring, err := backends.Ring(vc.Algorithm.OrDefault(), v.backends, vc.RingSize)
 		if err != nil {
 			return nil, fmt.Errorf("%s: vip %s: ring: %w", vc.Pos, vc.Name, err)
 		}
@@ -330,13 +329,6 @@ func sameNextHops(a, b []vipView) bool {
 		}
 	}
 	return true
-}
-
-func algorithm(v config.VIP) consistenthash.Algorithm {
-	if v.Algorithm == "" {
-		return consistenthash.DefaultAlgorithm
-	}
-	return consistenthash.Algorithm(v.Algorithm)
 }
 
 // fingerprint names a ring by its content (slot → backend address), so LB nodes can tell

@@ -60,7 +60,7 @@ func Ring(alg consistenthash.Algorithm, bs []Backend, size uint32) ([]uint32, er
 	var index []int
 	for i, b := range bs {
 		if StateOf(b) == Active {
-			members = append(members, consistenthash.Member{Key: b.Addr.String(), Weight: b.Weight})
+			members = append(members, consistenthash.Member{Key: RingKey(b.Addr), Weight: b.Weight})
 			index = append(index, i)
 		}
 	}
@@ -76,6 +76,10 @@ func Ring(alg consistenthash.Algorithm, bs []Backend, size uint32) ([]uint32, er
 	}
 	return table, nil
 }
+
+// RingKey is a backend's identity in its VIP's ring. Every LB node must key a backend alike
+// to build the same ring, and lbd plan must too, to describe it.
+func RingKey(addr netip.Addr) string { return addr.String() }
 
 // Shares counts the slots each backend owns in ring, by address, for status and plans.
 func Shares(bs []Backend, ring []uint32) map[netip.Addr]int {

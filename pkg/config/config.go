@@ -27,7 +27,7 @@ const (
 	DefaultClusterPort = 7946 // cluster.bind's port when it names none; bind defaults to 0.0.0.0
 	DefaultQuorum      = cluster.QuorumMajority
 	DefaultRingSize    = consistenthash.DefaultSize
-	DefaultEncap       = "ipip"
+	DefaultEncap       = EncapIPIP
 	// DefaultHealthType probes a VIP without a health section with a TCP connect. The other
 	// health defaults (interval, timeout, rise, fall, and for http the path, method and
 	// expected status) are pkg/health's: health.DefaultInterval and the rest.
@@ -80,16 +80,24 @@ type Cluster struct {
 type VIP struct {
 	Name      string
 	Address   netip.Addr
-	Port      uint16 // 0 = all ports
-	Protocol  string // "tcp" | "udp"
-	Proto     uint8  // IP protocol number derived from Protocol: 6 or 17
-	RingSize  uint32 // prime, > 100 × backends with weight > 0
-	Algorithm string // "" = the ring package's default; validated there
-	Encap     string // "ipip" | "gue"
+	Port      uint16                   // 0 = all ports
+	Protocol  string                   // "tcp" | "udp"
+	Proto     uint8                    // IP protocol number derived from Protocol: 6 or 17
+	RingSize  uint32                   // prime, > 100 × backends with weight > 0
+	Algorithm consistenthash.Algorithm // "" = none named: Algorithm.OrDefault picks the ring's
+	Encap     Encap
 	Backends  []Backend
 	Health    Health
 	Pos       Position // where the VIP's mapping starts
 }
+
+// Encap is how the LB encapsulates a VIP's packets toward its backends.
+type Encap string
+
+const (
+	EncapIPIP Encap = "ipip" // IP in IP (4in4, 6in6, 4in6)
+	EncapGUE  Encap = "gue"  // GUE variant 1 in UDP to port 6080
+)
 
 // Backend is one real server behind a VIP.
 type Backend struct {

@@ -421,6 +421,16 @@ func TestParseErrors(t *testing.T) {
 		new:     "port: 80\n    ring_size: 65536",
 		wantErr: "t.yaml:7:16: vips[0].ring_size: 65536 is not prime, which Maglev needs (nearest primes: 65521 and 65537)",
 	}, {
+		name:    "unknown algorithm",
+		old:     "port: 80",
+		new:     "port: 80\n    algorithm: ketama",
+		wantErr: `t.yaml:7:16: vips[0].algorithm: "ketama" is not one of rendezvous, maglev, rendezvous-slack`,
+	}, {
+		name:    "unknown encap",
+		old:     "port: 80",
+		new:     "port: 80\n    encap: vxlan",
+		wantErr: `t.yaml:7:12: vips[0].encap: "vxlan" is not one of ipip, gue`,
+	}, {
 		name: "ring too small",
 		old:  "port: 80",
 		new:  "port: 80\n    ring_size: 199",

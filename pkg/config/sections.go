@@ -20,10 +20,9 @@ import (
 )
 
 var (
-	vipNameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
-	algorithmRE = regexp.MustCompile(`^[a-z0-9-]+$`)
-	methodRE    = regexp.MustCompile(`^[A-Z]+$`)
-	hostnameRE  = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$`)
+	vipNameRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+	methodRE   = regexp.MustCompile(`^[A-Z]+$`)
+	hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$`)
 )
 
 func (d *decoder) config(doc *yaml.Node) *Config {
@@ -361,13 +360,8 @@ func (d *decoder) vip(n *yaml.Node, path string) (VIP, vipRefs) {
 			}
 		}
 	}
-	if n, s, ok := f.scalar("algorithm"); ok {
-		if !algorithmRE.MatchString(s) {
-			d.errorf(n, path+".algorithm", "%q is not an algorithm name (lowercase letters, digits and '-')", s)
-		}
-		v.Algorithm = s
-	}
-	oneOf(f, "encap", &v.Encap, "ipip", "gue")
+	oneOf(f, "algorithm", &v.Algorithm, consistenthash.Algorithms()...)
+	oneOf(f, "encap", &v.Encap, EncapIPIP, EncapGUE)
 	v.Backends = d.backends(f, path, v, addrOK)
 	v.Health = d.health(f, path, v, portOK)
 	return v, r

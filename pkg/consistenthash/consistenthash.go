@@ -47,6 +47,19 @@ const (
 // Maglev stays selectable per VIP.
 const DefaultAlgorithm = Rendezvous
 
+// Algorithms lists the algorithms Build knows, DefaultAlgorithm first.
+func Algorithms() []Algorithm { return []Algorithm{Rendezvous, Maglev, RendezvousSlack} }
+
+// OrDefault is the algorithm a VIP's ring is built with: a, or DefaultAlgorithm when a is
+// empty (the VIP names none). The daemon and lbd plan both choose with it, so a plan
+// describes the rings the daemon builds.
+func (a Algorithm) OrDefault() Algorithm {
+	if a == "" {
+		return DefaultAlgorithm
+	}
+	return a
+}
+
 // RendezvousSlackPercent is how far above its share a member may go with RendezvousSlack: the
 // cap that keeps max/mean slots per unit of weight within 1%.
 const RendezvousSlackPercent = 1

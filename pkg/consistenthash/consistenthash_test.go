@@ -319,3 +319,23 @@ func BenchmarkBuild(b *testing.B) {
 		}
 	}
 }
+
+// Every algorithm Algorithms lists builds a ring, the default first; an empty name means the
+// default and any other name stays as it is.
+func TestAlgorithms(t *testing.T) {
+	algs := Algorithms()
+	if len(algs) == 0 || algs[0] != DefaultAlgorithm {
+		t.Fatalf("Algorithms() = %v, want DefaultAlgorithm (%s) first", algs, DefaultAlgorithm)
+	}
+	for _, a := range algs {
+		if _, err := Build(a, members(3, equal), 1009); err != nil {
+			t.Errorf("%s: %v", a, err)
+		}
+		if a.OrDefault() != a {
+			t.Errorf("%s.OrDefault() = %s", a, a.OrDefault())
+		}
+	}
+	if got := Algorithm("").OrDefault(); got != DefaultAlgorithm {
+		t.Errorf(`"".OrDefault() = %q, want %q`, got, DefaultAlgorithm)
+	}
+}

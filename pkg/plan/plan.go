@@ -109,9 +109,7 @@ func Diff(old, new []VIPSpec) Report {
 }
 
 func withDefaults(v VIPSpec) VIPSpec {
-	if v.Algorithm == "" {
-		v.Algorithm = consistenthash.DefaultAlgorithm
-	}
+	v.Algorithm = v.Algorithm.OrDefault()
 	if v.Size == 0 {
 		v.Size = consistenthash.DefaultSize
 	}
