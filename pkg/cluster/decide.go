@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"errors"
-	"fmt"
 	"slices"
 )
 
@@ -23,19 +22,8 @@ const (
 	QuorumAll Quorum = "all"
 )
 
-// Quorums lists the quorums, the default (majority) first.
+// Quorums lists the quorums, the default (majority) first. pkg/config accepts these names.
 func Quorums() []Quorum { return []Quorum{QuorumMajority, QuorumAny, QuorumAll} }
-
-// ParseQuorum accepts "majority", "any", "all", and "" (majority).
-func ParseQuorum(s string) (Quorum, error) {
-	if s == "" {
-		return QuorumMajority, nil
-	}
-	if q := Quorum(s); q.valid() {
-		return q, nil
-	}
-	return "", fmt.Errorf("%w %q: want majority, any or all", ErrBadQuorum, s)
-}
 
 // valid reports whether q is one of Quorums.
 func (q Quorum) valid() bool { return slices.Contains(Quorums(), q) }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
+	"slices"
 	"testing"
 )
 
@@ -197,15 +199,27 @@ func TestDecideMajorityThresholds(t *testing.T) {
 	}
 }
 
-func TestParseQuorum(t *testing.T) {
+// The quorum names config accepts are the ones New takes; "" is majority and anything else
+// is refused.
+func TestQuorums(t *testing.T) {
 	for in, want := range map[string]Quorum{"": QuorumMajority, "majority": QuorumMajority, "any": QuorumAny, "all": QuorumAll} {
-		if got, err := ParseQuorum(in); err != nil || got != want {
-			t.Errorf("ParseQuorum(%q) = %q, %v; want %q", in, got, err, want)
+		if in != "" && !slices.Contains(Quorums(), Quorum(in)) {
+			t.Errorf("Quorums() = %q lacks %q", Quorums(), in)
+		}
+		if got := startNode(t, "q-"+in, withQuorum(Quorum(in))).Status().Quorum; got != want {
+			t.Errorf("New with quorum %q: %q, want %q", in, got, want)
 		}
 	}
 	for _, in := range []string{"most", "Majority", "2"} {
-		if _, err := ParseQuorum(in); !errors.Is(err, ErrBadQuorum) {
-			t.Errorf("ParseQuorum(%q) error = %v, want ErrBadQuorum", in, err)
+		if slices.Contains(Quorums(), Quorum(in)) {
+			t.Errorf("Quorums() = %q has %q", Quorums(), in)
+		}
+		o := Options{NodeName: "a", Bind: netip.MustParseAddrPort("127.0.0.1:0"), SecretKey: testKey, Quorum: Quorum(in)}
+		if c, err := New(o); !errors.Is(err, ErrBadQuorum) {
+			if err == nil {
+				c.Shutdown()
+			}
+			t.Errorf("New with quorum %q: %v, want ErrBadQuorum", in, err)
 		}
 	}
 }
