@@ -202,6 +202,33 @@ func Parse(name string, data []byte) (*Config, error) {
 	return c, nil
 }
 
+// config decodes the document's root: the node, cluster and vips sections.
+func (d *decoder) config(doc *yaml.Node) *Config {
+	c := &Config{}
+	root := doc
+	if doc.Kind == yaml.DocumentNode && len(doc.Content) > 0 {
+		root = doc.Content[0]
+	}
+	if isNull(root) {
+		d.errorf(root, "", "config is empty")
+		return c
+	}
+	f := d.mapping(root, "", "node", "cluster", "vips")
+	if f == nil {
+		return c
+	}
+	if f.has("node") {
+		c.Node = d.node(f.sub("node", "interface", "pin_dir", "hash_seed", "encap_source", "encap_source6", "api_addr", "name"))
+	} else {
+		f.missing("node")
+	}
+	if f.has("cluster") {
+		c.Cluster = d.cluster(f.sub("cluster", "bind", "join", "secret_file", "quorum"))
+	}
+	c.VIPs = d.vips(f)
+	return c
+}
+
 // VIP returns the VIP with the given name, or nil.
 func (c *Config) VIP(name string) *VIP {
 	for i := range c.VIPs {

@@ -1,0 +1,103 @@
+package config
+
+// The node section: settings local to one LB node.
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+func (d *decoder) node(f *fields) Node {
+	node := Node{PinDir: DefaultPinDir, HashSeed: DefaultHashSeed, APIAddr: netip.MustParseAddrPort(DefaultAPIAddr)}
+	if f == nil {
+		return node
+	}
+	if n, s, ok := f.scalar("interface"); ok {
+		if msg := checkIfname(s); msg != "" {
+			d.errorf(n, "node.interface", "%q %s", s, msg)
+		}
+		node.Interface = s
+	} else if !f.has("interface") {
+		f.missing("interface")
+	}
+	if n, s, ok := f.scalar("pin_dir"); ok {
+		if !filepath.IsAbs(s) {
+			d.errorf(n, "node.pin_dir", "%q is not an absolute path", s)
+		}
+		node.PinDir = filepath.Clean(s)
+	}
+	if n, s, ok := f.scalar("hash_seed"); ok {
+		v, err := parseSeed(s)
+		if err != nil {
+			d.errorf(n, "node.hash_seed", "%q is not a 32-bit unsigned integer (decimal or 0x hex)", s)
+		}
+		node.HashSeed = v
+	}
+	if a, n, ok := f.addr("encap_source"); ok {
+		if !a.Is4() {
+			d.errorf(n, "node.encap_source", "%s is not an IPv4 address (IPv6 goes in encap_source6)", a)
+		}
+		node.EncapSource = a
+	}
+	if a, n, ok := f.addr("encap_source6"); ok {
+		if !a.Is6() {
+			d.errorf(n, "node.encap_source6", "%s is not an IPv6 address (IPv4 goes in encap_source)", a)
+		}
+		node.EncapSource6 = a
+	}
+	if n, s, ok := f.scalar("api_addr"); ok {
+		ap, err := netip.ParseAddrPort(s)
+		switch {
+		case err != nil || ap.Addr().Zone() != "":
+			d.errorf(n, "node.api_addr", "%q is not an IP:port address (e.g. 127.0.0.1:9177 or [::1]:9177)", s)
+		case ap.Port() == 0:
+			d.errorf(n, "node.api_addr", "%q: port 0 is not allowed", s)
+		case !ap.Addr().IsLoopback():
+			d.warnf(n, "node.api_addr", "%s is not a loopback address: the status API and /metrics have no authentication", s)
+		}
+		node.APIAddr = ap
+	}
+	if n, s, ok := f.scalar("name"); ok {
+		if s == "" || strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+			d.errorf(n, "node.name", "%q must be non-empty and have no spaces or control characters", s)
+		}
+		node.Name = s
+	} else {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			d.errorf(f.node, "node.name", "not set, and the hostname is unknown (%v): set node.name", err)
+		}
+		node.Name = h
+	}
+	return node
+}
+
+// checkIfname mirrors the kernel's dev_valid_name.
+func checkIfname(s string) string {
+	switch {
+	case s == "":
+		return "is empty"
+	case len(s) > 15:
+		return "is longer than 15 bytes, the kernel's limit for interface names"
+	case s == "." || s == "..":
+		return "is not an interface name"
+	case strings.ContainsAny(s, "/:") || strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+		return "is not an interface name: it has '/', ':', a space or a control character"
+	}
+	return ""
+}
+
+// parseSeed accepts a decimal or 0x-prefixed hexadecimal uint32.
+func parseSeed(s string) (uint32, error) {
+	var v uint64
+	var err error
+	if h, ok := strings.CutPrefix(strings.ToLower(s), "0x"); ok {
+		v, err = strconv.ParseUint(h, 16, 32)
+	} else {
+		v, err = strconv.ParseUint(s, 10, 32)
+	}
+	return uint32(v), err
+}
