@@ -1,10 +1,11 @@
 package daemon
 
+// Health: the probes the config asks for, and what the verdict on them does to the backends.
+
 import (
 	"context"
 	"log/slog"
 	"net/netip"
-	"time"
 
 	"github.com/lbdproj/lbd/internal/dataplane"
 	"github.com/lbdproj/lbd/pkg/cluster"
@@ -12,12 +13,13 @@ import (
 	"github.com/lbdproj/lbd/pkg/health"
 )
 
-// targetsLocked lists the probes the config asks for. Backends of VIPs with health type
-// none are not probed and count as up. A probe through the tunnel connects to VIP:port with
-// the mark that makes tc_probe encapsulate it to its backend.
-func (d *Daemon) targetsLocked() []health.Target {
+// targets lists the probes cfg asks for. Backends of VIPs with health type none are not
+// probed and count as up. A probe through the tunnel connects to VIP:port with the mark
+// (from probeMark, the data path's) that makes tc_probe encapsulate it to its backend; a
+// backend without a mark yet is not probed.
+func targets(cfg *config.Config, probeMark func(dataplane.VIPKey, netip.Addr) (uint32, bool)) []health.Target {
 	var out []health.Target
-	for _, v := range d.cfg.VIPs {
+	for _, v := range cfg.VIPs {
 		h := v.Health
 		if h.Type == "" || h.Type == health.TypeNone {
 			continue
@@ -33,7 +35,7 @@ func (d *Daemon) targetsLocked() []health.Target {
 				Spec: spec,
 			}
 			if h.ThroughTunnel {
-				mark, ok := d.lb.ProbeMark(dataplane.VIPKey{Addr: v.Address, Port: v.Port, Proto: v.Proto}, b.Address)
+				mark, ok := probeMark(dataplane.VIPKey{Addr: v.Address, Port: v.Port, Proto: v.Proto}, b.Address)
 				if !ok {
 					continue
 				}
@@ -45,74 +47,24 @@ func (d *Daemon) targetsLocked() []health.Target {
 	return out
 }
 
-// newCluster starts gossip for cfg.Cluster; nil when the node decides alone.
-func newCluster(cfg *config.Config, d *Daemon) (*cluster.Cluster, error) {
-	cc := cfg.Cluster
-	if cc == nil {
-		return nil, nil
-	}
-	opts := cluster.Options{NodeName: cfg.Node.Name, Bind: cc.Bind, Join: cc.Join,
-		Quorum: cc.Quorum, ConfigDigest: cfg.Digest(), Registerer: d.reg, Logger: d.log.With("component", "cluster"),
-		OnChange: d.kick}
-	var err error
-	if cc.SecretFile == "" {
-		opts.Insecure = true
-		d.log.Warn("cluster gossip is neither encrypted nor authenticated: set cluster.secret_file")
-	} else if opts.SecretKey, err = cluster.LoadSecret(cc.SecretFile); err != nil {
-		return nil, err
-	}
-	return cluster.New(opts)
-}
-
-// kick asks the reconcile loop to look at health again; it never blocks.
-func (d *Daemon) kick() {
-	select {
-	case d.dirty <- struct{}{}:
-	default:
-	}
-}
-
-// Run probes the backends, takes part in the cluster and keeps the rings in line with the
-// verdict until ctx ends.
-func (d *Daemon) Run(ctx context.Context) error {
-	go d.checker.Run(ctx)
-	d.kick()
-	tick := time.NewTicker(resolveRetry)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-			if err := d.refreshNextHops(ctx); err != nil {
-				d.log.Error("refresh next hops", "err", err)
-			}
-		case <-d.dirty:
-			if err := d.reconcile(ctx); err != nil {
-				d.log.Error("apply health verdict", "err", err)
-			}
-		}
-	}
-}
-
-// reconcile publishes the local probe results, takes the verdict (the cluster's, or the
-// local one for a node alone) and rebuilds the rings when a backend changed state.
-func (d *Daemon) reconcile(ctx context.Context) error {
+// localResults is this node's own probe results (true = up) and last errors, by backend.
+func localResults(states map[health.Key]health.State) (map[cluster.BackendKey]bool, map[cluster.BackendKey]string) {
 	local := map[cluster.BackendKey]bool{}
 	errs := map[cluster.BackendKey]string{}
-	for k, st := range d.checker.States() {
+	for k, st := range states {
 		bk := cluster.BackendKey{VIP: k.VIP, Backend: k.Backend}
 		local[bk] = st.Up
 		errs[bk] = st.LastErr
 	}
-	verdict := local
-	if d.cluster != nil {
-		d.cluster.SetLocal(local)
-		verdict = d.cluster.Verdict()
-	}
+	return local, errs
+}
 
-	d.mu.Lock()
-	defer d.mu.Unlock()
+// takeVerdictLocked records this node's probe results and the verdict (the cluster's, or
+// the local results for a node alone, as by says), logs and counts every configured
+// backend whose verdict changed, and reports whether any did: then the rings must be
+// rebuilt.
+func (d *Daemon) takeVerdictLocked(ctx context.Context, local map[cluster.BackendKey]bool, errs map[cluster.BackendKey]string,
+	verdict map[cluster.BackendKey]bool, by string) bool {
 	d.local, d.probeErr = local, errs
 	down := map[cluster.BackendKey]bool{}
 	for bk, up := range verdict {
@@ -129,31 +81,22 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 				continue
 			}
 			changed = true
-			src := "local probes"
-			if d.cluster != nil {
-				src = "cluster verdict"
-			}
 			lvl, state := slog.LevelInfo, "up"
 			if is {
 				lvl, state = slog.LevelWarn, "down"
 			}
-			d.log.Log(ctx, lvl, "backend "+state, "vip", v.Name, "backend", b.Address, "by", src,
+			d.log.Log(ctx, lvl, "backend "+state, "vip", v.Name, "backend", b.Address, "by", by,
 				"local", upDown(local, bk), "last_error", errs[bk])
-			d.transitions.WithLabelValues(v.Name, b.Address.String(), state).Inc()
+			d.verdictTransitions.WithLabelValues(v.Name, b.Address.String(), state).Inc()
 		}
 	}
 	if changed {
 		d.down = down
-		if err := d.applyLocked(ctx, d.cfg); err != nil {
-			return err
-		}
 	}
-	if d.cluster != nil {
-		d.cluster.SetFingerprint(d.fingerprintLocked())
-	}
-	return nil
+	return changed
 }
 
+// upDown is a backend's entry in m as status shows it.
 func upDown(m map[cluster.BackendKey]bool, k cluster.BackendKey) string {
 	up, ok := m[k]
 	switch {
@@ -164,13 +107,4 @@ func upDown(m map[cluster.BackendKey]bool, k cluster.BackendKey) string {
 	default:
 		return "down"
 	}
-}
-
-// fingerprintLocked names all rings at once, for the cluster to compare.
-func (d *Daemon) fingerprintLocked() string {
-	fps := map[string]string{}
-	for _, v := range d.vips {
-		fps[v.cfg.Name] = v.fingerprint
-	}
-	return digestOf(fps)
 }

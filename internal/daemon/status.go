@@ -1,5 +1,7 @@
 package daemon
 
+// The status API: what `lbd status` shows, and the HTTP handler that serves it with /metrics.
+
 import (
 	"encoding/json"
 	"net/http"
@@ -77,12 +79,22 @@ func (d *Daemon) Status() (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
+	var cs *cluster.Status
+	if d.cluster != nil {
+		st := d.cluster.Status()
+		cs = &st
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.statusLocked(stats, cs), nil
+}
+
+// statusLocked is the status of what is served, with the data path's counters stats and
+// the cluster's status cs (nil for a node alone).
+func (d *Daemon) statusLocked(stats dataplane.Stats, cs *cluster.Status) Status {
 	views := map[cluster.BackendKey]map[string]bool{}
 	var cst *ClusterStatus
-	if d.cluster != nil {
-		cs := d.cluster.Status()
+	if cs != nil {
 		cst = &ClusterStatus{Quorum: string(cs.Quorum), FingerprintsAgree: cs.FingerprintsAgree, Fingerprint: d.fingerprintLocked()}
 		for _, m := range cs.Members {
 			cst.Members = append(cst.Members, MemberStatus{Name: m.Name, Addr: m.Addr, State: m.State,
@@ -118,7 +130,7 @@ func (d *Daemon) Status() (Status, error) {
 		}
 		st.VIPs = append(st.VIPs, vs)
 	}
-	return st, nil
+	return st
 }
 
 // Handler serves the read-only API: /status (JSON), /metrics, /healthz.
@@ -140,70 +152,4 @@ func (d *Daemon) Handler(g prometheus.Gatherer) http.Handler {
 		w.Write([]byte("ok\n"))
 	})
 	return mux
-}
-
-// Collector exposes the data path's counters to Prometheus, read at scrape time.
-func (d *Daemon) Collector() prometheus.Collector { return collector{d} }
-
-type collector struct{ d *Daemon }
-
-var (
-	descPackets = prometheus.NewDesc("lbd_dataplane_packets_total",
-		"Packets seen by xdp_lb, by what happened to them.", []string{"reason"}, nil)
-	descBytes = prometheus.NewDesc("lbd_dataplane_bytes_total",
-		"Bytes seen by xdp_lb, by what happened to them.", []string{"reason"}, nil)
-	descEvents = prometheus.NewDesc("lbd_dataplane_flow_events_total",
-		"Flow table events: lru_hit, lru_miss, lru_skip_down, syn.", []string{"event"}, nil)
-	descVIPPackets = prometheus.NewDesc("lbd_vip_packets_total",
-		"Packets sent to a VIP's backends.", []string{"vip"}, nil)
-	descVIPBytes = prometheus.NewDesc("lbd_vip_bytes_total",
-		"Bytes sent to a VIP's backends.", []string{"vip"}, nil)
-	descBackendPackets = prometheus.NewDesc("lbd_backend_packets_total",
-		"Packets sent to a backend of a VIP.", []string{"vip", "backend"}, nil)
-	descBackendSlots = prometheus.NewDesc("lbd_backend_ring_slots",
-		"Ring slots a backend owns in a VIP's ring.", []string{"vip", "backend"}, nil)
-	descBackendActive = prometheus.NewDesc("lbd_backend_active",
-		"1 when the backend takes new flows (healthy, weight > 0).", []string{"vip", "backend"}, nil)
-	descBackendUp = prometheus.NewDesc("lbd_backend_up",
-		"1 unless the health verdict (the cluster's, or this node's alone) has the backend down.", []string{"vip", "backend"}, nil)
-)
-
-func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPackets, descBytes, descEvents, descVIPPackets, descVIPBytes,
-		descBackendPackets, descBackendSlots, descBackendActive, descBackendUp} {
-		ch <- d
-	}
-}
-
-func (c collector) Collect(ch chan<- prometheus.Metric) {
-	st, err := c.d.Status()
-	if err != nil {
-		ch <- prometheus.NewInvalidMetric(descPackets, err)
-		return
-	}
-	for reason, v := range st.Verdicts {
-		ch <- prometheus.MustNewConstMetric(descPackets, prometheus.CounterValue, float64(v.Packets), reason)
-		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(v.Bytes), reason)
-	}
-	for ev, n := range st.Events {
-		ch <- prometheus.MustNewConstMetric(descEvents, prometheus.CounterValue, float64(n), ev)
-	}
-	for _, v := range st.VIPs {
-		ch <- prometheus.MustNewConstMetric(descVIPPackets, prometheus.CounterValue, float64(v.Packets), v.Name)
-		ch <- prometheus.MustNewConstMetric(descVIPBytes, prometheus.CounterValue, float64(v.Bytes), v.Name)
-		for _, b := range v.Backends {
-			ch <- prometheus.MustNewConstMetric(descBackendPackets, prometheus.CounterValue, float64(b.Packets), v.Name, b.Address)
-			ch <- prometheus.MustNewConstMetric(descBackendSlots, prometheus.GaugeValue, float64(b.Slots), v.Name, b.Address)
-			active := 0.0
-			if b.State == backends.Active.String() {
-				active = 1
-			}
-			ch <- prometheus.MustNewConstMetric(descBackendActive, prometheus.GaugeValue, active, v.Name, b.Address)
-			up := 1.0
-			if b.State == backends.Down.String() {
-				up = 0
-			}
-			ch <- prometheus.MustNewConstMetric(descBackendUp, prometheus.GaugeValue, up, v.Name, b.Address)
-		}
-	}
 }
