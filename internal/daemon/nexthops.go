@@ -48,7 +48,7 @@ func (d *Daemon) nextHop(ctx context.Context, addr netip.Addr, resolved map[neti
 	}
 	resolved[addr] = nh
 	if d.unresolvedWarned[addr] {
-		d.log.Info("backend next hop resolved", "backend", addr, "mac", nh.DstMAC)
+		d.log.Info("backend next hop resolved", "backend", addr, "mac", nh.DstMAC.String())
 		delete(d.unresolvedWarned, addr)
 	}
 	return nh, nil

@@ -133,11 +133,13 @@ func (d *Daemon) statusLocked(stats dataplane.Stats, cs *cluster.Status) Status 
 	return st
 }
 
-// Handler serves the read-only API: /status (JSON), /metrics, /healthz.
-func (d *Daemon) Handler(g prometheus.Gatherer) http.Handler {
+// Handler serves the read-only API: /status (JSON), /metrics (from g), /healthz.
+func (d *Daemon) Handler(g prometheus.Gatherer) http.Handler { return handler(d.Status, g) }
+
+func handler(status func() (Status, error), g prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
-		st, err := d.Status()
+		st, err := status()
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
