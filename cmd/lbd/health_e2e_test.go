@@ -43,16 +43,16 @@ func TestDeadBackendLeavesTheRingAndReturns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `# HELP lbd_backend_up 1 unless the health verdict (the cluster's, or this node's alone) has the backend down.
+	want := `# HELP lbd_backend_up 1 unless the backend is down in this node's rings: the health verdict (the cluster's, or this node's alone) has it down, or its next hop did not resolve.
 # TYPE lbd_backend_up gauge
 lbd_backend_up{backend="198.18.0.11",vip="web"} 1
 lbd_backend_up{backend="198.18.0.12",vip="web"} 0
 lbd_backend_up{backend="198.18.0.13",vip="web"} 1
-# HELP lbd_backend_transitions_total Backends going up or down in this node's rings (the cluster verdict, or local probes alone).
-# TYPE lbd_backend_transitions_total counter
-lbd_backend_transitions_total{backend="198.18.0.12",to="down",vip="web"} 1
+# HELP lbd_backend_verdict_transitions_total Changes of the health verdict on a backend of a VIP, by the state entered: down takes it out of this node's rings, up puts it back. The verdict is the cluster's quorum of the LB nodes' probes, or this node's own probes when it is alone.
+# TYPE lbd_backend_verdict_transitions_total counter
+lbd_backend_verdict_transitions_total{backend="198.18.0.12",to="down",vip="web"} 1
 `
-	if err := testutil.GatherAndCompare(g, strings.NewReader(want), "lbd_backend_up", "lbd_backend_transitions_total"); err != nil {
+	if err := testutil.GatherAndCompare(g, strings.NewReader(want), "lbd_backend_up", "lbd_backend_verdict_transitions_total"); err != nil {
 		t.Errorf("metrics after the failover: %v", err)
 	}
 

@@ -116,13 +116,13 @@ func TestTakeVerdict(t *testing.T) {
 		t.Errorf("local %v, errs %v", d.local, d.probeErr)
 	}
 
-	want := `# HELP lbd_backend_transitions_total Backends going up or down in this node's rings (the cluster verdict, or local probes alone).
-# TYPE lbd_backend_transitions_total counter
-lbd_backend_transitions_total{backend="198.18.0.11",to="down",vip="web"} 1
-lbd_backend_transitions_total{backend="198.18.0.13",to="down",vip="web"} 1
-lbd_backend_transitions_total{backend="198.18.0.13",to="up",vip="web"} 1
+	want := `# HELP lbd_backend_verdict_transitions_total Changes of the health verdict on a backend of a VIP, by the state entered: down takes it out of this node's rings, up puts it back. The verdict is the cluster's quorum of the LB nodes' probes, or this node's own probes when it is alone.
+# TYPE lbd_backend_verdict_transitions_total counter
+lbd_backend_verdict_transitions_total{backend="198.18.0.11",to="down",vip="web"} 1
+lbd_backend_verdict_transitions_total{backend="198.18.0.13",to="down",vip="web"} 1
+lbd_backend_verdict_transitions_total{backend="198.18.0.13",to="up",vip="web"} 1
 `
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "lbd_backend_transitions_total"); err != nil {
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "lbd_backend_verdict_transitions_total"); err != nil {
 		t.Error(err)
 	}
 	for _, line := range []string{

@@ -10,8 +10,8 @@ import (
 
 // newVerdictTransitions counts the verdict's changes, registered on reg.
 func newVerdictTransitions(reg prometheus.Registerer) *prometheus.CounterVec {
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lbd_backend_transitions_total",
-		Help: "Backends going up or down in this node's rings (the cluster verdict, or local probes alone)."},
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lbd_backend_verdict_transitions_total",
+		Help: "Changes of the health verdict on a backend of a VIP, by the state entered: down takes it out of this node's rings, up puts it back. The verdict is the cluster's quorum of the LB nodes' probes, or this node's own probes when it is alone."},
 		[]string{"vip", "backend", "to"})
 	reg.MustRegister(c)
 	return c
@@ -41,7 +41,7 @@ var (
 	descBackendActive = prometheus.NewDesc("lbd_backend_active",
 		"1 when the backend takes new flows (healthy, weight > 0).", []string{"vip", "backend"}, nil)
 	descBackendUp = prometheus.NewDesc("lbd_backend_up",
-		"1 unless the health verdict (the cluster's, or this node's alone) has the backend down.", []string{"vip", "backend"}, nil)
+		"1 unless the backend is down in this node's rings: the health verdict (the cluster's, or this node's alone) has it down, or its next hop did not resolve.", []string{"vip", "backend"}, nil)
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {

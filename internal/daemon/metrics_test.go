@@ -37,7 +37,7 @@ lbd_backend_ring_slots{backend="198.18.0.11",vip="dns"} 211
 lbd_backend_ring_slots{backend="198.18.0.11",vip="web"} 1009
 lbd_backend_ring_slots{backend="198.18.0.12",vip="web"} 0
 lbd_backend_ring_slots{backend="198.18.0.13",vip="web"} 0
-# HELP lbd_backend_up 1 unless the health verdict (the cluster's, or this node's alone) has the backend down.
+# HELP lbd_backend_up 1 unless the backend is down in this node's rings: the health verdict (the cluster's, or this node's alone) has it down, or its next hop did not resolve.
 # TYPE lbd_backend_up gauge
 lbd_backend_up{backend="198.18.0.11",vip="dns"} 1
 lbd_backend_up{backend="198.18.0.11",vip="web"} 1

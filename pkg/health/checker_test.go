@@ -242,7 +242,7 @@ func TestMetrics(t *testing.T) {
 
 	// Unknown → Up is no transition (it was served all along); Unknown → Down is.
 	want := `
-# HELP lbd_health_transitions_total Changes of a backend between served (unknown or up) and not served (down), by the state entered.
+# HELP lbd_health_transitions_total Changes of this node's own probe state of a backend port behind a VIP, between served (unknown or up) and not served (down), by the state entered. The rings follow the verdict (lbd_backend_verdict_transitions_total), which in a cluster is the quorum of every LB node's probes.
 # TYPE lbd_health_transitions_total counter
 lbd_health_transitions_total{backend="` + dead.Key.backendLabel() + `",to="down",vip="vip1"} 1
 `

@@ -25,7 +25,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"vip", "type"}),
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lbd_health_transitions_total",
-			Help: "Changes of a backend between served (unknown or up) and not served (down), by the state entered.",
+			Help: "Changes of this node's own probe state of a backend port behind a VIP, between served (unknown or up) and not served (down), by the state entered. The rings follow the verdict (lbd_backend_verdict_transitions_total), which in a cluster is the quorum of every LB node's probes.",
 		}, []string{"vip", "backend", "to"}),
 		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lbd_health_probes_total",
