@@ -34,7 +34,10 @@ func cmdBackend(ctx context.Context, e *env, args []string) int {
 		}
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(st)
+		if err := enc.Encode(backendStatsJSON(st)); err != nil {
+			fmt.Fprintf(e.stderr, "lbd backend: %v\n", err)
+			return exitFailure
+		}
 		return exitOK
 	}
 	if *iface == "" {
@@ -160,4 +163,18 @@ func parseServedVIPs(s string) ([]dataplane.VIPKey, error) {
 		out = append(out, dataplane.VIPKey{Addr: addrPort.Addr().Unmap(), Port: addrPort.Port(), Proto: p})
 	}
 	return out, nil
+}
+
+// backendStatsJSON is st as --stats prints it: JSON object keys must be strings, so the
+// per-VIP return counters are keyed by "addr:port/proto" (dataplane.VIPKey.String). Encoding
+// st itself fails on its VIPKey keys, and --stats used to print nothing.
+func backendStatsJSON(st dataplane.BackendStats) any {
+	ret := make(map[string]dataplane.Counter, len(st.Return))
+	for k, c := range st.Return {
+		ret[k.String()] = c
+	}
+	return struct {
+		Counters map[string]dataplane.Counter
+		Return   map[string]dataplane.Counter
+	}{st.Counters, ret}
 }
