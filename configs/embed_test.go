@@ -1,6 +1,7 @@
 package configs_test
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/lbdproj/lbd/configs"
@@ -12,8 +13,12 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	web := c.VIP("web")
-	if c.Node.Interface != "eth0" || web == nil || len(web.Backends) != 3 || web.Address.String() != "198.18.0.10" ||
+	i := slices.IndexFunc(c.VIPs, func(v config.VIP) bool { return v.Name == "web" })
+	if i < 0 {
+		t.Fatalf("demo config has no VIP web: %+v", c)
+	}
+	web := c.VIPs[i]
+	if c.Node.Interface != "eth0" || len(web.Backends) != 3 || web.Address.String() != "198.18.0.10" ||
 		web.Port != 80 || web.Proto != 6 || web.Health.Type != "tcp" {
 		t.Errorf("demo config: %+v", c)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 )
 
 // env is everything a subcommand touches outside itself, so each one can run in-process
@@ -19,7 +17,6 @@ type env struct {
 	stdout, stderr io.Writer
 	// signals delivers SIGINT/SIGTERM (stop) and SIGHUP (reload) to long-running commands
 	signals func() (<-chan os.Signal, func())
-	now     func() time.Time
 	// exe is the lbd binary, for commands that start other lbd processes (demo)
 	exe func() (string, error)
 }
@@ -33,7 +30,6 @@ func newEnv() *env {
 			signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 			return ch, func() { signal.Stop(ch) }
 		},
-		now: time.Now,
 		exe: os.Executable,
 	}
 }
@@ -106,11 +102,12 @@ func newFlags(e *env, name, args string) *flag.FlagSet {
 }
 
 // parseFlags parses args, allowing flags after positional arguments; it returns the
-// positionals, or ok=false after printing the error.
+// positionals, or ok=false after printing the error. -h and -help print the usage and
+// count as a usage error too (exit 2), as for any command line the command did not run.
 func parseFlags(fs *flag.FlagSet, args []string) (pos []string, ok bool) {
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, errors.Is(err, flag.ErrHelp) && false
+			return nil, false
 		}
 		args = fs.Args()
 		if len(args) == 0 {

@@ -7,13 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -22,10 +20,6 @@ import (
 	"github.com/lbdproj/lbd/internal/dataplane"
 	"github.com/lbdproj/lbd/internal/testbed"
 	"github.com/lbdproj/lbd/pkg/config"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 )
 
 // sandbox is a fleet in network namespaces running real lbd processes: `lbd run` on the
@@ -40,7 +34,6 @@ type sandbox struct {
 	beProcs  []*testbed.Process
 	servers  map[string]*backendServer // by backend host name
 	exe      string
-	exeEnv   []string
 	vip      netip.Addr
 	vipPort  uint16
 	startDur time.Duration
@@ -325,30 +318,4 @@ func (s *sandbox) Close() error {
 		b.srv.Close()
 	}
 	return s.fleet.Close()
-}
-
-// LBMetrics scrapes LB node i's /metrics from inside its namespace, as a Gatherer for
-// prometheus/testutil.
-func (s *sandbox) LBMetrics(ctx context.Context, i int) (prometheus.Gatherer, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.cfg.Node.APIAddr.String()+"/metrics", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := s.fleet.LBs[i].HTTPClient(3 * time.Second).Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	return prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
-		out := make([]*dto.MetricFamily, 0, len(fams))
-		for _, name := range slices.Sorted(maps.Keys(fams)) {
-			out = append(out, fams[name])
-		}
-		return out, nil
-	}), nil
 }

@@ -149,9 +149,6 @@ func (d *Daemon) leave() {
 	d.cluster.Shutdown()
 }
 
-// Stats returns the data path's counters.
-func (d *Daemon) Stats() (dataplane.Stats, error) { return d.lb.Stats() }
-
 // Config returns the config being served.
 func (d *Daemon) Config() *config.Config {
 	d.mu.Lock()

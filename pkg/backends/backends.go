@@ -5,7 +5,6 @@ package backends
 
 import (
 	"net/netip"
-	"sort"
 
 	"github.com/lbdproj/lbd/pkg/consistenthash"
 )
@@ -87,15 +86,5 @@ func Shares(bs []Backend, ring []uint32) map[netip.Addr]int {
 	for _, i := range ring {
 		out[bs[i].Addr]++
 	}
-	return out
-}
-
-// Sorted returns the addresses of bs in a stable order.
-func Sorted(bs []Backend) []netip.Addr {
-	out := make([]netip.Addr, len(bs))
-	for i, b := range bs {
-		out[i] = b.Addr
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
 	return out
 }

@@ -71,24 +71,6 @@ func (q *stateQueue) drop(node string, version uint64) {
 	}
 }
 
-// queued returns the version of node's queued state, if any.
-func (q *stateQueue) queued(node string) (uint64, bool) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	cur, ok := q.items[node]
-	if !ok {
-		return 0, false
-	}
-	return cur.version, true
-}
-
-// len is the number of states queued.
-func (q *stateQueue) len() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.items)
-}
-
 // getBroadcasts returns the states to put in one packet, up to limit bytes
 // with overhead bytes for each: the least sent first, the newest first among
 // those. A state is dropped once sent its number of times.

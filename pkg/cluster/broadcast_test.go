@@ -197,3 +197,23 @@ func TestStateRepublishedWhileRecent(t *testing.T) {
 		t.Errorf("version %d queued again long after the change", got)
 	}
 }
+
+// queued and len look into a stateQueue for the tests; the package never needs to.
+
+// queued returns the version of node's queued state, if any.
+func (q *stateQueue) queued(node string) (uint64, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	cur, ok := q.items[node]
+	if !ok {
+		return 0, false
+	}
+	return cur.version, true
+}
+
+// len is the number of states queued.
+func (q *stateQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
+}

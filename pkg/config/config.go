@@ -228,13 +228,3 @@ func (d *decoder) config(doc *yaml.Node) *Config {
 	c.VIPs = d.vips(f)
 	return c
 }
-
-// VIP returns the VIP with the given name, or nil.
-func (c *Config) VIP(name string) *VIP {
-	for i := range c.VIPs {
-		if c.VIPs[i].Name == name {
-			return &c.VIPs[i]
-		}
-	}
-	return nil
-}

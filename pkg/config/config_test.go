@@ -139,12 +139,20 @@ vips:
 	if diff := cmp.Diff(want, c, cmpNetip...); diff != "" {
 		t.Errorf("Parse (-want +got):\n%s", diff)
 	}
-	if v := c.VIP("dns6"); v == nil || v.Port != 0 {
-		t.Errorf("VIP(dns6) = %v", v)
+	if v := vipNamed(c, "dns6"); v == nil || v.Port != 0 {
+		t.Errorf("vip dns6 = %v", v)
 	}
-	if v := c.VIP("nope"); v != nil {
-		t.Errorf("VIP(nope) = %v, want nil", v)
+	if v := vipNamed(c, "nope"); v != nil {
+		t.Errorf("vip nope = %v, want none", v)
 	}
+}
+
+// vipNamed returns c's VIP with the given name, or nil.
+func vipNamed(c *Config, name string) *VIP {
+	if i := slices.IndexFunc(c.VIPs, func(v VIP) bool { return v.Name == name }); i >= 0 {
+		return &c.VIPs[i]
+	}
+	return nil
 }
 
 func TestDefaults(t *testing.T) {
@@ -572,7 +580,7 @@ vips:
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, b := c.VIP("a"), c.VIP("b")
+	a, b := vipNamed(c, "a"), vipNamed(c, "b")
 	if len(b.Backends) != 2 || b.Health.Path != "/healthz" || b.Health.Port != 8081 || a.Health.Port != 80 {
 		t.Errorf("a = %+v\nb = %+v", a, b)
 	}
