@@ -164,6 +164,9 @@ func liveMembers(n *testNode) []string {
 
 // eventually polls cond until it returns nil and returns how long that took,
 // or fails the test at the deadline with cond's last error.
+//
+// TODO(wait): a local stand-in for the shared internal/wait package (another
+// branch); swap it in when that is merged.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) time.Duration {
 	t.Helper()
 	start := time.Now()

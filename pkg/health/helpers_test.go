@@ -56,15 +56,24 @@ func newTestChecker(t testing.TB, reg prometheus.Registerer) *Checker {
 	return NewChecker(Options{Registerer: reg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 }
 
-// waitFor polls cond every 5ms until it holds or d passes.
+// waitFor polls cond every 5ms until it holds, and fails the test if it does not within d.
+//
+// TODO(wait): a local stand-in for the shared internal/wait package (another branch); swap
+// it in when that is merged.
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(d)
 	for !cond() {
-		if time.Now().After(deadline) {
+		select {
+		case <-deadline:
+			if cond() {
+				return
+			}
 			t.Fatalf("timed out after %v waiting for %s", d, what)
+		case <-tick.C:
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

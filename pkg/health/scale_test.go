@@ -181,7 +181,7 @@ func runScale(tb testing.TB) scaleResult {
 	var lateEach []uint64
 	prev := s0
 	for range int(window / time.Second) {
-		time.Sleep(time.Second)
+		time.Sleep(time.Second) // pacing, not synchronisation: one sample per second of the window
 		s := takeSample(tb, reg, child)
 		d := s.lag.minus(prev.lag)
 		lateEach = append(lateEach, uint64(math.Round(d.fractionOver(0.1)*float64(d.total))))
