@@ -19,7 +19,8 @@ const (
 	TypeNone  = "none"
 )
 
-// Defaults applied by Spec.WithDefaults to zero fields.
+// Defaults applied by Spec.WithDefaults to zero fields. They are lbd's only copy: pkg/config
+// fills a VIP's health section from them too.
 const (
 	DefaultInterval     = time.Second
 	DefaultTimeout      = 500 * time.Millisecond
