@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
+	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -39,7 +42,7 @@ func cmdValidate(ctx context.Context, e *env, args []string) int {
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "VIP\tADDRESS\tBACKENDS\tRING\tHEALTH\n")
 	for _, v := range cfg.VIPs {
-		fmt.Fprintf(tw, "%s\t%s:%d/%s\t%d\t%d\t%s\n", v.Name, v.Address, v.Port, v.Protocol, len(v.Backends), v.RingSize, v.Health.Type)
+		fmt.Fprintf(tw, "%s\t%s/%s\t%d\t%d\t%s\n", v.Name, netip.AddrPortFrom(v.Address, v.Port), v.Protocol, len(v.Backends), v.RingSize, v.Health.Type)
 	}
 	tw.Flush()
 	fmt.Fprintf(e.stdout, "%s: ok (digest %s)\n", pos[0], cfg.Digest()[:12])
@@ -68,8 +71,8 @@ func fetchStatus(ctx context.Context, client *http.Client, api string) (daemon.S
 func printStatus(w io.Writer, st daemon.Status) {
 	fmt.Fprintf(w, "node %s  interface %s  config %s\n", st.Node, st.Interface, shortDigest(st.ConfigDigest))
 	for _, v := range st.VIPs {
-		fmt.Fprintf(w, "\nVIP %s  %s:%d/%s  ring %d slots (%s)  packets %d\n", v.Name, v.Address, v.Port, v.Protocol,
-			v.RingSize, v.Fingerprint, v.Packets)
+		fmt.Fprintf(w, "\nVIP %s  %s/%s  ring %d slots (%s)  packets %d\n", v.Name, net.JoinHostPort(v.Address, strconv.Itoa(int(v.Port))),
+			v.Protocol, v.RingSize, v.Fingerprint, v.Packets)
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintf(tw, "  BACKEND\tSTATE\tPROBE\tNODES SEE\tWEIGHT\tSLOTS\tNEXT HOP\tPACKETS\tLAST ERROR\n")
 		for _, b := range v.Backends {
