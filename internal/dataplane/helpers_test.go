@@ -88,17 +88,16 @@ func run(tb testing.TB, prog *ebpf.Program, in []byte) (uint32, []byte) {
 }
 
 type l4 struct {
-	proto            layers.IPProtocol
-	sport, dport     uint16
-	syn, ack         bool
-	payload          []byte
-	tos              uint8
-	flags            layers.IPv4Flag
-	fragOff          uint16
-	vlan             uint16 // 0: untagged
-	srcMAC, dstMAC   net.HardwareAddr
-	ipOptions        []layers.IPv4Option
-	noChecksumFixups bool
+	proto          layers.IPProtocol
+	sport, dport   uint16
+	syn, ack       bool
+	payload        []byte
+	tos            uint8
+	flags          layers.IPv4Flag
+	fragOff        uint16
+	vlan           uint16 // 0: untagged
+	srcMAC, dstMAC net.HardwareAddr
+	ipOptions      []layers.IPv4Option
 }
 
 func serialize(tb testing.TB, ls ...gopacket.SerializableLayer) []byte {
@@ -199,7 +198,7 @@ func encapExpected(tb testing.TB, be Backend, inner []byte, innerV4 bool, tos ui
 	}
 	// the outer header covers the inner packet, which is all that is sent: Ethernet padding
 	// of a short frame (or any trailer) is cut
-	n := len(inner)
+	var n int
 	if innerV4 {
 		n = int(inner[2])<<8 | int(inner[3])
 	} else {

@@ -75,7 +75,7 @@ func (f *Fleet) Hosts() []*Host {
 }
 
 // ErrNotRoot is returned by New when the program does not run as root.
-var ErrNotRoot = errors.New("testbed: needs root (network namespaces, veth, bpffs, XDP); run as root, e.g. sudo -E go test ./...")
+var ErrNotRoot = errors.New("testbed: needs root (network namespaces, veth, bpffs, XDP); run as root, e.g. with sudo -E go test")
 
 // New builds a fleet. On error it tears down what it made.
 func New(opts Options) (_ *Fleet, err error) {
