@@ -1,5 +1,7 @@
+// SPDX-License-Identifier: GPL-2.0
 /* be_maps.h: the backend's maps: whom it accepts tunnelled packets from and for, the
- * decapsulated flows (so replies can be restored to the VIP), and counters. */
+ * decapsulated flows (so replies can be restored to the VIP), and counters with their
+ * reasons. */
 #ifndef BE_MAPS_H
 #define BE_MAPS_H
 
@@ -7,6 +9,18 @@
 #include <bpf/bpf_helpers.h>
 #include "lb_consts.h"
 #include "lb_structs.h"
+
+/* what the backend's programs did with a packet they acted on (be_stats); packets that
+ * are not theirs pass uncounted */
+enum reason {
+	REASON_DECAP = 0,           /* outer header removed, VIP rewritten, flow recorded */
+	REASON_DECAP_MALFORMED,     /* tunnelled packet with inconsistent headers (versions,
+				     * lengths): dropped */
+	REASON_RESTORED,            /* reply source rewritten back to the VIP */
+	REASON_REFUSED_SOURCE,      /* tunnelled packet from outside the LB nodes' sources: dropped */
+	REASON_REFUSED_VIP,         /* tunnelled packet for a VIP this backend does not serve: dropped */
+	REASON_MAX,
+};
 
 /* the LB nodes' encapsulation sources: an outer source outside them is refused, or anyone
  * who reaches this host could make it answer "from" a VIP to any address */
@@ -42,22 +56,22 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, MAX_DSR_FLOWS);
-	__type(key, struct dsr_key_v4);
-	__type(value, struct dsr_val);
+	__type(key, struct reply_key_v4);
+	__type(value, struct reply_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dsr_flows_v4 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, MAX_DSR_FLOWS);
-	__type(key, struct dsr_key_v6);
-	__type(value, struct dsr_val);
+	__type(key, struct reply_key_v6);
+	__type(value, struct reply_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dsr_flows_v6 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, BE_COUNTER_MAX);
+	__uint(max_entries, REASON_MAX);
 	__type(key, __u32);
 	__type(value, struct counter);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 /* csum.h: Internet checksum helpers (RFC 1071 sums, RFC 1624 incremental updates). */
 #ifndef CSUM_H
 #define CSUM_H

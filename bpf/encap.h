@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 /* encap.h: encapsulation toward a backend: IPIP (4in4, 4in6, 6in6) or GUE (the same inside
  * UDP: GUE variant 1, "direct IP", the inner header's version bits standing for GUE's). */
 #ifndef ENCAP_H
@@ -15,6 +16,7 @@
 #include "lb_structs.h"
 #include "parse.h"
 #include "csum.h"
+#include "gue.h"
 
 #define ENCAP_OK 0
 #define ENCAP_ERR -1
@@ -22,18 +24,6 @@
 /* outer source addresses, set by the daemon before load (network byte order) */
 volatile const __be32 encap_src_v4 = 0;
 volatile const __be32 encap_src_v6[4] = {0, 0, 0, 0};
-/* GUE's UDP destination port, host order; backends decapsulate what arrives on it */
-volatile const __u16 gue_port = GUE_PORT;
-
-/* GUE source port: from the flow hash, in the ephemeral range, so a backend's NIC spreads
- * flows over its receive queues */
-static __always_inline void push_gue(struct udphdr *uh, __u16 payload_len, __u32 hash)
-{
-	uh->source = bpf_htons(0xc000 | (hash & 0x3fff));
-	uh->dest = bpf_htons(gue_port);
-	uh->len = bpf_htons(payload_len + sizeof(*uh));
-	uh->check = 0; /* zero: no checksum; the inner packet carries its own */
-}
 
 /* after bpf_xdp_adjust_head grew the front by 'grow' bytes, write a fresh L2 header
  * (addresses toward the backend, the old VLAN tag if there was one) */

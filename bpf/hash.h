@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 /* hash.h: the flow hash. Seeded from config so every LB node picks the same ring slot;
  * internal/dataplane/hash.go computes the same function in Go. */
 #ifndef HASH_H

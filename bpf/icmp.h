@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 /* icmp.h: ICMP messages the LB writes itself, in place of the packet that asked for them:
  * echo replies for VIP addresses, and "fragmentation needed" / "packet too big" for packets
  * that would not fit once encapsulated. Each checks the request and whom it answers; the

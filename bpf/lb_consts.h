@@ -1,4 +1,6 @@
-/* lb_consts.h: sizes, flags and counter names shared by the LB and backend programs. */
+// SPDX-License-Identifier: GPL-2.0
+/* lb_consts.h: sizes, flags and protocol constants shared by the LB and backend programs.
+ * The Go side reads the limits from the generated bindings (enum lb_limit), not a copy. */
 #ifndef LB_CONSTS_H
 #define LB_CONSTS_H
 
@@ -8,13 +10,9 @@
 #ifndef MAX_BACKENDS
 #define MAX_BACKENDS 16384
 #endif
-/* default LRU size; the daemon may resize the map before load */
+/* entries of each flow table (per family) */
 #ifndef MAX_FLOWS
 #define MAX_FLOWS 262144
-#endif
-/* largest ring the program will index (the daemon sizes each inner map) */
-#ifndef MAX_RING_SIZE
-#define MAX_RING_SIZE 1048573
 #endif
 /* the VIP address filter: one bit per hash of a destination address, so traffic for
  * other addresses passes without a hash map lookup */
@@ -22,6 +20,7 @@
 #define VIP_FILTER_WORDS (VIP_FILTER_BITS / 64)
 #define VIP_FILTER_MUL 0x9e3779b1U
 
+/* entries of each of a backend's reply flow tables (per family) */
 #ifndef MAX_DSR_FLOWS
 #define MAX_DSR_FLOWS 262144
 #endif
@@ -59,42 +58,29 @@
 #define LB_AF_INET 4
 #define LB_AF_INET6 6
 
-/* what happened to a packet; each packet is counted under exactly one */
-enum lb_counter {
-	LB_PASS = 0,        /* not for a VIP: handed to the host untouched */
-	LB_TX,              /* encapsulated and sent to a backend */
-	LB_DROP_MALFORMED,  /* truncated or inconsistent headers (version, lengths), or a bad
-			     * echo request checksum */
-	LB_DROP_NO_BACKEND, /* VIP has no usable backend */
-	LB_DROP_ENCAP,      /* could not grow the packet for the outer header */
-	LB_DROP_TOO_BIG,    /* too big once encapsulated, and fragmenting allowed (or no room to answer) */
-	LB_PASS_FRAGMENT,   /* IP fragment: not load balanced */
-	LB_PROBE_TX,        /* a health probe encapsulated by tc_probe (egress) */
-	LB_PROBE_DROP,      /* a marked probe whose backend is gone or whose headers are odd */
-	LB_ICMP_ECHO,       /* an echo request to a VIP address, answered here */
-	LB_ICMP_TOO_BIG,    /* too big once encapsulated: the sender was told the size that fits */
-	LB_DROP_BAD_SOURCE, /* for a VIP, from a source no flow may come from and no answer may go
-			     * to: broadcast, multicast, unspecified or loopback, or a group MAC */
-	LB_COUNTER_MAX,
-};
+/* TCX return code (linux 6.6 uapi; Debian 12's headers predate it): let the next program run */
+#ifndef TCX_NEXT
+#define TCX_NEXT -1
+#endif
 
-/* flow table events, counted beside the verdicts */
-enum lb_event {
-	LB_EV_LRU_HIT = 0,
-	LB_EV_LRU_MISS,
-	LB_EV_LRU_SKIP_DOWN, /* hit on a backend that is down or gone: re-hashed */
-	LB_EV_SYN,
-	LB_EV_MAX,
-};
-
-/* backend side counters */
-enum be_counter {
-	BE_DECAP = 0,       /* outer header removed, VIP rewritten, flow recorded */
-	BE_DECAP_MALFORMED, /* tunnelled packet with inconsistent headers (versions, lengths): dropped */
-	BE_RESTORED,        /* reply source rewritten back to the VIP */
-	BE_REFUSED_SOURCE,  /* tunnelled packet from outside the LB nodes' sources: dropped */
-	BE_REFUSED_VIP,     /* tunnelled packet for a VIP this backend does not serve: dropped */
-	BE_COUNTER_MAX,
+/* the limits and constants above that the Go side needs, as an enum so that bpf2go emits
+ * them (each object holds a variable of this type to put it into BTF) */
+enum lb_limit {
+	LIMIT_VIPS = MAX_VIPS,
+	LIMIT_BACKEND_IDS = MAX_BACKENDS, /* id 0 is never used */
+	LIMIT_FLOWS = MAX_FLOWS,
+	LIMIT_DSR_FLOWS = MAX_DSR_FLOWS,
+	LIMIT_LB_SOURCES = MAX_LB_SOURCES,
+	LIMIT_VIP_FILTER_WORDS = VIP_FILTER_WORDS,
+	LIMIT_VIP_FILTER_MUL = VIP_FILTER_MUL,
+	LIMIT_GUE_PORT = GUE_PORT,
+	LIMIT_PROBE_MARK = PROBE_MARK,
+	LIMIT_PROBE_MARK_MASK = PROBE_MARK_MASK,
+	LIMIT_VIP_F_GUE = VIP_F_GUE,
+	LIMIT_BE_F_V6 = BE_F_V6,
+	LIMIT_BE_F_DOWN = BE_F_DOWN,
+	LIMIT_AF_INET = LB_AF_INET,
+	LIMIT_AF_INET6 = LB_AF_INET6,
 };
 
 #endif

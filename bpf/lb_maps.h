@@ -1,5 +1,7 @@
-/* lb_maps.h: the LB node's maps. Pinned by name under the daemon's pin directory so a
- * restarted lbd adopts them and the flow table survives. */
+// SPDX-License-Identifier: GPL-2.0
+/* lb_maps.h: the LB node's maps, and the reasons and events its counters are indexed by.
+ * Pinned by name under the daemon's pin directory so a restarted lbd adopts them and the
+ * flow table survives. */
 #ifndef LB_MAPS_H
 #define LB_MAPS_H
 
@@ -7,6 +9,36 @@
 #include <bpf/bpf_helpers.h>
 #include "lb_consts.h"
 #include "lb_structs.h"
+
+/* what happened to a packet; each packet is counted under exactly one (stats) */
+enum reason {
+	REASON_PASS = 0,         /* not for a VIP: handed to the host untouched */
+	REASON_TX,               /* encapsulated and sent to a backend */
+	REASON_DROP_MALFORMED,   /* truncated or inconsistent headers (version, lengths), or a
+				  * bad echo request checksum */
+	REASON_DROP_NO_BACKEND,  /* VIP has no usable backend */
+	REASON_DROP_ENCAP,       /* could not grow the packet for the outer header */
+	REASON_DROP_TOO_BIG,     /* too big once encapsulated, and fragmenting allowed (or no
+				  * room to answer) */
+	REASON_PASS_FRAGMENT,    /* IP fragment: not load balanced */
+	REASON_PROBE_TX,         /* a health probe encapsulated by tc_probe (egress) */
+	REASON_PROBE_DROP,       /* a marked probe whose backend is gone or whose headers are odd */
+	REASON_ICMP_ECHO,        /* an echo request to a VIP address, answered here */
+	REASON_ICMP_TOO_BIG,     /* too big once encapsulated: the sender was told the size that fits */
+	REASON_DROP_BAD_SOURCE,  /* for a VIP, from a source no flow may come from and no answer
+				  * may go to: broadcast, multicast, unspecified or loopback, or a
+				  * group MAC */
+	REASON_MAX,
+};
+
+/* flow table events, counted beside the reasons (events) */
+enum flow_event {
+	EVENT_LRU_HIT = 0,
+	EVENT_LRU_MISS,
+	EVENT_LRU_SKIP_DOWN, /* hit on a backend that is down or gone: re-hashed */
+	EVENT_SYN,
+	EVENT_MAX,
+};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -92,7 +124,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, LB_COUNTER_MAX);
+	__uint(max_entries, REASON_MAX);
 	__type(key, __u32);
 	__type(value, struct counter);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -100,7 +132,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, LB_EV_MAX);
+	__uint(max_entries, EVENT_MAX);
 	__type(key, __u32);
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 /* lb_structs.h: map keys and values. Addresses and ports are in network byte order. */
 #ifndef LB_STRUCTS_H
 #define LB_STRUCTS_H
@@ -81,7 +82,7 @@ struct lpm_key_v6 {
 };
 
 /* backend side: a decapsulated flow, keyed as its replies look */
-struct dsr_key_v4 {
+struct reply_key_v4 {
 	__be32 remote; /* the client */
 	__be32 local;  /* this backend's address */
 	__be16 rport;
@@ -90,7 +91,7 @@ struct dsr_key_v4 {
 	__u8 pad[3];
 };
 
-struct dsr_key_v6 {
+struct reply_key_v6 {
 	__be32 remote[4];
 	__be32 local[4];
 	__be16 rport;
@@ -99,7 +100,7 @@ struct dsr_key_v6 {
 	__u8 pad[3];
 };
 
-struct dsr_val {
+struct reply_val {
 	union lb_addr vip;
 	__be16 vip_port;
 	__u8 family;

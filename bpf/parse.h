@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 /* parse.h: bounds-checked Ethernet (one VLAN tag) and L4 header parsing. */
 #ifndef PARSE_H
 #define PARSE_H

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
-/* tc_egress.c: the backend side of direct server return, one object so both programs
- * share the flow map.
- *   xdp_decap (XDP ingress): strip the IPIP header, rewrite the inner destination (the VIP)
- *     to this backend's own address and record the flow;
+/* tc_egress.c: the backend side of direct server return, in one object because both
+ * programs share the reply flow tables (the file keeps the name the project's layout gives
+ * it; it holds an XDP program too).
+ *   xdp_decap (XDP ingress): accept IPIP and GUE only from the LB nodes and for the VIPs
+ *     served here, strip the outer header, rewrite the inner destination (the VIP) to this
+ *     backend's own address and record the flow;
  *   tc_egress (TCX egress): replies of recorded flows get the VIP back as their source,
  *     with L3/L4 checksums fixed, and go straight to the client. */
 #include <stddef.h>
@@ -22,20 +24,15 @@
 #include "be_maps.h"
 #include "parse.h"
 #include "csum.h"
-
-/* TCX return code (linux 6.6 uapi; Debian 12's headers predate it): let the next program run */
-#ifndef TCX_NEXT
-#define TCX_NEXT -1
-#endif
+#include "gue.h"
 
 /* this backend's own addresses, for inner packets whose family differs from the outer
  * header's (4in6); zero: keep the VIP as the destination (VIP configured on lo) */
 volatile const __be32 local_v4 = 0;
 volatile const __be32 local_v6[4] = {0, 0, 0, 0};
-/* GUE's UDP destination port (host order): UDP to it carries an IP packet (GUE variant 1) */
-volatile const __u16 gue_port = GUE_PORT;
-/* unused by the program: puts the enum into BTF, so bpf2go emits its names */
-volatile const enum be_counter be_counter_max = BE_COUNTER_MAX;
+/* unused by the program: they put the enums into BTF, so bpf2go emits their names */
+volatile const enum reason reason_max = REASON_MAX;
+volatile const enum lb_limit lb_limit_btf = LIMIT_VIPS;
 
 static __always_inline void be_count(__u32 c, __u64 bytes)
 {
@@ -111,7 +108,7 @@ struct inner {
 
 /* the inner IPv4 packet at ip, of at most room bytes by the outer header: version 4 (the
  * tunnel said so), no options, unfragmented (the LB sends no fragments), its ports inside
- * it, for a VIP this backend serves. BE_DECAP on success, else the counter to refuse it by */
+ * it, for a VIP this backend serves. REASON_DECAP on success, else the counter to refuse it by */
 static __always_inline int check_inner_v4(struct iphdr *ip, __u32 room, void *data_end,
 					  struct inner *in)
 {
@@ -119,19 +116,19 @@ static __always_inline int check_inner_v4(struct iphdr *ip, __u32 room, void *da
 	__u32 len;
 
 	if ((void *)(ip + 1) > data_end || *(__u8 *)ip != IPV4_VER_IHL5)
-		return BE_DECAP_MALFORMED;
+		return REASON_DECAP_MALFORMED;
 	len = bpf_ntohs(ip->tot_len);
 	if (len < sizeof(*ip) || len > room || (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)))
-		return BE_DECAP_MALFORMED;
+		return REASON_DECAP_MALFORMED;
 	if (parse_l4(ip + 1, len - sizeof(*ip), data_end, ip->protocol, &in->rport, &in->lport,
 		     &in->syn))
-		return BE_DECAP_MALFORMED;
+		return REASON_DECAP_MALFORMED;
 	in->proto = ip->protocol;
 	vk.addr.v4 = ip->daddr;
 	vk.port = in->lport;
 	vk.proto = ip->protocol;
 	vk.family = LB_AF_INET;
-	return serves(&vk) ? BE_DECAP : BE_REFUSED_VIP;
+	return serves(&vk) ? REASON_DECAP : REASON_REFUSED_VIP;
 }
 
 static __always_inline int check_inner_v6(struct ipv6hdr *ip6, __u32 room, void *data_end,
@@ -141,24 +138,24 @@ static __always_inline int check_inner_v6(struct ipv6hdr *ip6, __u32 room, void 
 	__u32 len;
 
 	if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
-		return BE_DECAP_MALFORMED;
+		return REASON_DECAP_MALFORMED;
 	len = bpf_ntohs(ip6->payload_len);
 	if (sizeof(*ip6) + len > room)
-		return BE_DECAP_MALFORMED;
+		return REASON_DECAP_MALFORMED;
 	if (parse_l4(ip6 + 1, len, data_end, ip6->nexthdr, &in->rport, &in->lport, &in->syn))
-		return BE_DECAP_MALFORMED;
+		return REASON_DECAP_MALFORMED;
 	in->proto = ip6->nexthdr;
 	__builtin_memcpy(vk.addr.v6, &ip6->daddr, sizeof(vk.addr.v6));
 	vk.port = in->lport;
 	vk.proto = ip6->nexthdr;
 	vk.family = LB_AF_INET6;
-	return serves(&vk) ? BE_DECAP : BE_REFUSED_VIP;
+	return serves(&vk) ? REASON_DECAP : REASON_REFUSED_VIP;
 }
 
 /* rewrite the inner IPv4 destination (checked by check_inner_v4) to 'to', fixing the IP
  * and L4 checksums in place, and fill the key its replies will carry */
 static __always_inline int rewrite_dst_v4(struct iphdr *ip, void *data_end, __be32 to,
-					  const struct inner *in, struct dsr_key_v4 *k)
+					  const struct inner *in, struct reply_key_v4 *k)
 {
 	__be32 from = ip->daddr;
 	void *l4 = ip + 1;
@@ -192,7 +189,7 @@ static __always_inline int rewrite_dst_v4(struct iphdr *ip, void *data_end, __be
 
 static __always_inline int rewrite_dst_v6(struct ipv6hdr *ip6, void *data_end,
 					  const __be32 *to, const struct inner *in,
-					  struct dsr_key_v6 *k)
+					  struct reply_key_v6 *k)
 {
 	void *l4 = ip6 + 1;
 	__u16 *check;
@@ -234,7 +231,7 @@ static __always_inline int decap(struct xdp_md *ctx, int l2len, int outer_len, _
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	__u64 bytes = data_end - data;
-	struct dsr_val dv = {};
+	struct reply_val dv = {};
 	struct ethhdr eth;
 	struct vlan_hdr vh = {};
 	struct inner in = {};
@@ -243,11 +240,11 @@ static __always_inline int decap(struct xdp_md *ctx, int l2len, int outer_len, _
 
 	if (inner_v4) {
 		struct iphdr *ip = inner;
-		struct dsr_key_v4 k = {};
+		struct reply_key_v4 k = {};
 		__be32 to = self ? self : local_v4;
 
 		c = check_inner_v4(ip, room, data_end, &in);
-		if (c != BE_DECAP)
+		if (c != REASON_DECAP)
 			goto refuse;
 		if ((void *)(ip + 1) > data_end)
 			goto bad;
@@ -261,11 +258,11 @@ static __always_inline int decap(struct xdp_md *ctx, int l2len, int outer_len, _
 		bpf_map_update_elem(&dsr_flows_v4, &k, &dv, BPF_ANY);
 	} else {
 		struct ipv6hdr *ip6 = inner;
-		struct dsr_key_v6 k = {};
+		struct reply_key_v6 k = {};
 		__be32 to[4];
 
 		c = check_inner_v6(ip6, room, data_end, &in);
-		if (c != BE_DECAP)
+		if (c != REASON_DECAP)
 			goto refuse;
 		if ((void *)(ip6 + 1) > data_end)
 			goto bad;
@@ -305,24 +302,13 @@ static __always_inline int decap(struct xdp_md *ctx, int l2len, int outer_len, _
 		__builtin_memcpy(data + sizeof(eth), &vh, sizeof(vh));
 	}
 	__builtin_memcpy(data, &eth, sizeof(eth));
-	be_count(BE_DECAP, bytes);
+	be_count(REASON_DECAP, bytes);
 	return XDP_PASS;
 bad:
-	c = BE_DECAP_MALFORMED;
+	c = REASON_DECAP_MALFORMED;
 refuse:
 	be_count(c, bytes);
 	return XDP_DROP;
-}
-
-/* the IP version inside a GUE packet whose UDP header is at l4, or 0 when it is not GUE */
-static __always_inline int gue_inner(void *l4, void *data_end)
-{
-	struct udphdr *uh = l4;
-	__u8 *ver = (void *)(uh + 1);
-
-	if ((void *)(ver + 1) > data_end || uh->dest != bpf_htons(gue_port))
-		return 0;
-	return *ver >> 4; /* GUE variant 1: the version bits of the inner IP header */
 }
 
 /* a tunnelled packet refused before its inner header is read */
@@ -369,9 +355,9 @@ int xdp_decap(struct xdp_md *ctx)
 		}
 		len = bpf_ntohs(ip->tot_len);
 		if (len < outer || (void *)ip + len > data_end)
-			return refuse(ctx, BE_DECAP_MALFORMED);
+			return refuse(ctx, REASON_DECAP_MALFORMED);
 		if (!from_lb_v4(ip->saddr))
-			return refuse(ctx, BE_REFUSED_SOURCE);
+			return refuse(ctx, REASON_REFUSED_SOURCE);
 		return decap(ctx, l2len, outer, len - outer, 1, ip->daddr, NULL);
 	}
 	if (proto == ETH_P_IPV6_BE) {
@@ -394,9 +380,9 @@ int xdp_decap(struct xdp_md *ctx)
 			return XDP_PASS;
 		len = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
 		if (len < outer || (void *)ip6 + len > data_end)
-			return refuse(ctx, BE_DECAP_MALFORMED);
+			return refuse(ctx, REASON_DECAP_MALFORMED);
 		if (!from_lb_v6(ip6->saddr.in6_u.u6_addr32))
-			return refuse(ctx, BE_REFUSED_SOURCE);
+			return refuse(ctx, REASON_REFUSED_SOURCE);
 		if (v == 4)
 			return decap(ctx, l2len, outer, len - outer, 1, 0, NULL);
 		__builtin_memcpy(self6, &ip6->daddr, sizeof(self6));
@@ -437,8 +423,8 @@ static __always_inline int egress_v4(struct __sk_buff *skb, int l2len)
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	struct iphdr *ip = data + l2len;
-	struct dsr_key_v4 k = {};
-	struct dsr_val *dv;
+	struct reply_key_v4 k = {};
+	struct reply_val *dv;
 	struct vip_key vk = {};
 	int l4off = l2len + sizeof(*ip), coff;
 	__be16 sport;
@@ -474,7 +460,7 @@ static __always_inline int egress_v4(struct __sk_buff *skb, int l2len)
 	vk.proto = k.proto;
 	vk.family = LB_AF_INET;
 	return_count(&vk, skb->len);
-	be_count(BE_RESTORED, skb->len);
+	be_count(REASON_RESTORED, skb->len);
 	return TCX_NEXT;
 }
 
@@ -483,8 +469,8 @@ static __always_inline int egress_v6(struct __sk_buff *skb, int l2len)
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	struct ipv6hdr *ip6 = data + l2len;
-	struct dsr_key_v6 k = {};
-	struct dsr_val *dv;
+	struct reply_key_v6 k = {};
+	struct reply_val *dv;
 	struct vip_key vk = {};
 	int l4off = l2len + sizeof(*ip6), coff;
 	__be16 sport;
@@ -521,7 +507,7 @@ static __always_inline int egress_v6(struct __sk_buff *skb, int l2len)
 	vk.proto = k.proto;
 	vk.family = LB_AF_INET6;
 	return_count(&vk, skb->len);
-	be_count(BE_RESTORED, skb->len);
+	be_count(REASON_RESTORED, skb->len);
 	return TCX_NEXT;
 }
 

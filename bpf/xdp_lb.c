@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
-/* xdp_lb.c: the LB node's programs.
- *   xdp_lb (XDP ingress): packets for a VIP are matched to a flow (LRU) or a Maglev ring slot,
+/* xdp_lb.c: the LB node's programs, in one object because they share its maps (a second
+ * object would have to open the first one's pins before it could load).
+ *   xdp_lb (XDP ingress): packets for a VIP are matched to a flow (LRU) or a ring slot,
  *     encapsulated toward the chosen backend and sent back out (XDP_TX) or redirected;
  *     everything else passes to the host untouched.
- *   tc_probe (TCX egress): the daemon's health probes "through the tunnel" (sockets marked
- *     PROBE_MARK | backend id, connecting to VIP:port) are encapsulated to that one backend
- *     exactly as client traffic is. It lives here to share the backends map. */
+ *   tc_probe (TCX egress, despite the file's name): the daemon's health probes "through the
+ *     tunnel" (sockets marked PROBE_MARK | backend id, connecting to VIP:port) are
+ *     encapsulated to that one backend exactly as client traffic is, which needs the
+ *     backends map. */
 #include <stddef.h>
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -27,9 +29,10 @@
 /* load-time configuration, set by the daemon through the spec */
 volatile const __u32 hash_seed = 0;
 volatile const __u32 encap_mtu = 1500; /* largest outer L3 packet we may send */
-/* unused by the program: they put the counter enums into BTF, so bpf2go emits their names */
-volatile const enum lb_counter lb_counter_max = LB_COUNTER_MAX;
-volatile const enum lb_event lb_event_max = LB_EV_MAX;
+/* unused by the program: they put the enums into BTF, so bpf2go emits their names */
+volatile const enum reason reason_max = REASON_MAX;
+volatile const enum flow_event event_max = EVENT_MAX;
+volatile const enum lb_limit lb_limit_btf = LIMIT_VIPS;
 
 static __always_inline int verdict(struct xdp_md *ctx, __u32 c, int action)
 {
@@ -137,9 +140,9 @@ static __always_inline int icmp_verdict(struct xdp_md *ctx, int r, __u32 ok, __u
 	if (r == ICMP_BUILT)
 		return verdict(ctx, ok, XDP_TX);
 	if (r == ICMP_BAD_SOURCE)
-		return verdict(ctx, LB_DROP_BAD_SOURCE, XDP_DROP);
+		return verdict(ctx, REASON_DROP_BAD_SOURCE, XDP_DROP);
 	if (r == ICMP_MALFORMED)
-		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
+		return verdict(ctx, REASON_DROP_MALFORMED, XDP_DROP);
 	return verdict(ctx, failed, XDP_DROP);
 }
 
@@ -152,10 +155,10 @@ static __always_inline int lb_icmp_v4(struct xdp_md *ctx, struct iphdr *ip, __u3
 	__be32 dst = ip->daddr;
 
 	if ((void *)(ic + 1) > data_end || ic->type != ICMP_TYPE_ECHO || ic->code)
-		return verdict(ctx, LB_PASS, XDP_PASS);
+		return verdict(ctx, REASON_PASS, XDP_PASS);
 	if (!maybe_vip(vip_filter_bit_v4(dst)) || !is_vip_addr(&dst, LB_AF_INET))
-		return verdict(ctx, LB_PASS, XDP_PASS);
-	return icmp_verdict(ctx, echo_reply_v4(ctx, l2len), LB_ICMP_ECHO, LB_DROP_MALFORMED);
+		return verdict(ctx, REASON_PASS, XDP_PASS);
+	return icmp_verdict(ctx, echo_reply_v4(ctx, l2len), REASON_ICMP_ECHO, REASON_DROP_MALFORMED);
 }
 
 static __always_inline int lb_icmp_v6(struct xdp_md *ctx, struct ipv6hdr *ip6, __u32 l2len,
@@ -165,11 +168,11 @@ static __always_inline int lb_icmp_v6(struct xdp_md *ctx, struct ipv6hdr *ip6, _
 	__be32 dst[4];
 
 	if ((void *)(ic + 1) > data_end || ic->type != ICMPV6_TYPE_ECHO_REQUEST || ic->code)
-		return verdict(ctx, LB_PASS, XDP_PASS);
+		return verdict(ctx, REASON_PASS, XDP_PASS);
 	__builtin_memcpy(dst, &ip6->daddr, sizeof(dst));
 	if (!maybe_vip(vip_filter_bit_v6(dst)) || !is_vip_addr(dst, LB_AF_INET6))
-		return verdict(ctx, LB_PASS, XDP_PASS);
-	return icmp_verdict(ctx, echo_reply_v6(ctx, l2len), LB_ICMP_ECHO, LB_DROP_MALFORMED);
+		return verdict(ctx, REASON_PASS, XDP_PASS);
+	return icmp_verdict(ctx, echo_reply_v6(ctx, l2len), REASON_ICMP_ECHO, REASON_DROP_MALFORMED);
 }
 
 /* what the family parsers hand the shared flow path */
@@ -221,9 +224,9 @@ static __always_inline int too_big(struct xdp_md *ctx, const struct pkt *p, __u3
 	int r;
 
 	if (!p->v6 && !p->df)
-		return verdict(ctx, LB_DROP_TOO_BIG, XDP_DROP);
+		return verdict(ctx, REASON_DROP_TOO_BIG, XDP_DROP);
 	r = p->v6 ? too_big_v6(ctx, p->l2len, mtu) : too_big_v4(ctx, p->l2len, mtu);
-	return icmp_verdict(ctx, r, LB_ICMP_TOO_BIG, LB_DROP_TOO_BIG);
+	return icmp_verdict(ctx, r, REASON_ICMP_TOO_BIG, REASON_DROP_TOO_BIG);
 }
 
 /* encapsulate the IP packet (p->l3len bytes, IPv4 unless p->v6) toward be, count it and
@@ -238,25 +241,25 @@ static __always_inline int send(struct xdp_md *ctx, const struct pkt *p, const s
 	int err;
 
 	if (p->v6 && !(be->flags & BE_F_V6))
-		return verdict(ctx, LB_DROP_ENCAP, XDP_DROP); /* no 6in4 */
+		return verdict(ctx, REASON_DROP_ENCAP, XDP_DROP); /* no 6in4 */
 	if (p->l3len + outer > encap_mtu)
 		return too_big(ctx, p, encap_mtu - outer);
 	/* bytes past the IP packet (Ethernet padding, or junk) would ride inside the tunnel,
 	 * where they are part of no packet and could push it past the MTU */
 	if (trim_to(ctx, p->l2len, p->l3len))
-		return verdict(ctx, LB_DROP_ENCAP, XDP_DROP);
+		return verdict(ctx, REASON_DROP_ENCAP, XDP_DROP);
 	if (be->flags & BE_F_V6)
 		err = encap_ip6(ctx, p->l2len, be, p->tos, p->l3len,
 				p->v6 ? IPPROTO_IPV6 : IPPROTO_IPIP, hash, gue);
 	else
 		err = encap_4in4(ctx, p->l2len, be, p->tos, p->l3len, gue, hash);
 	if (err)
-		return verdict(ctx, LB_DROP_ENCAP, XDP_DROP);
+		return verdict(ctx, REASON_DROP_ENCAP, XDP_DROP);
 	count(&vip_stats, be->vip_id, bytes);
 	count(&backend_stats, bid, bytes);
 	if (be->ifindex)
-		return verdict(ctx, LB_TX, bpf_redirect(be->ifindex, 0));
-	return verdict(ctx, LB_TX, XDP_TX);
+		return verdict(ctx, REASON_TX, bpf_redirect(be->ifindex, 0));
+	return verdict(ctx, REASON_TX, XDP_TX);
 }
 
 /* the flow path both families share: a packet for VIP vk (its flow key fk in the family's
@@ -274,11 +277,11 @@ static __always_inline int balance(struct xdp_md *ctx, const struct pkt *p, stru
 	int stale = 0;
 
 	if (!meta)
-		return verdict(ctx, LB_PASS, XDP_PASS);
+		return verdict(ctx, REASON_PASS, XDP_PASS);
 	if (!p->syn)
 		be = flow_backend(bpf_map_lookup_elem(flows, fk), &bid, &stale);
 	if (be) {
-		event(LB_EV_LRU_HIT);
+		event(EVENT_LRU_HIT);
 		/* the hash also picks the outer IPv6 flow label and the GUE source port */
 		if (p->v6 || (be->flags & BE_F_V6) || (be->vip_flags & VIP_F_GUE))
 			hash = flow_hash(fk, p->v6);
@@ -286,12 +289,12 @@ static __always_inline int balance(struct xdp_md *ctx, const struct pkt *p, stru
 	}
 	/* only flows from unicast sources enter the table, so a hit needs no such check */
 	if (martian_src(fk, p->v6))
-		return verdict(ctx, LB_DROP_BAD_SOURCE, XDP_DROP);
-	event(p->syn ? LB_EV_SYN : stale ? LB_EV_LRU_SKIP_DOWN : LB_EV_LRU_MISS);
+		return verdict(ctx, REASON_DROP_BAD_SOURCE, XDP_DROP);
+	event(p->syn ? EVENT_SYN : stale ? EVENT_LRU_SKIP_DOWN : EVENT_LRU_MISS);
 	hash = flow_hash(fk, p->v6);
 	be = new_flow(meta, hash, flows, fk, &bid);
 	if (!be)
-		return verdict(ctx, LB_DROP_NO_BACKEND, XDP_DROP);
+		return verdict(ctx, REASON_DROP_NO_BACKEND, XDP_DROP);
 	return send(ctx, p, be, bid, hash);
 }
 
@@ -308,25 +311,25 @@ static __always_inline int lb_ipv4(struct xdp_md *ctx, __u32 l2len)
 	struct pkt p = {.l2len = l2len};
 
 	if ((void *)(ip + 1) > data_end)
-		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
+		return verdict(ctx, REASON_DROP_MALFORMED, XDP_DROP);
 	if (*(__u8 *)ip != IPV4_VER_IHL5) {
 		if (ip->version != 4 || ip->ihl < 5)
-			return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
-		return verdict(ctx, LB_PASS, XDP_PASS); /* options: not ours to balance */
+			return verdict(ctx, REASON_DROP_MALFORMED, XDP_DROP);
+		return verdict(ctx, REASON_PASS, XDP_PASS); /* options: not ours to balance */
 	}
 	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
-		return verdict(ctx, LB_PASS_FRAGMENT, XDP_PASS);
+		return verdict(ctx, REASON_PASS_FRAGMENT, XDP_PASS);
 	if (ip->protocol == IPPROTO_ICMP)
 		return lb_icmp_v4(ctx, ip, l2len, data_end);
 	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
-		return verdict(ctx, LB_PASS, XDP_PASS);
+		return verdict(ctx, REASON_PASS, XDP_PASS);
 	if (!maybe_vip(vip_filter_bit_v4(ip->daddr)))
-		return verdict(ctx, LB_PASS, XDP_PASS);
+		return verdict(ctx, REASON_PASS, XDP_PASS);
 
 	p.l3len = bpf_ntohs(ip->tot_len);
 	if (p.l3len < sizeof(*ip) || (void *)ip + p.l3len > data_end ||
 	    parse_l4(ip + 1, p.l3len - sizeof(*ip), data_end, ip->protocol, &fk.sport, &fk.dport, &p.syn))
-		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
+		return verdict(ctx, REASON_DROP_MALFORMED, XDP_DROP);
 	p.tos = ip->tos;
 	p.df = !!(ip->frag_off & bpf_htons(IP_DF));
 	fk.src = ip->saddr;
@@ -352,19 +355,19 @@ static __always_inline int lb_ipv6(struct xdp_md *ctx, __u32 l2len)
 	__u32 len;
 
 	if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
-		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
+		return verdict(ctx, REASON_DROP_MALFORMED, XDP_DROP);
 	if (ip6->nexthdr == IPPROTO_ICMPV6)
 		return lb_icmp_v6(ctx, ip6, l2len, data_end);
 	if (ip6->nexthdr != IPPROTO_TCP && ip6->nexthdr != IPPROTO_UDP)
-		return verdict(ctx, LB_PASS, XDP_PASS);
+		return verdict(ctx, REASON_PASS, XDP_PASS);
 	__builtin_memcpy(fk.dst, &ip6->daddr, sizeof(fk.dst));
 	if (!maybe_vip(vip_filter_bit_v6(fk.dst)))
-		return verdict(ctx, LB_PASS, XDP_PASS);
+		return verdict(ctx, REASON_PASS, XDP_PASS);
 
 	len = bpf_ntohs(ip6->payload_len);
 	if ((void *)(ip6 + 1) + len > data_end ||
 	    parse_l4(ip6 + 1, len, data_end, ip6->nexthdr, &fk.sport, &fk.dport, &p.syn))
-		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
+		return verdict(ctx, REASON_DROP_MALFORMED, XDP_DROP);
 	p.l3len = sizeof(*ip6) + len;
 	p.tos = (ip6->priority << 4) | (ip6->flow_lbl[0] >> 4);
 	__builtin_memcpy(fk.src, &ip6->saddr, sizeof(fk.src));
@@ -386,17 +389,13 @@ int xdp_lb(struct xdp_md *ctx)
 
 	l2len = parse_eth(data, data_end, &proto);
 	if (l2len < 0)
-		return verdict(ctx, LB_DROP_MALFORMED, XDP_DROP);
+		return verdict(ctx, REASON_DROP_MALFORMED, XDP_DROP);
 	if (proto == ETH_P_IP_BE)
 		return lb_ipv4(ctx, l2len);
 	if (proto == ETH_P_IPV6_BE)
 		return lb_ipv6(ctx, l2len);
-	return verdict(ctx, LB_PASS, XDP_PASS);
+	return verdict(ctx, REASON_PASS, XDP_PASS);
 }
-
-#ifndef TCX_NEXT
-#define TCX_NEXT -1 /* linux 6.6 uapi; Debian 12's headers predate it */
-#endif
 
 static __always_inline int probe_verdict(struct __sk_buff *skb, __u32 c, int action)
 {
@@ -427,7 +426,7 @@ int tc_probe(struct __sk_buff *skb)
 	/* IPv4 probes to IPv4 backends: what the daemon marks */
 	if (!be || !be->gen || (be->flags & BE_F_V6) || (void *)(ip + 1) > data_end ||
 	    eth->h_proto != ETH_P_IP_BE || *(__u8 *)ip != IPV4_VER_IHL5)
-		return probe_verdict(skb, LB_PROBE_DROP, TC_ACT_SHOT);
+		return probe_verdict(skb, REASON_PROBE_DROP, TC_ACT_SHOT);
 
 	outer.version = 4;
 	outer.ihl = 5;
@@ -443,12 +442,12 @@ int tc_probe(struct __sk_buff *skb)
 	/* room for the outer header after the MAC header; the kernel keeps the inner headers'
 	 * offsets (and a partial checksum) valid */
 	if (bpf_skb_adjust_room(skb, sizeof(outer), BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4))
-		return probe_verdict(skb, LB_PROBE_DROP, TC_ACT_SHOT);
+		return probe_verdict(skb, REASON_PROBE_DROP, TC_ACT_SHOT);
 	if (bpf_skb_store_bytes(skb, sizeof(struct ethhdr), &outer, sizeof(outer), 0) ||
 	    bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_dest), be->dmac, ETH_ALEN, 0) ||
 	    bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_source), be->smac, ETH_ALEN, 0))
-		return probe_verdict(skb, LB_PROBE_DROP, TC_ACT_SHOT);
-	return probe_verdict(skb, LB_PROBE_TX, TCX_NEXT);
+		return probe_verdict(skb, REASON_PROBE_DROP, TC_ACT_SHOT);
+	return probe_verdict(skb, REASON_PROBE_TX, TCX_NEXT);
 }
 
 char __license[] SEC("license") = "GPL";

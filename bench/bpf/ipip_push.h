@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 /* ipip_push.h: the least an IPIP load balancer does to a packet, shared by the benchmark
  * floors (bench/bpf/floor.c, bench/throughput/bpf/fwd.c): grow the head, write a fresh
  * Ethernet header and an outer IPv4 header with its checksum (bpf/csum.h). */

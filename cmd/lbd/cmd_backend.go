@@ -27,7 +27,7 @@ func cmdBackend(ctx context.Context, e *env, args []string) int {
 		return exitUsage
 	}
 	if *stats {
-		st, err := dataplane.ReadBackendStats(*pinDir)
+		st, err := dataplane.ReadBackendHostStats(*pinDir)
 		if err != nil {
 			fmt.Fprintf(e.stderr, "lbd backend: %v\n", err)
 			return exitFailure
@@ -44,7 +44,7 @@ func cmdBackend(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintln(e.stderr, "lbd backend: --interface is required")
 		return exitUsage
 	}
-	cfg := dataplane.BackendConfig{Interface: *iface, PinDir: *pinDir, Generic: *generic, Logger: e.logger()}
+	cfg := dataplane.BackendHostConfig{Interface: *iface, PinDir: *pinDir, Generic: *generic, Logger: e.logger()}
 	var err error
 	if cfg.LBSources, err = parsePrefixes(*sources); err != nil || len(cfg.LBSources) == 0 {
 		fmt.Fprintf(e.stderr, "lbd backend: --lb-sources %q: %v\n", *sources, orRequired(err))
@@ -65,7 +65,7 @@ func cmdBackend(ctx context.Context, e *env, args []string) int {
 	log := cfg.Logger
 	sigs, stop := e.signals()
 	defer stop()
-	b, err := dataplane.OpenBackend(cfg)
+	b, err := dataplane.OpenBackendHost(cfg)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "lbd backend: %v\n", err)
 		return exitFailure
@@ -168,7 +168,7 @@ func parseServedVIPs(s string) ([]dataplane.VIPKey, error) {
 // backendStatsJSON is st as --stats prints it: JSON object keys must be strings, so the
 // per-VIP return counters are keyed by "addr:port/proto" (dataplane.VIPKey.String). Encoding
 // st itself fails on its VIPKey keys, and --stats used to print nothing.
-func backendStatsJSON(st dataplane.BackendStats) any {
+func backendStatsJSON(st dataplane.BackendHostStats) any {
 	ret := make(map[string]dataplane.Counter, len(st.Return))
 	for k, c := range st.Return {
 		ret[k.String()] = c

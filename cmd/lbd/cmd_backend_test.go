@@ -10,8 +10,8 @@ import (
 
 // --stats prints the return counters keyed by VIP ("addr:port/proto"): the stats struct
 // itself, keyed by dataplane.VIPKey, cannot be encoded as JSON (staticcheck SA1026).
-func TestBackendStatsJSON(t *testing.T) {
-	st := dataplane.BackendStats{
+func TestBackendHostStatsJSON(t *testing.T) {
+	st := dataplane.BackendHostStats{
 		Counters: map[string]dataplane.Counter{"decap": {Packets: 3, Bytes: 300}},
 		Return: map[dataplane.VIPKey]dataplane.Counter{
 			{Addr: netip.MustParseAddr("198.18.0.10"), Port: 80, Proto: 6}:   {Packets: 2, Bytes: 200},

@@ -63,7 +63,7 @@ func cmdDemo(ctx context.Context, e *env, args []string) int {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "  BACKEND\tDECAPSULATED\tREPLIES RESTORED\n")
 	for i, h := range s.fleet.Backends {
-		bs, err := s.BackendStats(i)
+		bs, err := s.BackendHostStats(i)
 		if err != nil {
 			fmt.Fprintf(e.stderr, "lbd demo: backend %s: %v\n", h.Name, err)
 			return exitFailure

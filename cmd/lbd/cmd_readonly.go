@@ -166,7 +166,7 @@ func cmdDetach(ctx context.Context, e *env, args []string) int {
 	}
 	err := dataplane.DetachPinned(*pinDir)
 	if err == nil {
-		err = dataplane.DetachPinnedBackend(*pinDir)
+		err = dataplane.DetachPinnedBackendHost(*pinDir)
 	}
 	if err != nil {
 		fmt.Fprintf(e.stderr, "lbd detach: %v\n", err)

@@ -32,7 +32,7 @@ func (s *sandbox) settled(ctx context.Context, t *testing.T) (st daemon.Status, 
 		}
 		decap, restored = 0, 0
 		for i := range s.fleet.Backends {
-			bs, err := s.BackendStats(i)
+			bs, err := s.BackendHostStats(i)
 			if err != nil {
 				return true, err
 			}

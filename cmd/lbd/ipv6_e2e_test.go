@@ -39,7 +39,7 @@ func TestEndToEndIPv6(t *testing.T) {
 	}
 	var restored uint64
 	for i := range s.fleet.Backends {
-		bs, err := s.BackendStats(i)
+		bs, err := s.BackendHostStats(i)
 		if err != nil {
 			t.Fatal(err)
 		}

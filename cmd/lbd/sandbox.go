@@ -271,9 +271,9 @@ func (s *sandbox) LBStatus(ctx context.Context, i int) (daemon.Status, error) {
 	return fetchStatus(ctx, s.fleet.LBs[i].HTTPClient(3*time.Second), s.cfg.Node.APIAddr.String())
 }
 
-// BackendStats reads backend i's pinned counters.
-func (s *sandbox) BackendStats(i int) (dataplane.BackendStats, error) {
-	return dataplane.ReadBackendStats(s.pinDir(s.fleet.Backends[i]))
+// BackendHostStats reads backend i's pinned counters.
+func (s *sandbox) BackendHostStats(i int) (dataplane.BackendHostStats, error) {
+	return dataplane.ReadBackendHostStats(s.pinDir(s.fleet.Backends[i]))
 }
 
 // WaitBackend polls LB node i's status until backend addr of the first VIP is in state

@@ -39,15 +39,15 @@ func TestBackendRefusesTunnelFromOutsideLBs(t *testing.T) {
 			t.Fatalf("send from %s: %v", from.Name, err)
 		}
 	}
-	counters := func() dataplane.BackendStats {
+	counters := func() dataplane.BackendHostStats {
 		t.Helper()
-		st, err := s.BackendStats(0)
+		st, err := s.BackendHostStats(0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return st
 	}
-	waitFor := func(what string, cond func(dataplane.BackendStats) bool) dataplane.BackendStats {
+	waitFor := func(what string, cond func(dataplane.BackendHostStats) bool) dataplane.BackendHostStats {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)
 		for {
@@ -68,7 +68,7 @@ func TestBackendRefusesTunnelFromOutsideLBs(t *testing.T) {
 
 	before := counters()
 	send(s.fleet.Client)
-	st := waitFor("refused from the client", func(st dataplane.BackendStats) bool {
+	st := waitFor("refused from the client", func(st dataplane.BackendHostStats) bool {
 		return st.Counters["refused_source"].Packets == before.Counters["refused_source"].Packets+1
 	})
 	if st.Counters["decap"].Packets != before.Counters["decap"].Packets ||
@@ -80,7 +80,7 @@ func TestBackendRefusesTunnelFromOutsideLBs(t *testing.T) {
 
 	// the control: the same bytes from the LB node are decapsulated and answered
 	send(s.fleet.LBs[0])
-	st2 := waitFor("taken from the LB node", func(x dataplane.BackendStats) bool {
+	st2 := waitFor("taken from the LB node", func(x dataplane.BackendHostStats) bool {
 		// decap may grow by two: the client answers the unexpected SYN-ACK with a RST,
 		// which the LB node forwards to the backend like any packet of the flow
 		return x.Counters["decap"].Packets > st.Counters["decap"].Packets &&

@@ -12,9 +12,10 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
-// BackendConfig is what the backend side (decap at ingress, VIP restore at egress) is
-// loaded with.
-type BackendConfig struct {
+// BackendHostConfig is what a backend host's programs (decap at ingress, VIP restore at
+// egress: the backend side of direct server return) are loaded with. Not to be confused
+// with Backend, the LB's view of one backend of one VIP.
+type BackendHostConfig struct {
 	Interface string
 	PinDir    string
 	// this host's own addresses, for inner packets of the other family than the outer
@@ -29,32 +30,32 @@ type BackendConfig struct {
 	Logger  *slog.Logger
 }
 
-// BackendSide is the loaded decap and tc_egress programs.
-type BackendSide struct {
-	cfg     BackendConfig
-	objs    beObjects
+// BackendHost is a backend host's loaded xdp_decap and tc_egress programs and their maps.
+type BackendHost struct {
+	cfg     BackendHostConfig
+	objs    backendhostObjects
 	xdp     link.Link
 	tcx     link.Link
 	Adopted bool
 }
 
 const (
-	beDirPinName   = "backend"
-	decapLinkName  = "xdp_decap_link"
-	egressLinkName = "tc_egress_link"
+	backendHostDirPinName = "backend"
+	decapLinkName         = "xdp_decap_link"
+	egressLinkName        = "tc_egress_link"
 )
 
-var beCounterNames = map[beBeCounter]string{
-	beBeCounterBE_DECAP:           "decap",
-	beBeCounterBE_DECAP_MALFORMED: "decap_malformed",
-	beBeCounterBE_RESTORED:        "restored",
-	beBeCounterBE_REFUSED_SOURCE:  "refused_source",
-	beBeCounterBE_REFUSED_VIP:     "refused_vip",
+var hostReasonNames = map[backendhostReason]string{
+	backendhostReasonREASON_DECAP:           "decap",
+	backendhostReasonREASON_DECAP_MALFORMED: "decap_malformed",
+	backendhostReasonREASON_RESTORED:        "restored",
+	backendhostReasonREASON_REFUSED_SOURCE:  "refused_source",
+	backendhostReasonREASON_REFUSED_VIP:     "refused_vip",
 }
 
-// OpenBackend loads and attaches the backend programs on cfg.Interface, adopting pinned
+// OpenBackendHost loads and attaches the backend programs on cfg.Interface, adopting pinned
 // maps and links of an earlier run.
-func OpenBackend(cfg BackendConfig) (*BackendSide, error) {
+func OpenBackendHost(cfg BackendHostConfig) (*BackendHost, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -68,7 +69,7 @@ func OpenBackend(cfg BackendConfig) (*BackendSide, error) {
 	if err != nil {
 		return nil, fmt.Errorf("interface %q: %w", cfg.Interface, err)
 	}
-	dir := filepath.Join(cfg.PinDir, beDirPinName)
+	dir := filepath.Join(cfg.PinDir, backendHostDirPinName)
 	if err := checkPinDir(cfg.PinDir); err != nil {
 		return nil, err
 	}
@@ -81,7 +82,7 @@ func OpenBackend(cfg BackendConfig) (*BackendSide, error) {
 	if !cfg.Local6.IsValid() {
 		cfg.Local6 = firstAddr(iface, netlink.FAMILY_V6)
 	}
-	b, err := loadBackendSide(cfg, dir)
+	b, err := loadBackendHost(cfg, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -111,13 +112,13 @@ func OpenBackend(cfg BackendConfig) (*BackendSide, error) {
 	return b, nil
 }
 
-// loadBackendSide loads the programs and maps without attaching them; maps are pinned in
+// loadBackendHost loads the programs and maps without attaching them; maps are pinned in
 // dir, or private when dir is empty (tests).
-func loadBackendSide(cfg BackendConfig, dir string) (*BackendSide, error) {
+func loadBackendHost(cfg BackendHostConfig, dir string) (*BackendHost, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	spec, err := loadBe()
+	spec, err := loadBackendhost()
 	if err != nil {
 		return nil, fmt.Errorf("load backend spec: %w", err)
 	}
@@ -142,7 +143,7 @@ func loadBackendSide(cfg BackendConfig, dir string) (*BackendSide, error) {
 			m.Pinning = ebpf.PinNone
 		}
 	}
-	b := &BackendSide{cfg: cfg}
+	b := &BackendHost{cfg: cfg}
 	if err := spec.LoadAndAssign(&b.objs, opts); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
@@ -160,14 +161,14 @@ func loadBackendSide(cfg BackendConfig, dir string) (*BackendSide, error) {
 // writeTrust makes the pinned (or fresh) trust maps hold exactly cfg's LB sources and
 // VIPs: the new entries first, then the stale ones go, so a restart refuses nothing that
 // both the old and the new configuration accept.
-func (b *BackendSide) writeTrust() error {
-	v4 := map[beLpmKeyV4]bool{}
-	v6 := map[beLpmKeyV6]bool{}
+func (b *BackendHost) writeTrust() error {
+	v4 := map[backendhostLpmKeyV4]bool{}
+	v6 := map[backendhostLpmKeyV6]bool{}
 	for _, p := range b.cfg.LBSources {
 		p = p.Masked()
 		a := p.Addr().Unmap()
 		if a.Is4() {
-			k := beLpmKeyV4{Prefixlen: uint32(p.Bits())}
+			k := backendhostLpmKeyV4{Prefixlen: uint32(p.Bits())}
 			b4 := a.As4()
 			k.Addr = le(b4[:])
 			if p.Addr().Is4In6() {
@@ -176,16 +177,16 @@ func (b *BackendSide) writeTrust() error {
 			v4[k] = true
 			continue
 		}
-		k := beLpmKeyV6{Prefixlen: uint32(p.Bits())}
+		k := backendhostLpmKeyV6{Prefixlen: uint32(p.Bits())}
 		b16 := a.As16()
 		for i := range 4 {
 			k.Addr[i] = le(b16[4*i:])
 		}
 		v6[k] = true
 	}
-	vips := map[beVipKey]bool{}
+	vips := map[backendhostVipKey]bool{}
 	for _, v := range b.cfg.VIPs {
-		vips[beVipKey(vipKeyTo(v))] = true
+		vips[backendhostVipKey(vipKeyTo(v))] = true
 	}
 	if err := syncSet(b.objs.LbSourcesV4, v4); err != nil {
 		return fmt.Errorf("write LB sources: %w", err)
@@ -227,19 +228,19 @@ func syncSet[K comparable](m *ebpf.Map, want map[K]bool) error {
 }
 
 // Config returns the configuration the programs were loaded with (defaults filled in).
-func (b *BackendSide) Config() BackendConfig { return b.cfg }
+func (b *BackendHost) Config() BackendHostConfig { return b.cfg }
 
-// BackendStats is a snapshot of the backend side's counters.
-type BackendStats struct {
+// BackendHostStats is a snapshot of a backend host's counters.
+type BackendHostStats struct {
 	Counters map[string]Counter // decap, decap_malformed, restored
 	Return   map[VIPKey]Counter // replies restored to each VIP (DSR traffic)
 }
 
 // Stats sums the per-CPU counters.
-func (b *BackendSide) Stats() (BackendStats, error) {
-	st := BackendStats{Counters: map[string]Counter{}, Return: map[VIPKey]Counter{}}
-	for id, name := range beCounterNames {
-		var per []beCounter
+func (b *BackendHost) Stats() (BackendHostStats, error) {
+	st := BackendHostStats{Counters: map[string]Counter{}, Return: map[VIPKey]Counter{}}
+	for id, name := range hostReasonNames {
+		var per []backendhostCounter
 		if err := b.objs.BeStats.Lookup(uint32(id), &per); err != nil {
 			return st, fmt.Errorf("read counter %s: %w", name, err)
 		}
@@ -250,8 +251,8 @@ func (b *BackendSide) Stats() (BackendStats, error) {
 		}
 		st.Counters[name] = c
 	}
-	var k beVipKey
-	var per []beCounter
+	var k backendhostVipKey
+	var per []backendhostCounter
 	it := b.objs.ReturnStats.Iterate()
 	for it.Next(&k, &per) {
 		key := VIPKey{Addr: addrFrom(k.Addr.V6, k.Family == afInet6), Port: htons(k.Port), Proto: k.Proto}
@@ -266,52 +267,52 @@ func (b *BackendSide) Stats() (BackendStats, error) {
 }
 
 // Close releases this process's hold; the pinned links keep the programs running.
-func (b *BackendSide) Close() error {
+func (b *BackendHost) Close() error {
 	return errors.Join(b.xdp.Close(), b.tcx.Close(), b.objs.Close())
 }
 
 // Detach removes both programs and every pin made for them.
-func (b *BackendSide) Detach() error {
+func (b *BackendHost) Detach() error {
 	errs := []error{b.xdp.Unpin(), b.tcx.Unpin()}
 	errs = append(errs, b.Close())
-	spec, err := loadBe()
+	spec, err := loadBackendhost()
 	if err == nil {
-		errs = append(errs, unpinAll(filepath.Join(b.cfg.PinDir, beDirPinName), pinnedNames(spec)))
+		errs = append(errs, unpinAll(filepath.Join(b.cfg.PinDir, backendHostDirPinName), pinnedNames(spec)))
 	}
 	return errors.Join(errs...)
 }
 
-// ReadBackendStats reads the counters of backend programs pinned under pinDir by a
+// ReadBackendHostStats reads the counters of backend programs pinned under pinDir by a
 // running (or stopped) `lbd backend`.
-func ReadBackendStats(pinDir string) (BackendStats, error) {
-	dir := filepath.Join(pinDir, beDirPinName)
+func ReadBackendHostStats(pinDir string) (BackendHostStats, error) {
+	dir := filepath.Join(pinDir, backendHostDirPinName)
 	stats, err := ebpf.LoadPinnedMap(filepath.Join(dir, "be_stats"), nil)
 	if err != nil {
-		return BackendStats{}, fmt.Errorf("open pinned backend counters in %s: %w", dir, err)
+		return BackendHostStats{}, fmt.Errorf("open pinned backend counters in %s: %w", dir, err)
 	}
 	defer stats.Close()
 	ret, err := ebpf.LoadPinnedMap(filepath.Join(dir, "return_stats"), nil)
 	if err != nil {
-		return BackendStats{}, fmt.Errorf("open pinned return counters in %s: %w", dir, err)
+		return BackendHostStats{}, fmt.Errorf("open pinned return counters in %s: %w", dir, err)
 	}
 	defer ret.Close()
-	b := &BackendSide{objs: beObjects{beMaps: beMaps{BeStats: stats, ReturnStats: ret}}}
+	b := &BackendHost{objs: backendhostObjects{backendhostMaps: backendhostMaps{BeStats: stats, ReturnStats: ret}}}
 	return b.Stats()
 }
 
-// DetachPinnedBackend removes backend programs left pinned in pinDir by an `lbd backend`
+// DetachPinnedBackendHost removes backend programs left pinned in pinDir by an `lbd backend`
 // that is no longer running.
-func DetachPinnedBackend(pinDir string) error {
+func DetachPinnedBackendHost(pinDir string) error {
 	var errs []error
 	for _, n := range []string{decapLinkName, egressLinkName} {
 		if l, err := link.LoadPinnedLink(filepath.Join(pinDir, n), nil); err == nil {
 			errs = append(errs, l.Unpin(), l.Close())
 		}
 	}
-	spec, err := loadBe()
+	spec, err := loadBackendhost()
 	if err != nil {
 		return err
 	}
-	errs = append(errs, unpinAll(filepath.Join(pinDir, beDirPinName), pinnedNames(spec)))
+	errs = append(errs, unpinAll(filepath.Join(pinDir, backendHostDirPinName), pinnedNames(spec)))
 	return errors.Join(errs...)
 }

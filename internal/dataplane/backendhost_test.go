@@ -16,10 +16,10 @@ var (
 	testServedVIPs = []VIPKey{{Addr: vip}, {Addr: vip6}}
 )
 
-func mustLoadBackend(tb testing.TB, local4, local6 netip.Addr) *BackendSide {
+func mustLoadBackendHost(tb testing.TB, local4, local6 netip.Addr) *BackendHost {
 	tb.Helper()
 	requireRoot(tb)
-	b, err := loadBackendSide(BackendConfig{Local4: local4, Local6: local6, LBSources: testLBSources, VIPs: testServedVIPs}, "")
+	b, err := loadBackendHost(BackendHostConfig{Local4: local4, Local6: local6, LBSources: testLBSources, VIPs: testServedVIPs}, "")
 	if err != nil {
 		tb.Fatalf("load backend programs: %+v", err)
 	}
@@ -51,7 +51,7 @@ func TestDecapAndRestore(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			b := mustLoadBackend(t, beAddrs[1], netip.Addr{})
+			b := mustLoadBackendHost(t, beAddrs[1], netip.Addr{})
 			toVIP := packet(t, c.client, c.vip, c.p)
 			in := encapsulated(t, c.outer, l3(toVIP), c.client.Is4(), c.gue)
 			ret, out := run(t, b.objs.XdpDecap, in)
@@ -93,7 +93,7 @@ func TestDecapAndRestore(t *testing.T) {
 }
 
 func TestBackendLeavesOtherTrafficAlone(t *testing.T) {
-	b := mustLoadBackend(t, netip.Addr{}, netip.Addr{})
+	b := mustLoadBackendHost(t, netip.Addr{}, netip.Addr{})
 	plain := packet(t, client, beAddrs[0], tcp(40000, 80, true, false))
 	if ret, out := run(t, b.objs.XdpDecap, plain); ret != xdpPass || diffPackets(plain, out) != "" {
 		t.Errorf("plain packet: verdict %d, changed: %s", ret, diffPackets(plain, out))

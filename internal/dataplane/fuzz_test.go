@@ -89,8 +89,8 @@ func FuzzXDPLB(f *testing.F) {
 
 // verdictCounts reads the per-reason packet counters alone (Stats reads every map).
 func verdictCounts(lb *LB) (map[string]uint64, error) {
-	out := make(map[string]uint64, len(counterNames))
-	for id, name := range counterNames {
+	out := make(map[string]uint64, len(reasonNames))
+	for id, name := range reasonNames {
 		c, err := sumCounters(lb.objs.Stats, uint32(id))
 		if err != nil {
 			return nil, err
@@ -463,7 +463,7 @@ func backendSeeds(tb testing.TB) [][]byte {
 }
 
 func FuzzBackend(f *testing.F) {
-	b := mustLoadBackend(f, beAddrs[decapSelf4], netip.Addr{})
+	b := mustLoadBackendHost(f, beAddrs[decapSelf4], netip.Addr{})
 	for _, s := range backendSeeds(f) {
 		f.Add(s)
 		// record the seeds' flows, so that replies find them whatever order inputs come in
@@ -483,7 +483,7 @@ func FuzzBackend(f *testing.F) {
 	})
 }
 
-func backendCounts(b *BackendSide) (map[string]uint64, error) {
+func backendCounts(b *BackendHost) (map[string]uint64, error) {
 	st, err := b.Stats()
 	if err != nil {
 		return nil, err
@@ -495,7 +495,7 @@ func backendCounts(b *BackendSide) (map[string]uint64, error) {
 	return out, nil
 }
 
-func checkDecap(b *BackendSide, in []byte) error {
+func checkDecap(b *BackendHost, in []byte) error {
 	before, err := backendCounts(b)
 	if err != nil {
 		return err
@@ -646,7 +646,7 @@ func l4OK(ip, l4 []byte, proto uint8, v6 bool) bool {
 	return inetSum(l4, ps) == 0xffff
 }
 
-func checkEgress(b *BackendSide, in []byte) error {
+func checkEgress(b *BackendHost, in []byte) error {
 	if len(in) < 14 {
 		return nil
 	}

@@ -4,4 +4,4 @@ package dataplane
 // needs no clang. `make generate` reruns these with clang-19.
 
 //go:generate go tool bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target bpfel -type vip_key -type vip_meta -type flow_key_v4 -type flow_key_v6 -type flow_val -type backend -type counter lb ../../bpf/xdp_lb.c -- -I../../bpf
-//go:generate go tool bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target bpfel -type dsr_key_v4 -type dsr_key_v6 -type dsr_val -type lpm_key_v4 -type lpm_key_v6 -type vip_key be ../../bpf/tc_egress.c -- -I../../bpf
+//go:generate go tool bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target bpfel -type reply_key_v4 -type reply_key_v6 -type reply_val -type lpm_key_v4 -type lpm_key_v6 -type vip_key -type counter backendhost ../../bpf/tc_egress.c -- -I../../bpf

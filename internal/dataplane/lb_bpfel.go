@@ -34,6 +34,16 @@ type lbCounter struct {
 	Bytes   uint64
 }
 
+type lbFlowEvent uint32
+
+const (
+	lbFlowEventEVENT_LRU_HIT       lbFlowEvent = 0
+	lbFlowEventEVENT_LRU_MISS      lbFlowEvent = 1
+	lbFlowEventEVENT_LRU_SKIP_DOWN lbFlowEvent = 2
+	lbFlowEventEVENT_SYN           lbFlowEvent = 3
+	lbFlowEventEVENT_MAX           lbFlowEvent = 4
+)
+
 type lbFlowKeyV4 struct {
 	_     structs.HostLayout
 	Src   uint32
@@ -60,37 +70,47 @@ type lbFlowVal struct {
 	Gen       uint32
 }
 
-type lbLbCounter uint32
-
-const (
-	lbLbCounterLB_PASS            lbLbCounter = 0
-	lbLbCounterLB_TX              lbLbCounter = 1
-	lbLbCounterLB_DROP_MALFORMED  lbLbCounter = 2
-	lbLbCounterLB_DROP_NO_BACKEND lbLbCounter = 3
-	lbLbCounterLB_DROP_ENCAP      lbLbCounter = 4
-	lbLbCounterLB_DROP_TOO_BIG    lbLbCounter = 5
-	lbLbCounterLB_PASS_FRAGMENT   lbLbCounter = 6
-	lbLbCounterLB_PROBE_TX        lbLbCounter = 7
-	lbLbCounterLB_PROBE_DROP      lbLbCounter = 8
-	lbLbCounterLB_ICMP_ECHO       lbLbCounter = 9
-	lbLbCounterLB_ICMP_TOO_BIG    lbLbCounter = 10
-	lbLbCounterLB_DROP_BAD_SOURCE lbLbCounter = 11
-	lbLbCounterLB_COUNTER_MAX     lbLbCounter = 12
-)
-
 type lbLbCtl struct {
 	_            structs.HostLayout
 	WildcardVips uint32
 }
 
-type lbLbEvent uint32
+type lbLbLimit uint32
 
 const (
-	lbLbEventLB_EV_LRU_HIT       lbLbEvent = 0
-	lbLbEventLB_EV_LRU_MISS      lbLbEvent = 1
-	lbLbEventLB_EV_LRU_SKIP_DOWN lbLbEvent = 2
-	lbLbEventLB_EV_SYN           lbLbEvent = 3
-	lbLbEventLB_EV_MAX           lbLbEvent = 4
+	lbLbLimitLIMIT_VIPS             lbLbLimit = 1024
+	lbLbLimitLIMIT_BACKEND_IDS      lbLbLimit = 16384
+	lbLbLimitLIMIT_FLOWS            lbLbLimit = 262144
+	lbLbLimitLIMIT_DSR_FLOWS        lbLbLimit = 262144
+	lbLbLimitLIMIT_LB_SOURCES       lbLbLimit = 256
+	lbLbLimitLIMIT_VIP_FILTER_WORDS lbLbLimit = 1024
+	lbLbLimitLIMIT_VIP_FILTER_MUL   lbLbLimit = 2654435761
+	lbLbLimitLIMIT_GUE_PORT         lbLbLimit = 6080
+	lbLbLimitLIMIT_PROBE_MARK       lbLbLimit = 1279393792
+	lbLbLimitLIMIT_PROBE_MARK_MASK  lbLbLimit = 4294901760
+	lbLbLimitLIMIT_VIP_F_GUE        lbLbLimit = 1
+	lbLbLimitLIMIT_BE_F_V6          lbLbLimit = 1
+	lbLbLimitLIMIT_BE_F_DOWN        lbLbLimit = 2
+	lbLbLimitLIMIT_AF_INET          lbLbLimit = 4
+	lbLbLimitLIMIT_AF_INET6         lbLbLimit = 6
+)
+
+type lbReason uint32
+
+const (
+	lbReasonREASON_PASS            lbReason = 0
+	lbReasonREASON_TX              lbReason = 1
+	lbReasonREASON_DROP_MALFORMED  lbReason = 2
+	lbReasonREASON_DROP_NO_BACKEND lbReason = 3
+	lbReasonREASON_DROP_ENCAP      lbReason = 4
+	lbReasonREASON_DROP_TOO_BIG    lbReason = 5
+	lbReasonREASON_PASS_FRAGMENT   lbReason = 6
+	lbReasonREASON_PROBE_TX        lbReason = 7
+	lbReasonREASON_PROBE_DROP      lbReason = 8
+	lbReasonREASON_ICMP_ECHO       lbReason = 9
+	lbReasonREASON_ICMP_TOO_BIG    lbReason = 10
+	lbReasonREASON_DROP_BAD_SOURCE lbReason = 11
+	lbReasonREASON_MAX             lbReason = 12
 )
 
 type lbVipKey struct {
@@ -133,11 +153,12 @@ const (
 	lbVarEncapMtu     = "encap_mtu"
 	lbVarEncapSrcV4   = "encap_src_v4"
 	lbVarEncapSrcV6   = "encap_src_v6"
+	lbVarEventMax     = "event_max"
 	lbVarGuePort      = "gue_port"
 	lbVarHashSeed     = "hash_seed"
-	lbVarLbCounterMax = "lb_counter_max"
-	lbVarLbEventMax   = "lb_event_max"
+	lbVarLbLimitBtf   = "lb_limit_btf"
 	lbVarLbMac        = "lb_mac"
+	lbVarReasonMax    = "reason_max"
 )
 
 // loadLb returns the embedded CollectionSpec for lb.
@@ -208,14 +229,15 @@ type lbMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbVariableSpecs struct {
-	EncapMtu     *ebpf.VariableSpec `ebpf:"encap_mtu"`
-	EncapSrcV4   *ebpf.VariableSpec `ebpf:"encap_src_v4"`
-	EncapSrcV6   *ebpf.VariableSpec `ebpf:"encap_src_v6"`
-	GuePort      *ebpf.VariableSpec `ebpf:"gue_port"`
-	HashSeed     *ebpf.VariableSpec `ebpf:"hash_seed"`
-	LbCounterMax *ebpf.VariableSpec `ebpf:"lb_counter_max"`
-	LbEventMax   *ebpf.VariableSpec `ebpf:"lb_event_max"`
-	LbMac        *ebpf.VariableSpec `ebpf:"lb_mac"`
+	EncapMtu   *ebpf.VariableSpec `ebpf:"encap_mtu"`
+	EncapSrcV4 *ebpf.VariableSpec `ebpf:"encap_src_v4"`
+	EncapSrcV6 *ebpf.VariableSpec `ebpf:"encap_src_v6"`
+	EventMax   *ebpf.VariableSpec `ebpf:"event_max"`
+	GuePort    *ebpf.VariableSpec `ebpf:"gue_port"`
+	HashSeed   *ebpf.VariableSpec `ebpf:"hash_seed"`
+	LbLimitBtf *ebpf.VariableSpec `ebpf:"lb_limit_btf"`
+	LbMac      *ebpf.VariableSpec `ebpf:"lb_mac"`
+	ReasonMax  *ebpf.VariableSpec `ebpf:"reason_max"`
 }
 
 // lbObjects contains all objects after they have been loaded into the kernel.
@@ -273,14 +295,15 @@ func (m *lbMaps) Close() error {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbVariables struct {
-	EncapMtu     *ebpf.Variable `ebpf:"encap_mtu"`
-	EncapSrcV4   *ebpf.Variable `ebpf:"encap_src_v4"`
-	EncapSrcV6   *ebpf.Variable `ebpf:"encap_src_v6"`
-	GuePort      *ebpf.Variable `ebpf:"gue_port"`
-	HashSeed     *ebpf.Variable `ebpf:"hash_seed"`
-	LbCounterMax *ebpf.Variable `ebpf:"lb_counter_max"`
-	LbEventMax   *ebpf.Variable `ebpf:"lb_event_max"`
-	LbMac        *ebpf.Variable `ebpf:"lb_mac"`
+	EncapMtu   *ebpf.Variable `ebpf:"encap_mtu"`
+	EncapSrcV4 *ebpf.Variable `ebpf:"encap_src_v4"`
+	EncapSrcV6 *ebpf.Variable `ebpf:"encap_src_v6"`
+	EventMax   *ebpf.Variable `ebpf:"event_max"`
+	GuePort    *ebpf.Variable `ebpf:"gue_port"`
+	HashSeed   *ebpf.Variable `ebpf:"hash_seed"`
+	LbLimitBtf *ebpf.Variable `ebpf:"lb_limit_btf"`
+	LbMac      *ebpf.Variable `ebpf:"lb_mac"`
+	ReasonMax  *ebpf.Variable `ebpf:"reason_max"`
 }
 
 // lbPrograms contains all programs after they have been loaded into the kernel.

@@ -355,25 +355,46 @@ func TestRingSwapResizes(t *testing.T) {
 	}
 }
 
-func TestCounterNamesCoverEnum(t *testing.T) {
-	if len(counterNames) != int(lbLbCounterLB_COUNTER_MAX) {
-		t.Errorf("%d counter names for %d counters", len(counterNames), lbLbCounterLB_COUNTER_MAX)
+func TestNamesCoverEnumsAndMapsFitLimits(t *testing.T) {
+	if len(reasonNames) != int(lbReasonREASON_MAX) {
+		t.Errorf("%d reason names for %d reasons", len(reasonNames), lbReasonREASON_MAX)
 	}
-	if len(eventNames) != int(lbLbEventLB_EV_MAX) {
-		t.Errorf("%d event names for %d events", len(eventNames), lbLbEventLB_EV_MAX)
+	if len(eventNames) != int(lbFlowEventEVENT_MAX) {
+		t.Errorf("%d event names for %d events", len(eventNames), lbFlowEventEVENT_MAX)
 	}
-	if len(beCounterNames) != int(beBeCounterBE_COUNTER_MAX) {
-		t.Errorf("%d backend counter names for %d counters", len(beCounterNames), beBeCounterBE_COUNTER_MAX)
+	if len(hostReasonNames) != int(backendhostReasonREASON_MAX) {
+		t.Errorf("%d backend host reason names for %d reasons", len(hostReasonNames), backendhostReasonREASON_MAX)
 	}
-	spec, err := loadLb()
+	// the limits come from enum lb_limit; the maps are sized by the macros it names
+	lbSpec, err := loadLb()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := spec.Maps["vips"].MaxEntries; got != MaxVIPs {
-		t.Errorf("vips map holds %d, MaxVIPs says %d", got, MaxVIPs)
+	hostSpec, err := loadBackendhost()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got := spec.Maps["backends"].MaxEntries; got != MaxBackends {
-		t.Errorf("backends map holds %d, MaxBackends says %d", got, MaxBackends)
+	for _, c := range []struct {
+		spec *ebpf.CollectionSpec
+		m    string
+		want int
+	}{
+		{lbSpec, "vips", MaxVIPs},
+		{lbSpec, "vip_addrs", MaxVIPs},
+		{lbSpec, "vip_stats", MaxVIPs},
+		{lbSpec, "rings", 2 * MaxVIPs},
+		{lbSpec, "backends", MaxBackends + 1},
+		{lbSpec, "backend_stats", MaxBackends + 1},
+		{lbSpec, "vip_filter", vipFilterWords},
+		{lbSpec, "stats", int(lbReasonREASON_MAX)},
+		{hostSpec, "served_vips", MaxVIPs},
+		{hostSpec, "lb_sources_v4", MaxLBSources},
+		{hostSpec, "lb_sources_v6", MaxLBSources},
+		{hostSpec, "be_stats", int(backendhostReasonREASON_MAX)},
+	} {
+		if got := int(c.spec.Maps[c.m].MaxEntries); got != c.want {
+			t.Errorf("map %s holds %d, the limit says %d", c.m, got, c.want)
+		}
 	}
 }
 

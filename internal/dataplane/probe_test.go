@@ -47,7 +47,7 @@ func TestTCProbeEncapsulatesMarkedProbes(t *testing.T) {
 		t.Fatalf("unmarked packet: verdict %#x, changed: %s", ret, diffPackets(probe, out))
 	}
 	// a mark naming no backend is dropped and counted, never sent bare to the VIP
-	if ret, _ := runProbe(t, lb, probeMark|999, probe); ret != 2 /* TC_ACT_SHOT */ {
+	if ret, _ := runProbe(t, lb, ProbeMarkBase|999, probe); ret != 2 /* TC_ACT_SHOT */ {
 		t.Fatalf("stale mark: verdict %d, want TC_ACT_SHOT", ret)
 	}
 	st, _ := lb.Stats()

@@ -13,28 +13,28 @@ type Counter struct {
 	Bytes   uint64 `json:"bytes"`
 }
 
-// counterNames name the data path's verdicts (enum lb_counter); a test checks every value
+// reasonNames name the data path's reasons (enum reason, bpf/lb_maps.h); a test checks every value
 // of the enum has a name.
-var counterNames = map[lbLbCounter]string{
-	lbLbCounterLB_PASS:            "pass",
-	lbLbCounterLB_TX:              "tx",
-	lbLbCounterLB_DROP_MALFORMED:  "drop_malformed",
-	lbLbCounterLB_DROP_NO_BACKEND: "drop_no_backend",
-	lbLbCounterLB_DROP_ENCAP:      "drop_encap_failed",
-	lbLbCounterLB_DROP_TOO_BIG:    "drop_too_big",
-	lbLbCounterLB_PASS_FRAGMENT:   "pass_fragment",
-	lbLbCounterLB_PROBE_TX:        "probe_tx",
-	lbLbCounterLB_PROBE_DROP:      "probe_drop",
-	lbLbCounterLB_ICMP_ECHO:       "icmp_echo_reply",
-	lbLbCounterLB_ICMP_TOO_BIG:    "icmp_too_big",
-	lbLbCounterLB_DROP_BAD_SOURCE: "drop_bad_source",
+var reasonNames = map[lbReason]string{
+	lbReasonREASON_PASS:            "pass",
+	lbReasonREASON_TX:              "tx",
+	lbReasonREASON_DROP_MALFORMED:  "drop_malformed",
+	lbReasonREASON_DROP_NO_BACKEND: "drop_no_backend",
+	lbReasonREASON_DROP_ENCAP:      "drop_encap_failed",
+	lbReasonREASON_DROP_TOO_BIG:    "drop_too_big",
+	lbReasonREASON_PASS_FRAGMENT:   "pass_fragment",
+	lbReasonREASON_PROBE_TX:        "probe_tx",
+	lbReasonREASON_PROBE_DROP:      "probe_drop",
+	lbReasonREASON_ICMP_ECHO:       "icmp_echo_reply",
+	lbReasonREASON_ICMP_TOO_BIG:    "icmp_too_big",
+	lbReasonREASON_DROP_BAD_SOURCE: "drop_bad_source",
 }
 
-var eventNames = map[lbLbEvent]string{
-	lbLbEventLB_EV_LRU_HIT:       "lru_hit",
-	lbLbEventLB_EV_LRU_MISS:      "lru_miss",
-	lbLbEventLB_EV_LRU_SKIP_DOWN: "lru_skip_down",
-	lbLbEventLB_EV_SYN:           "syn",
+var eventNames = map[lbFlowEvent]string{
+	lbFlowEventEVENT_LRU_HIT:       "lru_hit",
+	lbFlowEventEVENT_LRU_MISS:      "lru_miss",
+	lbFlowEventEVENT_LRU_SKIP_DOWN: "lru_skip_down",
+	lbFlowEventEVENT_SYN:           "syn",
 }
 
 // Stats is a snapshot of the LB's counters.
@@ -68,7 +68,7 @@ func (lb *LB) Stats() (Stats, error) {
 		VIPs:     map[VIPKey]Counter{},
 		Backends: map[VIPKey]map[netip.Addr]Counter{},
 	}
-	for id, name := range counterNames {
+	for id, name := range reasonNames {
 		c, err := sumCounters(lb.objs.Stats, uint32(id))
 		if err != nil {
 			return st, fmt.Errorf("read counter %s: %w", name, err)

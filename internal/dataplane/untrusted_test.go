@@ -169,7 +169,7 @@ func TestUntrustedInputsFixtures(t *testing.T) {
 // the backend accepts tunnelled packets only from the LB nodes' sources and only for the
 // VIPs it serves; everything it refuses is dropped and counted by reason
 func TestBackendTrustBoundary(t *testing.T) {
-	b := mustLoadBackend(t, beAddrs[1], netip.Addr{})
+	b := mustLoadBackendHost(t, beAddrs[1], netip.Addr{})
 	stranger, stranger6 := netip.MustParseAddr("198.18.1.66"), netip.MustParseAddr("2001:db8:1::66")
 	otherVIP := netip.MustParseAddr("198.18.0.77")
 
@@ -193,7 +193,7 @@ func TestBackendTrustBoundary(t *testing.T) {
 		}
 		if gue { // the UDP header as the LB writes it: no checksum
 			n := 8 + len(inner)
-			inner = append([]byte{0xc1, 0x23, GUEPort >> 8, GUEPort & 0xff, byte(n >> 8), byte(n), 0, 0}, inner...)
+			inner = append([]byte{0xc1, 0x23, byte(GUEPort >> 8), byte(GUEPort & 0xff), byte(n >> 8), byte(n), 0, 0}, inner...)
 		}
 		return serialize(t, append(ls, gopacket.Payload(inner))...)
 	}

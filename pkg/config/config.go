@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/lbdproj/lbd/internal/dataplane"
 	"github.com/lbdproj/lbd/pkg/cluster"
 	"github.com/lbdproj/lbd/pkg/consistenthash"
 	"github.com/lbdproj/lbd/pkg/health"
@@ -33,17 +34,15 @@ const (
 	// expected status) are pkg/health's: health.DefaultInterval and the rest.
 	DefaultHealthType = health.TypeTCP
 
-	// The data path's limits (bpf/lb_consts.h), checked here so that a file that cannot be
-	// applied is refused with a position rather than failing half-way through an apply.
-	//
-	// TODO(limits): MaxRingSize, MaxVIPs and MaxBackends are hand-written copies of the BPF
-	// headers' MAX_RING_SIZE, MAX_VIPS and MAX_BACKENDS, and MaxBackends here (16383: the
-	// usable ids, less the reserved 0) and dataplane.MaxBackends (16384) are two numbers for
-	// one limit. Config is to read these limits from the BPF headers through internal/dataplane
-	// (the generated bindings) instead of keeping copies.
-	MaxRingSize = 1048573 // MAX_RING_SIZE, the largest ring xdp_lb indexes (a prime)
-	MaxVIPs     = 1024    // MAX_VIPS
-	MaxBackends = 16383   // MAX_BACKENDS less the reserved id 0: {VIP, backend} pairs, all VIPs
+	// The data path's limits (bpf/lb_consts.h, through internal/dataplane's generated
+	// bindings), checked here so that a file that cannot be applied is refused with a
+	// position rather than failing half-way through an apply.
+	MaxVIPs     = dataplane.MaxVIPs
+	MaxBackends = dataplane.MaxBackends // {VIP, backend} pairs over all VIPs
+	// MaxRingSize is the largest ring lbd builds (a prime). Rings are inner maps sized per
+	// VIP, so this is not a limit of the data path but of the memory a ring may take:
+	// 4 bytes a slot, 4 MiB at this size.
+	MaxRingSize = 1048573
 	// maxErrors caps how many problems one Parse reports; the rest are counted.
 	maxErrors = 20
 )

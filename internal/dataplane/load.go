@@ -1,0 +1,121 @@
+// load.go: loading xdp_lb and its maps (pinned or private) with the load-time variables set.
+
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"path/filepath"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/vishvananda/netlink"
+)
+
+// loadLB loads the program and its maps without attaching them: pinned under
+// cfg.PinDir/lb when PinDir is set, private otherwise (tests, benchmarks).
+func loadLB(cfg Config) (*LB, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MTU == 0 {
+		cfg.MTU = 1500
+	}
+	spec, err := loadLb()
+	if err != nil {
+		return nil, fmt.Errorf("load xdp_lb spec: %w", err)
+	}
+	if err := setLBVars(spec, cfg); err != nil {
+		return nil, err
+	}
+	opts := &ebpf.CollectionOptions{}
+	mapDir := ""
+	if cfg.PinDir != "" {
+		mapDir = filepath.Join(cfg.PinDir, lbDirPinName)
+		if err := checkPinDir(mapDir); err != nil {
+			return nil, err
+		}
+		opts.Maps.PinPath = mapDir
+		if err := replaceStaleCounters(spec, mapDir, []string{"stats", "events"}, cfg.Logger.Warn); err != nil {
+			return nil, err
+		}
+	} else {
+		for _, m := range spec.Maps {
+			m.Pinning = ebpf.PinNone
+		}
+	}
+	lb := &LB{cfg: cfg, vips: map[VIPKey]vipState{}, pairs: map[pairKey]beSlot{}}
+	if err := spec.LoadAndAssign(&lb.objs, opts); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			cfg.Logger.Error("verifier rejected xdp_lb", "log", fmt.Sprintf("%+v", ve))
+		}
+		if errors.Is(err, ebpf.ErrMapIncompatible) {
+			return nil, fmt.Errorf("load xdp_lb: maps pinned in %s are from an incompatible lbd (run `lbd detach`): %w", mapDir, err)
+		}
+		return nil, fmt.Errorf("load xdp_lb: %w", err)
+	}
+	if err := lb.recover(); err != nil {
+		lb.objs.Close()
+		return nil, fmt.Errorf("read pinned state: %w", err)
+	}
+	return lb, nil
+}
+
+func setLBVars(spec *ebpf.CollectionSpec, cfg Config) error {
+	vars := map[string]any{
+		"hash_seed": cfg.HashSeed,
+		"encap_mtu": uint32(cfg.MTU),
+	}
+	if cfg.EncapSource.IsValid() {
+		if !cfg.EncapSource.Is4() {
+			return fmt.Errorf("encap source %s: not an IPv4 address", cfg.EncapSource)
+		}
+		vars["encap_src_v4"] = cfg.EncapSource.As4()
+	}
+	if cfg.EncapSource6.IsValid() {
+		vars["encap_src_v6"] = cfg.EncapSource6.As16()
+	}
+	if cfg.MAC != nil {
+		if len(cfg.MAC) != 6 {
+			return fmt.Errorf("interface address %s: not an Ethernet (6-byte) address", cfg.MAC)
+		}
+		vars["lb_mac"] = [6]byte(cfg.MAC)
+	}
+	for name, v := range vars {
+		vs, ok := spec.Variables[name]
+		if !ok {
+			return fmt.Errorf("xdp_lb has no variable %q", name)
+		}
+		if err := vs.Set(v); err != nil {
+			return fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func firstAddr(l netlink.Link, family int) netip.Addr {
+	addrs, err := netlink.AddrList(l, family)
+	if err != nil {
+		return netip.Addr{}
+	}
+	for _, a := range addrs {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if ok && !ip.IsLinkLocalUnicast() {
+			return ip.Unmap()
+		}
+	}
+	return netip.Addr{}
+}
+
+var lbSpecOnce = sync.OnceValues(loadLb)
+
+func (lb *LB) innerSpec() *ebpf.MapSpec {
+	spec, err := lbSpecOnce()
+	if err != nil {
+		panic(err) // the embedded object parsed once already in OpenLB
+	}
+	return spec.Maps["rings"].InnerMap.Copy()
+}
