@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lbdproj/lbd/internal/wait"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -162,28 +163,18 @@ func liveMembers(n *testNode) []string {
 	return live
 }
 
-// eventually polls cond until it returns nil and returns how long that took,
-// or fails the test at the deadline with cond's last error.
-//
-// TODO(wait): a local stand-in for the shared internal/wait package (another
-// branch); swap it in when that is merged.
+// eventually polls cond (internal/wait) until it returns nil and returns how long that
+// took, or fails the test at the deadline with cond's last error.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) time.Duration {
 	t.Helper()
 	start := time.Now()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(timeout)
-	for {
+	if err := wait.Until(timeout, 5*time.Millisecond, func() (bool, error) {
 		err := cond()
-		if err == nil {
-			return time.Since(start)
-		}
-		select {
-		case <-deadline:
-			t.Fatalf("%s: not within %v: %v", what, timeout, err)
-		case <-tick.C:
-		}
+		return err == nil, err
+	}); err != nil {
+		t.Fatalf("%s: %v", what, err)
 	}
+	return time.Since(start)
 }
 
 // verdictsAre checks that every node's verdict is want.

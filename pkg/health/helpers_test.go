@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lbdproj/lbd/internal/wait"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -56,24 +57,12 @@ func newTestChecker(t testing.TB, reg prometheus.Registerer) *Checker {
 	return NewChecker(Options{Registerer: reg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 }
 
-// waitFor polls cond every 5ms until it holds, and fails the test if it does not within d.
-//
-// TODO(wait): a local stand-in for the shared internal/wait package (another branch); swap
-// it in when that is merged.
+// waitFor polls cond every 5ms (internal/wait) until it holds, and fails the test if it
+// does not within d.
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(d)
-	for !cond() {
-		select {
-		case <-deadline:
-			if cond() {
-				return
-			}
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		case <-tick.C:
-		}
+	if err := wait.Until(d, 5*time.Millisecond, func() (bool, error) { return cond(), nil }); err != nil {
+		t.Fatalf("waiting for %s: %v", what, err)
 	}
 }
 
