@@ -5,7 +5,7 @@ export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 GOFLAGS_TEST ?= -count=1 -p 2 -timeout 30m
 
-.PHONY: all deps build generate check-generated vet test fuzz demo bench bench-throughput clean
+.PHONY: all deps build generate check-generated fmt-bpf check-format vet lint test fuzz demo bench bench-throughput clean
 
 all: build
 
@@ -25,8 +25,24 @@ check-generated: generate
 	@git diff --exit-code --stat -- internal/dataplane bench || \
 	  { echo "generated BPF files are not up to date: run make generate and commit" >&2; exit 1; }
 
+BPF_SOURCES := $(wildcard bpf/*.c bpf/*.h bench/bpf/*.c bench/bpf/*.h bench/throughput/bpf/*.c)
+
+# format the BPF C with the project's .clang-format
+fmt-bpf: deps
+	clang-format-19 -i $(BPF_SOURCES)
+
+# fails when Go or BPF C sources are not formatted
+check-format: deps
+	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt would change: $$out" >&2; exit 1; }
+	clang-format-19 --dry-run --Werror $(BPF_SOURCES)
+
 vet:
 	$(GO) vet ./...
+
+# the linters CI runs (.golangci.yml); installs golangci-lint into bin/ through the module proxy
+lint:
+	GOBIN=$(CURDIR)/bin $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
+	bin/golangci-lint run ./...
 
 test: deps
 	$(GO) test $(GOFLAGS_TEST) ./...

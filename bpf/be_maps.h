@@ -13,12 +13,12 @@
 /* what the backend's programs did with a packet they acted on (be_stats); packets that
  * are not theirs pass uncounted */
 enum reason {
-	REASON_DECAP = 0,           /* outer header removed, VIP rewritten, flow recorded */
-	REASON_DECAP_MALFORMED,     /* tunnelled packet with inconsistent headers (versions,
-				     * lengths): dropped */
-	REASON_RESTORED,            /* reply source rewritten back to the VIP */
-	REASON_REFUSED_SOURCE,      /* tunnelled packet from outside the LB nodes' sources: dropped */
-	REASON_REFUSED_VIP,         /* tunnelled packet for a VIP this backend does not serve: dropped */
+	REASON_DECAP = 0,	/* outer header removed, VIP rewritten, flow recorded */
+	REASON_DECAP_MALFORMED, /* tunnelled packet with inconsistent headers (versions,
+				 * lengths): dropped */
+	REASON_RESTORED,	/* reply source rewritten back to the VIP */
+	REASON_REFUSED_SOURCE,	/* tunnelled packet from outside the LB nodes' sources: dropped */
+	REASON_REFUSED_VIP, /* tunnelled packet for a VIP this backend does not serve: dropped */
 	REASON_MAX,
 };
 

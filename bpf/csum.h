@@ -39,7 +39,7 @@ static __always_inline __u16 csum_replace4(__u16 check, __u32 from, __u32 to)
 /* the largest message csum_bytes sums: a 4 KiB page holds any frame XDP sees without
  * multi-buffer support */
 #define CSUM_MAX_BYTES 4096
-#define CSUM_CHUNK 64
+#define CSUM_CHUNK     64
 
 struct csum_walk {
 	struct xdp_md *ctx;

@@ -18,7 +18,7 @@
 #include "csum.h"
 #include "gue.h"
 
-#define ENCAP_OK 0
+#define ENCAP_OK  0
 #define ENCAP_ERR -1
 
 /* outer source addresses, set by the daemon before load (network byte order) */
@@ -114,7 +114,8 @@ static __always_inline int encap_4in4(struct xdp_md *ctx, __u32 l2len, const str
  * the inner packet's whole length; the flow label carries the flow hash so backends can
  * spread flows (RSS) */
 static __always_inline int encap_ip6(struct xdp_md *ctx, __u32 l2len, const struct backend *be,
-				     __u8 tclass, __u16 payload_len, __u8 nexthdr, __u32 hash, int gue)
+				     __u8 tclass, __u16 payload_len, __u8 nexthdr, __u32 hash,
+				     int gue)
 {
 	__u32 udp = gue ? sizeof(struct udphdr) : 0;
 	__be16 tpid, tci;
@@ -123,7 +124,8 @@ static __always_inline int encap_ip6(struct xdp_md *ctx, __u32 l2len, const stru
 	save_vlan(ctx, l2len, &tpid, &tci);
 	if (bpf_xdp_adjust_head(ctx, 0 - (int)(sizeof(struct ipv6hdr) + udp)))
 		return ENCAP_ERR;
-	oip = push_l2(ctx, l2len, be, ETH_P_IPV6_BE, tpid, tci, sizeof(*oip) + sizeof(struct udphdr));
+	oip = push_l2(ctx, l2len, be, ETH_P_IPV6_BE, tpid, tci,
+		      sizeof(*oip) + sizeof(struct udphdr));
 	if (!oip)
 		return ENCAP_ERR;
 	oip->version = 6;

@@ -21,13 +21,22 @@ static __always_inline __u32 lb_hash3(__u32 a, __u32 b, __u32 c, __u32 seed)
 	a += LB_HASH_INIT + seed;
 	b += LB_HASH_INIT + seed;
 	c += seed;
-	c ^= b; c -= rol32(b, 14);
-	a ^= c; a -= rol32(c, 11);
-	b ^= a; b -= rol32(a, 25);
-	c ^= b; c -= rol32(b, 16);
-	a ^= c; a -= rol32(c, 4);
-	b ^= a; b -= rol32(a, 14);
-	c ^= b; c -= rol32(b, 24);
+	/* clang-format off: lookup3's rounds read best one to a line */
+	c ^= b;
+	c -= rol32(b, 14);
+	a ^= c;
+	a -= rol32(c, 11);
+	b ^= a;
+	b -= rol32(a, 25);
+	c ^= b;
+	c -= rol32(b, 16);
+	a ^= c;
+	a -= rol32(c, 4);
+	b ^= a;
+	b -= rol32(a, 14);
+	c ^= b;
+	c -= rol32(b, 24);
+	/* clang-format on */
 	return c;
 }
 

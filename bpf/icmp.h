@@ -26,19 +26,19 @@ struct lb_icmp {
 	__be32 rest; /* echo: id and sequence; too big: the MTU */
 };
 
-#define ICMP_TYPE_ECHOREPLY 0
-#define ICMP_TYPE_DEST_UNREACH 3
-#define ICMP_CODE_FRAG_NEEDED 4
-#define ICMP_TYPE_ECHO 8
-#define ICMPV6_TYPE_PKT_TOOBIG 2
+#define ICMP_TYPE_ECHOREPLY	 0
+#define ICMP_TYPE_DEST_UNREACH	 3
+#define ICMP_CODE_FRAG_NEEDED	 4
+#define ICMP_TYPE_ECHO		 8
+#define ICMPV6_TYPE_PKT_TOOBIG	 2
 #define ICMPV6_TYPE_ECHO_REQUEST 128
-#define ICMPV6_TYPE_ECHO_REPLY 129
+#define ICMPV6_TYPE_ECHO_REPLY	 129
 
 /* what an ICMP builder did */
-#define ICMP_BUILT 0        /* the frame holds the answer: send it back (XDP_TX) */
-#define ICMP_MALFORMED -1   /* the request's lengths or checksum are wrong: no answer */
-#define ICMP_BAD_SOURCE -2  /* the sender is no unicast host: never answered */
-#define ICMP_NO_ROOM -3     /* the frame could not be reshaped */
+#define ICMP_BUILT	0  /* the frame holds the answer: send it back (XDP_TX) */
+#define ICMP_MALFORMED	-1 /* the request's lengths or checksum are wrong: no answer */
+#define ICMP_BAD_SOURCE -2 /* the sender is no unicast host: never answered */
+#define ICMP_NO_ROOM	-3 /* the frame could not be reshaped */
 
 /* quoted from the offending packet: its IP header and the first 8 bytes after it, enough
  * for the sender to find the connection (RFC 792, RFC 4443 asks for no more) */
@@ -55,7 +55,8 @@ static __always_inline void reply_eth(struct ethhdr *eth)
 	__builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
 #pragma unroll
 	for (int i = 0; i < ETH_ALEN; i++)
-		eth->h_source[i] = lb_mac[i]; /* volatile: read each byte, clang may not fold them */
+		eth->h_source[i] =
+			lb_mac[i]; /* volatile: read each byte, clang may not fold them */
 }
 
 /* cut the frame to its L2 header and an IP packet of l3len bytes: a trailer (Ethernet
@@ -66,7 +67,8 @@ static __always_inline int trim_to(struct xdp_md *ctx, __u32 l2len, __u32 l3len)
 
 	if (frame < (long)(l2len + l3len))
 		return -1;
-	if (frame > (long)(l2len + l3len) && bpf_xdp_adjust_tail(ctx, (int)(l2len + l3len) - (int)frame))
+	if (frame > (long)(l2len + l3len) &&
+	    bpf_xdp_adjust_tail(ctx, (int)(l2len + l3len) - (int)frame))
 		return -1;
 	return 0;
 }
@@ -148,8 +150,9 @@ static __always_inline int echo_reply_v6(struct xdp_md *ctx, __u32 l2len)
 		return ICMP_MALFORMED;
 	if (martian_v6(ip6->saddr.in6_u.u6_addr32) || mac_group(eth->h_source))
 		return ICMP_BAD_SOURCE;
-	sum = csum_bytes(ctx, l2len + sizeof(*ip6), len,
-			 pseudo_sum_v6(ip6->saddr.in6_u.u6_addr32, ip6->daddr.in6_u.u6_addr32, len));
+	sum = csum_bytes(
+		ctx, l2len + sizeof(*ip6), len,
+		pseudo_sum_v6(ip6->saddr.in6_u.u6_addr32, ip6->daddr.in6_u.u6_addr32, len));
 	if (sum < 0 || csum_fold32(sum))
 		return ICMP_MALFORMED;
 	if (trim_to(ctx, l2len, sizeof(*ip6) + len))
@@ -167,7 +170,8 @@ static __always_inline int echo_reply_v6(struct xdp_md *ctx, __u32 l2len)
 	ip6->saddr = vip;
 	ip6->hop_limit = ENCAP_TTL;
 	ic->type = ICMPV6_TYPE_ECHO_REPLY;
-	ic->checksum = csum_replace4(ic->checksum, ICMPV6_TYPE_ECHO_REQUEST, ICMPV6_TYPE_ECHO_REPLY);
+	ic->checksum =
+		csum_replace4(ic->checksum, ICMPV6_TYPE_ECHO_REQUEST, ICMPV6_TYPE_ECHO_REPLY);
 	reply_eth(eth);
 	return ICMP_BUILT;
 }

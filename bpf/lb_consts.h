@@ -16,9 +16,9 @@
 #endif
 /* the VIP address filter: one bit per hash of a destination address, so traffic for
  * other addresses passes without a hash map lookup */
-#define VIP_FILTER_BITS 65536
+#define VIP_FILTER_BITS	 65536
 #define VIP_FILTER_WORDS (VIP_FILTER_BITS / 64)
-#define VIP_FILTER_MUL 0x9e3779b1U
+#define VIP_FILTER_MUL	 0x9e3779b1U
 
 /* entries of each of a backend's reply flow tables (per family) */
 #ifndef MAX_DSR_FLOWS
@@ -27,14 +27,14 @@
 /* source prefixes a backend accepts tunnelled packets from (per family) */
 #define MAX_LB_SOURCES 256
 
-#define ETH_P_IP_BE 0x0008   /* htons(ETH_P_IP) on little-endian */
-#define ETH_P_IPV6_BE 0xdd86 /* htons(ETH_P_IPV6) */
-#define ETH_P_8021Q_BE 0x0081
+#define ETH_P_IP_BE	0x0008 /* htons(ETH_P_IP) on little-endian */
+#define ETH_P_IPV6_BE	0xdd86 /* htons(ETH_P_IPV6) */
+#define ETH_P_8021Q_BE	0x0081
 #define ETH_P_8021AD_BE 0xa888
 
-#define IP_MF 0x2000
+#define IP_MF	  0x2000
 #define IP_OFFSET 0x1fff
-#define IP_DF 0x4000
+#define IP_DF	  0x4000
 
 #define ENCAP_TTL 64
 
@@ -44,18 +44,18 @@
 
 /* health probes through the tunnel: the daemon marks a probe socket with PROBE_MARK | the
  * backend id, and tc_probe encapsulates its packets to that backend */
-#define PROBE_MARK 0x4c420000U
+#define PROBE_MARK	0x4c420000U
 #define PROBE_MARK_MASK 0xffff0000U
 
 /* vip_meta.flags */
 #define VIP_F_GUE (1U << 0) /* GUE (UDP) instead of IPIP */
 
 /* backend.flags */
-#define BE_F_V6 (1U << 0)   /* backend address is IPv6 */
+#define BE_F_V6	  (1U << 0) /* backend address is IPv6 */
 #define BE_F_DOWN (1U << 1) /* health says down: LRU hits on it are ignored */
 
 /* address families in keys */
-#define LB_AF_INET 4
+#define LB_AF_INET  4
 #define LB_AF_INET6 6
 
 /* TCX return code (linux 6.6 uapi; Debian 12's headers predate it): let the next program run */

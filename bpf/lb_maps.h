@@ -12,22 +12,22 @@
 
 /* what happened to a packet; each packet is counted under exactly one (stats) */
 enum reason {
-	REASON_PASS = 0,         /* not for a VIP: handed to the host untouched */
-	REASON_TX,               /* encapsulated and sent to a backend */
-	REASON_DROP_MALFORMED,   /* truncated or inconsistent headers (version, lengths), or a
-				  * bad echo request checksum */
-	REASON_DROP_NO_BACKEND,  /* VIP has no usable backend */
-	REASON_DROP_ENCAP,       /* could not grow the packet for the outer header */
-	REASON_DROP_TOO_BIG,     /* too big once encapsulated, and fragmenting allowed (or no
-				  * room to answer) */
-	REASON_PASS_FRAGMENT,    /* IP fragment: not load balanced */
-	REASON_PROBE_TX,         /* a health probe encapsulated by tc_probe (egress) */
-	REASON_PROBE_DROP,       /* a marked probe whose backend is gone or whose headers are odd */
-	REASON_ICMP_ECHO,        /* an echo request to a VIP address, answered here */
-	REASON_ICMP_TOO_BIG,     /* too big once encapsulated: the sender was told the size that fits */
-	REASON_DROP_BAD_SOURCE,  /* for a VIP, from a source no flow may come from and no answer
-				  * may go to: broadcast, multicast, unspecified or loopback, or a
-				  * group MAC */
+	REASON_PASS = 0,	/* not for a VIP: handed to the host untouched */
+	REASON_TX,		/* encapsulated and sent to a backend */
+	REASON_DROP_MALFORMED,	/* truncated or inconsistent headers (version, lengths), or a
+				 * bad echo request checksum */
+	REASON_DROP_NO_BACKEND, /* VIP has no usable backend */
+	REASON_DROP_ENCAP,	/* could not grow the packet for the outer header */
+	REASON_DROP_TOO_BIG,	/* too big once encapsulated, and fragmenting allowed (or no
+				 * room to answer) */
+	REASON_PASS_FRAGMENT,	/* IP fragment: not load balanced */
+	REASON_PROBE_TX,	/* a health probe encapsulated by tc_probe (egress) */
+	REASON_PROBE_DROP,	/* a marked probe whose backend is gone or whose headers are odd */
+	REASON_ICMP_ECHO,	/* an echo request to a VIP address, answered here */
+	REASON_ICMP_TOO_BIG, /* too big once encapsulated: the sender was told the size that fits */
+	REASON_DROP_BAD_SOURCE, /* for a VIP, from a source no flow may come from and no answer
+				 * may go to: broadcast, multicast, unspecified or loopback, or a
+				 * group MAC */
 	REASON_MAX,
 };
 

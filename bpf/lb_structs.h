@@ -19,9 +19,9 @@ struct vip_key {
 };
 
 struct vip_meta {
-	__u32 vip_id;    /* index into vip_stats, stable for the VIP's life */
-	__u32 ring_id;   /* index into rings; a ring of another size gets a fresh slot */
-	__u32 flags;     /* VIP_F_* */
+	__u32 vip_id;	 /* index into vip_stats, stable for the VIP's life */
+	__u32 ring_id;	 /* index into rings; a ring of another size gets a fresh slot */
+	__u32 flags;	 /* VIP_F_* */
 	__u32 ring_size; /* slots in this VIP's ring, a prime */
 };
 
@@ -52,12 +52,12 @@ struct flow_val {
 struct backend {
 	union lb_addr addr;
 	__u32 gen;
-	__u32 flags; /* BE_F_* */
-	__u32 ifindex; /* 0: XDP_TX out of the receiving interface, else redirect */
-	__u32 vip_id;  /* the VIP this entry serves (ids are per VIP and backend) */
+	__u32 flags;	 /* BE_F_* */
+	__u32 ifindex;	 /* 0: XDP_TX out of the receiving interface, else redirect */
+	__u32 vip_id;	 /* the VIP this entry serves (ids are per VIP and backend) */
 	__u32 vip_flags; /* that VIP's VIP_F_*: a flow table hit needs no VIP lookup */
-	__u8 dmac[6];  /* next hop toward the backend */
-	__u8 smac[6];  /* our interface's address */
+	__u8 dmac[6];	 /* next hop toward the backend */
+	__u8 smac[6];	 /* our interface's address */
 };
 
 /* runtime switches written by the daemon (lb_ctl[0]) */

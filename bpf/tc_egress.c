@@ -187,9 +187,8 @@ static __always_inline int rewrite_dst_v4(struct iphdr *ip, void *data_end, __be
 	return 0;
 }
 
-static __always_inline int rewrite_dst_v6(struct ipv6hdr *ip6, void *data_end,
-					  const __be32 *to, const struct inner *in,
-					  struct reply_key_v6 *k)
+static __always_inline int rewrite_dst_v6(struct ipv6hdr *ip6, void *data_end, const __be32 *to,
+					  const struct inner *in, struct reply_key_v6 *k)
 {
 	void *l4 = ip6 + 1;
 	__u16 *check;
@@ -496,8 +495,8 @@ static __always_inline int egress_v6(struct __sk_buff *skb, int l2len)
 	coff = l4_csum_off(k.proto) + l4off;
 #pragma unroll
 	for (int i = 0; i < 4; i++) {
-		if (store_addr_word(skb, l2len + offsetof(struct ipv6hdr, saddr) + 4 * i, k.local[i],
-				    vip[i], coff, 0, -1))
+		if (store_addr_word(skb, l2len + offsetof(struct ipv6hdr, saddr) + 4 * i,
+				    k.local[i], vip[i], coff, 0, -1))
 			return TCX_NEXT;
 	}
 	if (restore_port(skb, l4off, sport, dv->vip_port, coff, 0))

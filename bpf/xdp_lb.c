@@ -158,7 +158,8 @@ static __always_inline int lb_icmp_v4(struct xdp_md *ctx, struct iphdr *ip, __u3
 		return verdict(ctx, REASON_PASS, XDP_PASS);
 	if (!maybe_vip(vip_filter_bit_v4(dst)) || !is_vip_addr(&dst, LB_AF_INET))
 		return verdict(ctx, REASON_PASS, XDP_PASS);
-	return icmp_verdict(ctx, echo_reply_v4(ctx, l2len), REASON_ICMP_ECHO, REASON_DROP_MALFORMED);
+	return icmp_verdict(ctx, echo_reply_v4(ctx, l2len), REASON_ICMP_ECHO,
+			    REASON_DROP_MALFORMED);
 }
 
 static __always_inline int lb_icmp_v6(struct xdp_md *ctx, struct ipv6hdr *ip6, __u32 l2len,
@@ -172,7 +173,8 @@ static __always_inline int lb_icmp_v6(struct xdp_md *ctx, struct ipv6hdr *ip6, _
 	__builtin_memcpy(dst, &ip6->daddr, sizeof(dst));
 	if (!maybe_vip(vip_filter_bit_v6(dst)) || !is_vip_addr(dst, LB_AF_INET6))
 		return verdict(ctx, REASON_PASS, XDP_PASS);
-	return icmp_verdict(ctx, echo_reply_v6(ctx, l2len), REASON_ICMP_ECHO, REASON_DROP_MALFORMED);
+	return icmp_verdict(ctx, echo_reply_v6(ctx, l2len), REASON_ICMP_ECHO,
+			    REASON_DROP_MALFORMED);
 }
 
 /* what the family parsers hand the shared flow path */
@@ -203,8 +205,8 @@ static __always_inline int martian_src(const void *fk, int v6)
 }
 
 /* a new flow: the ring's backend for hash, recorded in the flow table (flows, key) */
-static __always_inline struct backend *new_flow(const struct vip_meta *meta, __u32 hash, void *flows,
-						const void *key, __u32 *bid)
+static __always_inline struct backend *new_flow(const struct vip_meta *meta, __u32 hash,
+						void *flows, const void *key, __u32 *bid)
 {
 	struct backend *be = ring_backend(meta, hash, bid);
 	struct flow_val fv;
@@ -328,7 +330,8 @@ static __always_inline int lb_ipv4(struct xdp_md *ctx, __u32 l2len)
 
 	p.l3len = bpf_ntohs(ip->tot_len);
 	if (p.l3len < sizeof(*ip) || (void *)ip + p.l3len > data_end ||
-	    parse_l4(ip + 1, p.l3len - sizeof(*ip), data_end, ip->protocol, &fk.sport, &fk.dport, &p.syn))
+	    parse_l4(ip + 1, p.l3len - sizeof(*ip), data_end, ip->protocol, &fk.sport, &fk.dport,
+		     &p.syn))
 		return verdict(ctx, REASON_DROP_MALFORMED, XDP_DROP);
 	p.tos = ip->tos;
 	p.df = !!(ip->frag_off & bpf_htons(IP_DF));
