@@ -231,7 +231,7 @@ func (s *sandbox) dialFrom(ctx context.Context, t *testing.T, port int) string {
 	d.LocalAddr = &net.TCPAddr{IP: s.fleet.Client.Addr.AsSlice(), Port: port}
 	d.Control = func(network, address string, c syscall.RawConn) error {
 		var err error
-		c.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1) })
+		_ = c.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1) })
 		return err
 	}
 	conn, err := d.DialContext(ctx, "tcp", fmt.Sprintf("%s:%d", s.vip, s.vipPort))
@@ -239,11 +239,11 @@ func (s *sandbox) dialFrom(ctx context.Context, t *testing.T, port int) string {
 		t.Fatalf("dial from port %d: %v", port, err)
 	}
 	defer func() {
-		conn.(*net.TCPConn).SetLinger(0)
+		_ = conn.(*net.TCPConn).SetLinger(0)
 		conn.Close()
 	}()
 	fmt.Fprintf(conn, "GET / HTTP/1.0\r\n\r\n")
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
 	var b strings.Builder
 	buf := make([]byte, 512)
 	for {

@@ -63,7 +63,11 @@ func cmdRun(ctx context.Context, e *env, args []string) int {
 	}
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
-	go d.Run(runCtx)
+	go func() {
+		if err := d.Run(runCtx); err != nil {
+			log.Error("daemon loop stopped", "err", err)
+		}
+	}()
 	reg.MustRegister(d.Collector(), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ln, err := net.Listen("tcp", cfg.Node.APIAddr.String())
@@ -73,7 +77,11 @@ func cmdRun(ctx context.Context, e *env, args []string) int {
 		return exitFailure
 	}
 	srv := &http.Server{Handler: d.Handler(reg), ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("api server stopped", "err", err)
+		}
+	}()
 	defer srv.Close()
 	log.Info("lbd serving", "vips", len(cfg.VIPs), "api", ln.Addr().String(), "config", *path)
 

@@ -154,7 +154,7 @@ type keepAlive struct {
 
 func (k *keepAlive) get(t *testing.T) string {
 	t.Helper()
-	k.conn.SetDeadline(time.Now().Add(5 * time.Second))
+	_ = k.conn.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := fmt.Fprintf(k.conn, "GET / HTTP/1.1\r\nHost: vip\r\n\r\n"); err != nil {
 		t.Fatalf("write on the established connection: %v", err)
 	}
@@ -164,7 +164,7 @@ func (k *keepAlive) get(t *testing.T) string {
 	}
 	defer resp.Body.Close()
 	var b bytes.Buffer
-	b.ReadFrom(resp.Body)
+	_, _ = b.ReadFrom(resp.Body)
 	return strings.TrimSpace(b.String())
 }
 

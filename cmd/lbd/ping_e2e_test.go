@@ -28,7 +28,7 @@ func TestPingVIP(t *testing.T) {
 		if _, err := conn.WriteTo(b, &net.IPAddr{IP: s.vip.AsSlice()}); err != nil {
 			t.Fatal(err)
 		}
-		conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+		_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
 		buf := make([]byte, 1500)
 		for {
 			n, from, err := conn.ReadFrom(buf)

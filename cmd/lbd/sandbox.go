@@ -196,7 +196,7 @@ func (s *sandbox) startServer(h *testbed.Host) error {
 	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%s\n", name)
 	})}
-	go srv.Serve(ln)
+	go func() { _ = srv.Serve(ln) }() // ends with http.ErrServerClosed when the test stops it
 	s.servers[h.Name] = &backendServer{host: h, srv: srv, ln: ln}
 	return nil
 }

@@ -50,7 +50,7 @@ func TestProbesThroughTheTunnel(t *testing.T) {
 	// be1 loses its decap (lbd backend stopped, its programs detached): its HTTP service still
 	// answers on 198.18.0.12:80, but clients' tunnelled packets can no longer reach it
 	victim := s.fleet.Backends[1]
-	s.beProcs[1].Stop()
+	_ = s.beProcs[1].Stop()
 	if out, err := victim.Command(ctx, s.exe, "detach", "--pin-dir", s.pinDir(victim)).CombinedOutput(); err != nil {
 		t.Fatalf("lbd detach: %v: %s", err, out)
 	}

@@ -146,7 +146,9 @@ func (d *Daemon) leave() {
 	if err := d.cluster.Leave(2 * time.Second); err != nil {
 		d.log.Warn("cluster leave", "err", err)
 	}
-	d.cluster.Shutdown()
+	if err := d.cluster.Shutdown(); err != nil {
+		d.log.Warn("cluster shutdown", "err", err)
+	}
 }
 
 // Config returns the config being served.

@@ -18,7 +18,12 @@ func (d *Daemon) kick() {
 // Run probes the backends, takes part in the cluster and keeps the rings in line with the
 // verdict until ctx ends.
 func (d *Daemon) Run(ctx context.Context) error {
-	go d.checker.Run(ctx)
+	go func() {
+		// the checker runs once per daemon, until ctx ends; an error means it never started
+		if err := d.checker.Run(ctx); err != nil {
+			d.log.Error("health checker", "err", err)
+		}
+	}()
 	d.kick()
 	tick := time.NewTicker(resolveRetry)
 	defer tick.Stop()

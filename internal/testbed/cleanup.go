@@ -71,8 +71,9 @@ func Cleanup(prefix string) {
 			continue
 		}
 		for _, name := range namespacesOf(prefix, id) {
-			killNetnsPids(name)
-			deleteNamedNS(name)
+			// best effort: what cannot go now is a leftover the next Cleanup retries
+			_ = killNetnsPids(name)
+			_ = deleteNamedNS(name)
 		}
 		for _, dir := range dirs[id] {
 			removeTempDir(dir)
@@ -140,7 +141,7 @@ func tempDirs(prefix string) map[string][]string {
 // removes nothing while something is still mounted there.
 func removeTempDir(dir string) {
 	for _, mp := range mountsUnder(dir) {
-		unmount(mp)
+		_ = unmount(mp) // checked below: nothing is removed while a mount stays
 	}
 	if len(mountsUnder(dir)) == 0 {
 		os.RemoveAll(dir)

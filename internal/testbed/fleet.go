@@ -95,7 +95,8 @@ func New(opts Options) (_ *Fleet, err error) {
 		return nil, ErrNotRoot
 	}
 	for _, c := range opts.Prefix {
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') || len(opts.Prefix) > 32 {
+		lower, digit := 'a' <= c && c <= 'z', '0' <= c && c <= '9'
+		if !lower && !digit && c != '-' || len(opts.Prefix) > 32 {
 			return nil, fmt.Errorf("options: prefix %q: want at most 32 of [a-z0-9-]", opts.Prefix)
 		}
 	}

@@ -50,15 +50,15 @@ func TestCleanupAfterKilledRun(t *testing.T) {
 	}
 	line, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
 		t.Fatalf("child: %q %v", line, err)
 	}
 	var id string
 	var sleepPid int
 	if _, err := fmt.Sscanf(line, "ready %s %d", &id, &sleepPid); err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
 		t.Fatalf("child said %q", line)
 	}
 
@@ -75,8 +75,8 @@ func TestCleanupAfterKilledRun(t *testing.T) {
 		}
 	}
 
-	cmd.Process.Kill()
-	cmd.Wait()
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
 
 	// Pdeathsig took the started process with it.
 	err = wait.Until(5*time.Second, 10*time.Millisecond, func() (bool, error) {

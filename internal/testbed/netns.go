@@ -155,7 +155,7 @@ func killNetnsPids(name string) error {
 		return nil
 	}
 	for _, pid := range pids {
-		syscall.Kill(pid, syscall.SIGKILL)
+		_ = syscall.Kill(pid, syscall.SIGKILL) // gone already is as good; the wait below checks
 	}
 	if err := wait.Until(killGrace, pollInterval, func() (bool, error) { return len(find()) == 0, nil }); err != nil {
 		return fmt.Errorf("processes %v in netns %s: %w", find(), name, err)

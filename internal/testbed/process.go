@@ -81,7 +81,7 @@ func (f *Fleet) Start(h *Host, name string, args ...string) (*Process, error) {
 	closed := f.closed
 	f.mu.Unlock()
 	if closed { // Close ran meanwhile and did not see p
-		p.Stop()
+		_ = p.Stop() // it is being thrown away: how it ended does not matter
 		return nil, errors.New("start: fleet closed")
 	}
 	return p, nil
@@ -125,7 +125,7 @@ func (w *processWriter) Write(b []byte) (int, error) {
 	defer w.mu.Unlock()
 	w.out.Write(b)
 	if w.file != nil {
-		w.file.Write(b) // best effort: the buffer is the record
+		_, _ = w.file.Write(b) // best effort: the buffer is the record
 	}
 	return len(b), nil
 }
@@ -173,13 +173,13 @@ func (p *Process) Stop() error {
 	if p.Exited() {
 		return p.err
 	}
-	p.Signal(syscall.SIGTERM)
+	_ = p.Signal(syscall.SIGTERM) // it may have exited on its own meanwhile
 	select {
 	case <-p.done:
 		return p.err
 	case <-time.After(stopTimeout):
 	}
-	p.Signal(syscall.SIGKILL)
+	_ = p.Signal(syscall.SIGKILL)
 	select {
 	case <-p.done:
 		return p.err

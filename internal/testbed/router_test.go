@@ -239,9 +239,9 @@ func serveName(t *testing.T, f *testbed.Fleet, vip netip.Addr, port uint16) {
 				}
 				go func() {
 					defer c.Close()
-					c.SetDeadline(time.Now().Add(10 * time.Second))
-					io.WriteString(c, lb.Name+"\n")
-					io.Copy(io.Discard, c) // until the client's RST
+					_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+					_, _ = io.WriteString(c, lb.Name+"\n")
+					_, _ = io.Copy(io.Discard, c) // until the client's RST
 				}()
 			}
 		}()
@@ -274,8 +274,8 @@ func askVIP(f *testbed.Fleet, vip netip.AddrPort, srcPort int) (string, error) {
 		return "", err
 	}
 	defer c.Close()
-	c.(*net.TCPConn).SetLinger(0)
-	c.SetDeadline(time.Now().Add(3 * time.Second))
+	_ = c.(*net.TCPConn).SetLinger(0)
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
 	name, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil {
 		return "", fmt.Errorf("read from %s via port %d: %w", vip, srcPort, err)
@@ -527,7 +527,7 @@ func TestRouterXDPTxReachesClient(t *testing.T) {
 			if _, err := c.Write(msg); err != nil {
 				return false, err
 			}
-			c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 			n, err = c.Read(buf)
 			return err == nil, err
 		})

@@ -42,7 +42,7 @@ func echo(t *testing.T, l net.Listener) {
 			}
 			go func() {
 				defer c.Close()
-				io.Copy(c, c)
+				_, _ = io.Copy(c, c)
 			}()
 		}
 	}()
@@ -57,7 +57,7 @@ func exchange(t *testing.T, from *testbed.Host, addr string) {
 		t.Fatalf("dial %s from %s: %v", addr, from.Name, err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	msg := []byte("hello from " + from.Name)
 	if _, err := c.Write(msg); err != nil {
 		t.Fatal(err)
@@ -107,9 +107,9 @@ func TestHTTPClientNewConnectionPerRequest(t *testing.T) {
 	remotes := make(chan string, 10)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		remotes <- r.RemoteAddr
-		io.WriteString(w, be.Name)
+		_, _ = io.WriteString(w, be.Name)
 	})}
-	go srv.Serve(l)
+	go func() { _ = srv.Serve(l) }()
 	defer srv.Close()
 
 	hc := f.Client.HTTPClient(5 * time.Second)
@@ -391,7 +391,7 @@ func TestLinkStats(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_ = pc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	buf := make([]byte, 16)
 	for i := range 10 {
 		if _, _, err := pc.ReadFrom(buf); err != nil {
@@ -464,7 +464,7 @@ func TestDoRestoresNamespace(t *testing.T) {
 				t.Error("panic not re-raised")
 			}
 		}()
-		f.Client.Do(func() error { panic("panic in fn") })
+		_ = f.Client.Do(func() error { panic("panic in fn") })
 	}()
 	// Every thread the program runs on is back in the root namespace.
 	for range 50 {

@@ -96,7 +96,7 @@ func TestXDPTxReachesClient(t *testing.T) {
 			if _, err := c.Write(msg); err != nil {
 				return false, err
 			}
-			c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 			n, err = c.Read(buf)
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				return false, err

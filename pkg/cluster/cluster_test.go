@@ -283,7 +283,7 @@ func TestNewErrors(t *testing.T) {
 			tt.change(&o)
 			c, err := New(o)
 			if err == nil {
-				c.Shutdown()
+				_ = c.Shutdown()
 				t.Fatal("New succeeded")
 			}
 			if tt.want != nil && !errors.Is(err, tt.want) {
@@ -299,7 +299,7 @@ func TestNewErrors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.Shutdown()
+		_ = c.Shutdown()
 	})
 
 	t.Run("registry in use", func(t *testing.T) {
@@ -310,10 +310,10 @@ func TestNewErrors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { a.Shutdown() })
+		t.Cleanup(func() { _ = a.Shutdown() })
 		o.NodeName = "b"
 		if b, err := New(o); err == nil {
-			b.Shutdown()
+			_ = b.Shutdown()
 			t.Fatal("second node registered the same metrics")
 		}
 		// the failed New left a's metrics alone
@@ -321,13 +321,13 @@ func TestNewErrors(t *testing.T) {
 			t.Errorf("lbd_cluster_members: %d series, %v", n, err)
 		}
 		// and Shutdown frees them for a restarted node
-		a.Shutdown()
+		_ = a.Shutdown()
 		o.NodeName = "a"
 		a2, err := New(o)
 		if err != nil {
 			t.Fatalf("restart on the same registry: %v", err)
 		}
-		a2.Shutdown()
+		_ = a2.Shutdown()
 	})
 }
 

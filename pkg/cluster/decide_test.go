@@ -217,7 +217,7 @@ func TestQuorums(t *testing.T) {
 		o := Options{NodeName: "a", Bind: netip.MustParseAddrPort("127.0.0.1:0"), SecretKey: testKey, Quorum: Quorum(in)}
 		if c, err := New(o); !errors.Is(err, ErrBadQuorum) {
 			if err == nil {
-				c.Shutdown()
+				_ = c.Shutdown()
 			}
 			t.Errorf("New with quorum %q: %v, want ErrBadQuorum", in, err)
 		}

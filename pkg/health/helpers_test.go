@@ -112,7 +112,7 @@ func udpServer(t testing.TB, silent *atomic.Bool) net.PacketConn {
 				return
 			}
 			if !silent.Load() {
-				pc.WriteTo(append([]byte("pong:"), buf[:n]...), from)
+				_, _ = pc.WriteTo(append([]byte("pong:"), buf[:n]...), from)
 			}
 		}
 	}()

@@ -123,7 +123,7 @@ func (b *httpBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(int(b.status.Load()))
-	io.WriteString(w, b.body.Load().(string))
+	_, _ = io.WriteString(w, b.body.Load().(string))
 }
 
 func TestProbeHTTP(t *testing.T) {
@@ -303,7 +303,7 @@ func testDialerMark(t *testing.T, mark int) {
 	}
 	var got int
 	var gerr error
-	rc.Control(func(fd uintptr) { got, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK) })
+	_ = rc.Control(func(fd uintptr) { got, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK) })
 	if gerr != nil || got != mark {
 		t.Errorf("dialer socket: SO_MARK = %#x (%v), want %#x", got, gerr, mark)
 	}

@@ -107,7 +107,7 @@ func scaleListenerChild(arg string) int {
 		}
 	}()
 	fmt.Println("ready")
-	io.Copy(io.Discard, os.Stdin)
+	_, _ = io.Copy(io.Discard, os.Stdin)
 	return 0
 }
 
