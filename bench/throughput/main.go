@@ -1,5 +1,5 @@
 // Command throughput measures how many packets per second xdp_lb forwards with real XDP on
-// veths, in the point-to-point topology of DESIGN.md:
+// veths, in the point-to-point topology of docs/ARCHITECTURE.md ("Measuring the data path"):
 //
 //	gen ─veth─ lb (xdp_lb, bpf_redirect) ─veth─ sink (count, XDP_DROP)
 //

@@ -12,9 +12,6 @@ import (
 	"github.com/lbdproj/lbd/pkg/consistenthash"
 )
 
-// spike LB figures on this machine kind (DESIGN.md, "Throughput"), by generator threads
-var spike = map[int]float64{1: 3.4, 2: 7.3}
-
 func printHeader(b *bench, cells []*cell) {
 	visit := visitTime()
 	fmt.Printf("xdp_lb forwarding rate: real XDP (driver mode) on veths, gen ─ lb ─ sink (point-to-point, bpf_redirect)\n")
@@ -39,17 +36,14 @@ func report(cells []*cell, progs []lbProg, patterns []*traffic) {
 		}
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "program\ttraffic\tthreads\tMpps\trounds min/med/max\tlb tx Mpps\tCPU had\tMpps/core\tns/pkt\t× IPIP floor\tat sink\tLRU miss\tspike LB\t\n")
+	fmt.Fprintf(tw, "program\ttraffic\tthreads\tMpps\trounds min/med/max\tlb tx Mpps\tCPU had\tMpps/core\tns/pkt\t× IPIP floor\tat sink\tLRU miss\t\n")
 	for _, c := range cells {
 		r := c.res
-		lbTx, lru, ratio, sp := "-", "-", "-", "-"
+		lbTx, lru, ratio := "-", "-", "-"
 		if progs[c.prog].isLB {
 			lbTx = fmt.Sprintf("%.2f", float64(r.lbTx)/r.secs/1e6)
 			if r.hit+r.miss > 0 {
 				lru = fmt.Sprintf("%.1f%%", 100*float64(r.miss)/float64(r.hit+r.miss))
-			}
-			if v, ok := spike[c.threads]; ok && patterns[c.traffic].flows == 0 {
-				sp = fmt.Sprintf("%.1f", v)
 			}
 		}
 		if f, ok := floorOf[c.threads]; ok && len(f.roundsCore) == len(r.roundsCore) {
@@ -62,9 +56,9 @@ func report(cells []*cell, progs []lbProg, patterns []*traffic) {
 			ratio = fmt.Sprintf("%.2f", median(q))
 		}
 		rs := slices.Sorted(slices.Values(r.rounds))
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.2f\t%.2f/%.2f/%.2f\t%s\t%.0f%%\t%.2f\t%.0f\t%s\t%.1f%%\t%s\t%s\t\n", progs[c.prog].name, patterns[c.traffic].name,
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.2f\t%.2f/%.2f/%.2f\t%s\t%.0f%%\t%.2f\t%.0f\t%s\t%.1f%%\t%s\t\n", progs[c.prog].name, patterns[c.traffic].name,
 			c.threads, r.mpps(), rs[0], median(rs), rs[len(rs)-1], lbTx, 100*r.cpuSecs/(float64(c.threads)*r.secs), r.perCore(),
-			1e3/r.perCore(), ratio, 100*float64(r.sink)/float64(max(r.sent, 1)), lru, sp)
+			1e3/r.perCore(), ratio, 100*float64(r.sink)/float64(max(r.sent, 1)), lru)
 	}
 	tw.Flush()
 	fmt.Println()
@@ -76,7 +70,6 @@ func report(cells []*cell, progs []lbProg, patterns []*traffic) {
 	fmt.Println("× IPIP floor: Mpps/core / the IPIP floor's with as many threads, in each round; the median of the rounds")
 	fmt.Println("at sink: packets counted at the sink / frames the generator sent (the rest were lost on the way)")
 	fmt.Println("LRU miss: xdp_lb flow-table misses / lookups")
-	fmt.Println("spike LB: DESIGN.md's figure for a spike LB on this machine kind, same topology and generator (its traffic is not recorded)")
 	for _, c := range cells {
 		r := c.res
 		if progs[c.prog].isLB && (r.ipip != r.sink || r.lbOther > 0 || r.lbTx+r.lbTx/100 < r.sink) {

@@ -9,7 +9,7 @@ import (
 	"github.com/lbdproj/lbd/internal/testbed"
 )
 
-// The point-to-point topology (DESIGN.md, "Throughput") is a point-to-point test bed whose
+// The point-to-point topology (docs/ARCHITECTURE.md, "Measuring the data path") is a point-to-point test bed whose
 // client, lb0 and be0 play gen, lb and sink:
 //
 //	gen [eth0] ─veth─ [eth1] lb [eth0] ─veth─ [eth0] sink
