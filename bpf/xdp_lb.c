@@ -246,9 +246,11 @@ static __always_inline int send(struct xdp_md *ctx, const struct pkt *p, const s
 		return verdict(ctx, REASON_DROP_ENCAP, XDP_DROP); /* no 6in4 */
 	if (p->l3len + outer > encap_mtu)
 		return too_big(ctx, p, encap_mtu - outer);
-	/* bytes past the IP packet (Ethernet padding, or junk) would ride inside the tunnel,
-	 * where they are part of no packet and could push it past the MTU */
-	if (trim_to(ctx, p->l2len, p->l3len))
+	/* bytes past the IP packet (Ethernet padding of a short frame, or junk) ride behind the
+	 * outer packet, whose length does not cover them, so receivers drop them; unless they
+	 * would push the frame past the MTU: then they are cut. Cutting every time would cost
+	 * a bpf_xdp_adjust_tail on each padded ACK. */
+	if (bytes - p->l2len + outer > encap_mtu && trim_to(ctx, p->l2len, p->l3len))
 		return verdict(ctx, REASON_DROP_ENCAP, XDP_DROP);
 	if (be->flags & BE_F_V6)
 		err = encap_ip6(ctx, p->l2len, be, p->tos, p->l3len,

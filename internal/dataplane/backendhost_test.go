@@ -61,7 +61,7 @@ func TestDecapAndRestore(t *testing.T) {
 			// what the application must see: the client talking to this backend's address
 			p := c.p
 			p.srcMAC, p.dstMAC = lbMAC, beMACs[0]
-			want := trimmed(packet(t, c.client, c.be, p))
+			want := packet(t, c.client, c.be, p)
 			if d := diffPackets(want, out); d != "" {
 				t.Fatal(d)
 			}

@@ -24,7 +24,8 @@ import (
 //   - XDP_DROP is counted under a drop_* reason;
 //   - XDP_TX is either a valid encapsulation (outer header lengths, checksum, TTL, from the
 //     LB's address to a backend of the VIP the inner packet is for) whose inner packet is
-//     the input's IP packet byte for byte, within the MTU; or an echo reply or a too-big
+//     the input's IP packet byte for byte, within the MTU (a trailer of the input may ride
+//     behind the outer packet, within the MTU too); or an echo reply or a too-big
 //     answer with right checksums, to a unicast sender, from the interface's MAC.
 
 const fuzzMTU = 1600 // mustLoadLB's encapsulation MTU
@@ -294,19 +295,31 @@ func checkEncap(vips map[VIPKey]VIP, in, out []byte) error {
 	if !bytes.Equal(fo.src, lbMAC) {
 		return fmt.Errorf("outer source MAC %s", fo.src)
 	}
+	// the outer packet by its own length; behind it only the input's trailer (Ethernet
+	// padding) may ride, or nothing when it was cut, and the whole must fit the MTU
+	if len(fo.l3) > fuzzMTU {
+		return fmt.Errorf("outer packet and trailer of %d bytes on a %d MTU", len(fo.l3), fuzzMTU)
+	}
+	outerPkt := ipPacket(fo.l3, fo.etype == 0x86dd)
+	if outerPkt == nil {
+		return fmt.Errorf("outer packet not whole")
+	}
+	if tr := fo.l3[len(outerPkt):]; len(tr) > 0 && !bytes.Equal(tr, fi.l3[len(inner):]) {
+		return fmt.Errorf("trailer behind the outer packet is %x, the input's was %x", fo.l3[len(outerPkt):], fi.l3[len(inner):])
+	}
 	var outerDst netip.Addr
 	var payload []byte
 	var next uint8
 	switch fo.etype {
 	case 0x0800:
-		h := fo.l3
+		h := outerPkt
 		if len(h) < 20 || h[0] != 0x45 || int(binary.BigEndian.Uint16(h[2:])) != len(h) || inetSum(h[:20], 0) != 0xffff ||
 			h[8] != 64 || binary.BigEndian.Uint16(h[6:]) != 0x4000 || netip.AddrFrom4([4]byte(h[12:16])) != lbAddr {
 			return fmt.Errorf("bad outer IPv4 header % x", h[:min2(20, len(h))])
 		}
 		outerDst, next, payload = netip.AddrFrom4([4]byte(h[16:20])), h[9], h[20:]
 	case 0x86dd:
-		h := fo.l3
+		h := outerPkt
 		if len(h) < 40 || h[0]>>4 != 6 || 40+int(binary.BigEndian.Uint16(h[4:])) != len(h) || h[7] != 64 ||
 			netip.AddrFrom16([16]byte(h[8:24])) != lbAddr6 {
 			return fmt.Errorf("bad outer IPv6 header % x", h[:min2(40, len(h))])
@@ -314,9 +327,6 @@ func checkEncap(vips map[VIPKey]VIP, in, out []byte) error {
 		outerDst, next, payload = netip.AddrFrom16([16]byte(h[24:40])), h[6], h[40:]
 	default:
 		return fmt.Errorf("outer ethertype %#x", fo.etype)
-	}
-	if len(fo.l3) > fuzzMTU {
-		return fmt.Errorf("outer packet of %d bytes on a %d MTU", len(fo.l3), fuzzMTU)
 	}
 	if next == 17 {
 		if v.GUE == false || len(payload) < 8 || binary.BigEndian.Uint16(payload[2:]) != GUEPort ||

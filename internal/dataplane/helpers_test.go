@@ -196,8 +196,8 @@ func encapExpected(tb testing.TB, be Backend, inner []byte, innerV4 bool, tos ui
 		ls = append(ls, &layers.IPv6{Version: 6, TrafficClass: tos, FlowLabel: hash & 0xfffff, NextHeader: next,
 			HopLimit: 64, SrcIP: lbAddr6.AsSlice(), DstIP: be.Addr.AsSlice()})
 	}
-	// the outer header covers the inner packet, which is all that is sent: Ethernet padding
-	// of a short frame (or any trailer) is cut
+	// the outer header covers the inner packet; Ethernet padding of a short frame (any
+	// trailer that fits the MTU) trails behind the outer packet
 	var n int
 	if innerV4 {
 		n = int(inner[2])<<8 | int(inner[3])
@@ -213,7 +213,7 @@ func encapExpected(tb testing.TB, be Backend, inner []byte, innerV4 bool, tos ui
 		payload = append(udp, payload...)
 	}
 	ls = append(ls, gopacket.Payload(payload))
-	return serialize(tb, ls...)
+	return append(serialize(tb, ls...), inner[n:]...)
 }
 
 // trimmed cuts a frame built by packet to its L2 header and IP packet: gopacket pads short
