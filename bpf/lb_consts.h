@@ -14,6 +14,9 @@
 #ifndef MAX_FLOWS
 #define MAX_FLOWS 262144
 #endif
+/* the SYN flood guard counts new flows per CPU over windows this long */
+#define SYN_FLOOD_WINDOW_NS 1000000000ULL
+
 /* the VIP address filter: one bit per hash of a destination address, so traffic for
  * other addresses passes without a hash map lookup */
 #define VIP_FILTER_BITS	 65536

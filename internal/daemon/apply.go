@@ -47,8 +47,9 @@ func (d *Daemon) Apply(ctx context.Context, cfg *config.Config) error {
 // it takes effect at the next start.
 func checkReload(old, new config.Node) error {
 	if old.Interface != new.Interface || old.PinDir != new.PinDir || old.HashSeed != new.HashSeed ||
-		old.EncapSource != new.EncapSource || old.EncapSource6 != new.EncapSource6 {
-		return fmt.Errorf("node section changed (interface, pin_dir, hash_seed or encap source): %w", ErrRestartNeeded)
+		old.EncapSource != new.EncapSource || old.EncapSource6 != new.EncapSource6 ||
+		old.SynFloodThreshold != new.SynFloodThreshold {
+		return fmt.Errorf("node section changed (interface, pin_dir, hash_seed, encap source or syn_flood_threshold): %w", ErrRestartNeeded)
 	}
 	return nil
 }

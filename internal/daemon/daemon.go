@@ -72,12 +72,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 		opts.Logger = slog.Default()
 	}
 	lb, err := dataplane.OpenLB(dataplane.Config{
-		Interface:    cfg.Node.Interface,
-		PinDir:       cfg.Node.PinDir,
-		HashSeed:     cfg.Node.HashSeed,
-		EncapSource:  cfg.Node.EncapSource,
-		EncapSource6: cfg.Node.EncapSource6,
-		Logger:       opts.Logger,
+		Interface:         cfg.Node.Interface,
+		PinDir:            cfg.Node.PinDir,
+		HashSeed:          cfg.Node.HashSeed,
+		EncapSource:       cfg.Node.EncapSource,
+		EncapSource6:      cfg.Node.EncapSource6,
+		SynFloodThreshold: cfg.Node.SynFloodThreshold,
+		Logger:            opts.Logger,
 	})
 	if err != nil {
 		return nil, err

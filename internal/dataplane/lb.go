@@ -65,8 +65,11 @@ type Config struct {
 	EncapSource6 netip.Addr       // zero: the interface's first global IPv6 address
 	MTU          int              // zero: the interface's MTU
 	MAC          net.HardwareAddr // the interface's address, which ICMP answers leave from; nil: the interface's
-	Generic      bool             // attach in generic (skb) mode instead of driver mode
-	Logger       *slog.Logger
+	// SynFloodThreshold is the SYN flood guard's trigger: new flows per second on one CPU
+	// above which SYNs go by the ring without entering the flow table; 0 turns it off
+	SynFloodThreshold uint32
+	Generic           bool // attach in generic (skb) mode instead of driver mode
+	Logger            *slog.Logger
 }
 
 type vipState struct {

@@ -34,14 +34,22 @@ type lbCounter struct {
 	Bytes   uint64
 }
 
+type lbFloodState struct {
+	_           structs.HostLayout
+	WindowStart uint64
+	NewFlows    uint64
+	Flooding    uint64
+}
+
 type lbFlowEvent uint32
 
 const (
-	lbFlowEventEVENT_LRU_HIT       lbFlowEvent = 0
-	lbFlowEventEVENT_LRU_MISS      lbFlowEvent = 1
-	lbFlowEventEVENT_LRU_SKIP_DOWN lbFlowEvent = 2
-	lbFlowEventEVENT_SYN           lbFlowEvent = 3
-	lbFlowEventEVENT_MAX           lbFlowEvent = 4
+	lbFlowEventEVENT_LRU_HIT        lbFlowEvent = 0
+	lbFlowEventEVENT_LRU_MISS       lbFlowEvent = 1
+	lbFlowEventEVENT_LRU_SKIP_DOWN  lbFlowEvent = 2
+	lbFlowEventEVENT_SYN            lbFlowEvent = 3
+	lbFlowEventEVENT_SYN_UNRECORDED lbFlowEvent = 4
+	lbFlowEventEVENT_MAX            lbFlowEvent = 5
 )
 
 type lbFlowKeyV4 struct {
@@ -136,29 +144,31 @@ type lbVipMeta struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	lbMapBackendStats = "backend_stats"
-	lbMapBackends     = "backends"
-	lbMapEvents       = "events"
-	lbMapFlowsV4      = "flows_v4"
-	lbMapFlowsV6      = "flows_v6"
-	lbMapLbCtl        = "lb_ctl"
-	lbMapRings        = "rings"
-	lbMapStats        = "stats"
-	lbMapVipAddrs     = "vip_addrs"
-	lbMapVipFilter    = "vip_filter"
-	lbMapVipStats     = "vip_stats"
-	lbMapVips         = "vips"
-	lbProgTcProbe     = "tc_probe"
-	lbProgXdpLb       = "xdp_lb"
-	lbVarEncapMtu     = "encap_mtu"
-	lbVarEncapSrcV4   = "encap_src_v4"
-	lbVarEncapSrcV6   = "encap_src_v6"
-	lbVarEventMax     = "event_max"
-	lbVarGuePort      = "gue_port"
-	lbVarHashSeed     = "hash_seed"
-	lbVarLbLimitBtf   = "lb_limit_btf"
-	lbVarLbMac        = "lb_mac"
-	lbVarReasonMax    = "reason_max"
+	lbMapBackendStats      = "backend_stats"
+	lbMapBackends          = "backends"
+	lbMapEvents            = "events"
+	lbMapFlood             = "flood"
+	lbMapFlowsV4           = "flows_v4"
+	lbMapFlowsV6           = "flows_v6"
+	lbMapLbCtl             = "lb_ctl"
+	lbMapRings             = "rings"
+	lbMapStats             = "stats"
+	lbMapVipAddrs          = "vip_addrs"
+	lbMapVipFilter         = "vip_filter"
+	lbMapVipStats          = "vip_stats"
+	lbMapVips              = "vips"
+	lbProgTcProbe          = "tc_probe"
+	lbProgXdpLb            = "xdp_lb"
+	lbVarEncapMtu          = "encap_mtu"
+	lbVarEncapSrcV4        = "encap_src_v4"
+	lbVarEncapSrcV6        = "encap_src_v6"
+	lbVarEventMax          = "event_max"
+	lbVarGuePort           = "gue_port"
+	lbVarHashSeed          = "hash_seed"
+	lbVarLbLimitBtf        = "lb_limit_btf"
+	lbVarLbMac             = "lb_mac"
+	lbVarReasonMax         = "reason_max"
+	lbVarSynFloodThreshold = "syn_flood_threshold"
 )
 
 // loadLb returns the embedded CollectionSpec for lb.
@@ -214,6 +224,7 @@ type lbMapSpecs struct {
 	BackendStats *ebpf.MapSpec `ebpf:"backend_stats"`
 	Backends     *ebpf.MapSpec `ebpf:"backends"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
+	Flood        *ebpf.MapSpec `ebpf:"flood"`
 	FlowsV4      *ebpf.MapSpec `ebpf:"flows_v4"`
 	FlowsV6      *ebpf.MapSpec `ebpf:"flows_v6"`
 	LbCtl        *ebpf.MapSpec `ebpf:"lb_ctl"`
@@ -229,15 +240,16 @@ type lbMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbVariableSpecs struct {
-	EncapMtu   *ebpf.VariableSpec `ebpf:"encap_mtu"`
-	EncapSrcV4 *ebpf.VariableSpec `ebpf:"encap_src_v4"`
-	EncapSrcV6 *ebpf.VariableSpec `ebpf:"encap_src_v6"`
-	EventMax   *ebpf.VariableSpec `ebpf:"event_max"`
-	GuePort    *ebpf.VariableSpec `ebpf:"gue_port"`
-	HashSeed   *ebpf.VariableSpec `ebpf:"hash_seed"`
-	LbLimitBtf *ebpf.VariableSpec `ebpf:"lb_limit_btf"`
-	LbMac      *ebpf.VariableSpec `ebpf:"lb_mac"`
-	ReasonMax  *ebpf.VariableSpec `ebpf:"reason_max"`
+	EncapMtu          *ebpf.VariableSpec `ebpf:"encap_mtu"`
+	EncapSrcV4        *ebpf.VariableSpec `ebpf:"encap_src_v4"`
+	EncapSrcV6        *ebpf.VariableSpec `ebpf:"encap_src_v6"`
+	EventMax          *ebpf.VariableSpec `ebpf:"event_max"`
+	GuePort           *ebpf.VariableSpec `ebpf:"gue_port"`
+	HashSeed          *ebpf.VariableSpec `ebpf:"hash_seed"`
+	LbLimitBtf        *ebpf.VariableSpec `ebpf:"lb_limit_btf"`
+	LbMac             *ebpf.VariableSpec `ebpf:"lb_mac"`
+	ReasonMax         *ebpf.VariableSpec `ebpf:"reason_max"`
+	SynFloodThreshold *ebpf.VariableSpec `ebpf:"syn_flood_threshold"`
 }
 
 // lbObjects contains all objects after they have been loaded into the kernel.
@@ -263,6 +275,7 @@ type lbMaps struct {
 	BackendStats *ebpf.Map `ebpf:"backend_stats"`
 	Backends     *ebpf.Map `ebpf:"backends"`
 	Events       *ebpf.Map `ebpf:"events"`
+	Flood        *ebpf.Map `ebpf:"flood"`
 	FlowsV4      *ebpf.Map `ebpf:"flows_v4"`
 	FlowsV6      *ebpf.Map `ebpf:"flows_v6"`
 	LbCtl        *ebpf.Map `ebpf:"lb_ctl"`
@@ -279,6 +292,7 @@ func (m *lbMaps) Close() error {
 		m.BackendStats,
 		m.Backends,
 		m.Events,
+		m.Flood,
 		m.FlowsV4,
 		m.FlowsV6,
 		m.LbCtl,
@@ -295,15 +309,16 @@ func (m *lbMaps) Close() error {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbVariables struct {
-	EncapMtu   *ebpf.Variable `ebpf:"encap_mtu"`
-	EncapSrcV4 *ebpf.Variable `ebpf:"encap_src_v4"`
-	EncapSrcV6 *ebpf.Variable `ebpf:"encap_src_v6"`
-	EventMax   *ebpf.Variable `ebpf:"event_max"`
-	GuePort    *ebpf.Variable `ebpf:"gue_port"`
-	HashSeed   *ebpf.Variable `ebpf:"hash_seed"`
-	LbLimitBtf *ebpf.Variable `ebpf:"lb_limit_btf"`
-	LbMac      *ebpf.Variable `ebpf:"lb_mac"`
-	ReasonMax  *ebpf.Variable `ebpf:"reason_max"`
+	EncapMtu          *ebpf.Variable `ebpf:"encap_mtu"`
+	EncapSrcV4        *ebpf.Variable `ebpf:"encap_src_v4"`
+	EncapSrcV6        *ebpf.Variable `ebpf:"encap_src_v6"`
+	EventMax          *ebpf.Variable `ebpf:"event_max"`
+	GuePort           *ebpf.Variable `ebpf:"gue_port"`
+	HashSeed          *ebpf.Variable `ebpf:"hash_seed"`
+	LbLimitBtf        *ebpf.Variable `ebpf:"lb_limit_btf"`
+	LbMac             *ebpf.Variable `ebpf:"lb_mac"`
+	ReasonMax         *ebpf.Variable `ebpf:"reason_max"`
+	SynFloodThreshold *ebpf.Variable `ebpf:"syn_flood_threshold"`
 }
 
 // lbPrograms contains all programs after they have been loaded into the kernel.

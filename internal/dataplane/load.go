@@ -66,8 +66,9 @@ func loadLB(cfg Config) (*LB, error) {
 
 func setLBVars(spec *ebpf.CollectionSpec, cfg Config) error {
 	vars := map[string]any{
-		"hash_seed": cfg.HashSeed,
-		"encap_mtu": uint32(cfg.MTU),
+		"hash_seed":           cfg.HashSeed,
+		"encap_mtu":           uint32(cfg.MTU),
+		"syn_flood_threshold": cfg.SynFloodThreshold,
 	}
 	if cfg.EncapSource.IsValid() {
 		if !cfg.EncapSource.Is4() {

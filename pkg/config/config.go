@@ -22,13 +22,17 @@ import (
 
 // Defaults, also documented in configs/example.yaml.
 const (
-	DefaultPinDir      = "/sys/fs/bpf/lbd"
-	DefaultHashSeed    = uint32(0x6c62640a) // "lbd\n"
-	DefaultAPIAddr     = "127.0.0.1:9177"
-	DefaultClusterPort = 7946 // cluster.bind's port when it names none; bind defaults to 0.0.0.0
-	DefaultQuorum      = cluster.QuorumMajority
-	DefaultRingSize    = consistenthash.DefaultSize
-	DefaultEncap       = EncapIPIP
+	DefaultPinDir   = "/sys/fs/bpf/lbd"
+	DefaultHashSeed = uint32(0x6c62640a) // "lbd\n"
+	// DefaultSynFloodThreshold: a busy edge node sees thousands of new connections a second
+	// on a core, a SYN flood millions; a SYN that goes by the ring unrecorded still reaches
+	// the backend the ring names, so erring low costs little
+	DefaultSynFloodThreshold = uint32(50_000)
+	DefaultAPIAddr           = "127.0.0.1:9177"
+	DefaultClusterPort       = 7946 // cluster.bind's port when it names none; bind defaults to 0.0.0.0
+	DefaultQuorum            = cluster.QuorumMajority
+	DefaultRingSize          = consistenthash.DefaultSize
+	DefaultEncap             = EncapIPIP
 	// DefaultHealthType probes a VIP without a health section with a TCP connect. The other
 	// health defaults (interval, timeout, rise, fall, and for http the path, method and
 	// expected status) are pkg/health's: health.DefaultInterval and the rest.
@@ -64,7 +68,10 @@ type Node struct {
 	EncapSource  netip.Addr     // outer IPv4 source; zero: the interface's first IPv4 address
 	EncapSource6 netip.Addr     // outer IPv6 source; zero: the interface's first global IPv6 address
 	APIAddr      netip.AddrPort // the status API and /metrics
-	Name         string         // cluster member name; default os.Hostname()
+	// SynFloodThreshold: new flows per second on one CPU above which SYNs go by the ring
+	// without entering the flow table (the SYN flood guard); 0 turns the guard off
+	SynFloodThreshold uint32
+	Name              string // cluster member name; default os.Hostname()
 }
 
 // Cluster configures gossip between LB nodes (hashicorp/memberlist).
@@ -217,7 +224,7 @@ func (d *decoder) config(doc *yaml.Node) *Config {
 		return c
 	}
 	if f.has("node") {
-		c.Node = d.node(f.sub("node", "interface", "pin_dir", "hash_seed", "encap_source", "encap_source6", "api_addr", "name"))
+		c.Node = d.node(f.sub("node", "interface", "pin_dir", "hash_seed", "encap_source", "encap_source6", "api_addr", "name", "syn_flood_threshold"))
 	} else {
 		f.missing("node")
 	}

@@ -97,13 +97,14 @@ vips:
 	tcp := Health{Type: "tcp", Port: 80, Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 2}
 	want := &Config{
 		Node: Node{
-			Interface:    "eth1",
-			PinDir:       "/sys/fs/bpf/lbd",
-			HashSeed:     0xdeadbeef,
-			EncapSource:  netip.MustParseAddr("198.18.0.2"),
-			EncapSource6: netip.MustParseAddr("2001:db8::2"),
-			APIAddr:      netip.MustParseAddrPort("127.0.0.1:9177"),
-			Name:         "lb1",
+			Interface:         "eth1",
+			PinDir:            "/sys/fs/bpf/lbd",
+			HashSeed:          0xdeadbeef,
+			EncapSource:       netip.MustParseAddr("198.18.0.2"),
+			EncapSource6:      netip.MustParseAddr("2001:db8::2"),
+			APIAddr:           netip.MustParseAddrPort("127.0.0.1:9177"),
+			SynFloodThreshold: DefaultSynFloodThreshold,
+			Name:              "lb1",
 		},
 		Cluster: &Cluster{
 			Bind:       netip.MustParseAddrPort("198.18.0.2:7946"),
@@ -274,7 +275,7 @@ func TestParseErrors(t *testing.T) {
 		name:    "unknown node field",
 		old:     "interface: eth0",
 		new:     "interface: eth0\n  iface: eth1",
-		wantErr: `t.yaml:3:3: node.iface: unknown field; allowed: interface, pin_dir, hash_seed, encap_source, encap_source6, api_addr, name`,
+		wantErr: `t.yaml:3:3: node.iface: unknown field; allowed: interface, pin_dir, hash_seed, encap_source, encap_source6, api_addr, name, syn_flood_threshold`,
 	}, {
 		name: "unknown vip field",
 		old:  "port: 80",
@@ -361,6 +362,11 @@ func TestParseErrors(t *testing.T) {
 		old:     "interface: eth0",
 		new:     "interface: eth0\n  hash_seed: 0x1ffffffff",
 		wantErr: `t.yaml:3:14: node.hash_seed: "0x1ffffffff" is not a 32-bit unsigned integer (decimal or 0x hex)`,
+	}, {
+		name:    "negative syn_flood_threshold",
+		old:     "interface: eth0",
+		new:     "interface: eth0\n  syn_flood_threshold: -1",
+		wantErr: `t.yaml:3:24: node.syn_flood_threshold: "-1" is not a count of new flows per second per CPU (0 turns the guard off)`,
 	}, {
 		name:    "IPv6 encap_source",
 		old:     "interface: eth0",

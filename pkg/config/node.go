@@ -11,7 +11,8 @@ import (
 )
 
 func (d *decoder) node(f *fields) Node {
-	node := Node{PinDir: DefaultPinDir, HashSeed: DefaultHashSeed, APIAddr: netip.MustParseAddrPort(DefaultAPIAddr)}
+	node := Node{PinDir: DefaultPinDir, HashSeed: DefaultHashSeed, APIAddr: netip.MustParseAddrPort(DefaultAPIAddr),
+		SynFloodThreshold: DefaultSynFloodThreshold}
 	if f == nil {
 		return node
 	}
@@ -35,6 +36,13 @@ func (d *decoder) node(f *fields) Node {
 			d.errorf(n, "node.hash_seed", "%q is not a 32-bit unsigned integer (decimal or 0x hex)", s)
 		}
 		node.HashSeed = v
+	}
+	if n, s, ok := f.scalar("syn_flood_threshold"); ok {
+		v, err := strconv.ParseUint(s, 10, 32)
+		if err != nil {
+			d.errorf(n, "node.syn_flood_threshold", "%q is not a count of new flows per second per CPU (0 turns the guard off)", s)
+		}
+		node.SynFloodThreshold = uint32(v)
 	}
 	if a, n, ok := f.addr("encap_source"); ok {
 		if !a.Is4() {
