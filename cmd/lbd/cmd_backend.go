@@ -20,6 +20,7 @@ func cmdBackend(ctx context.Context, e *env, args []string) int {
 	sources := fs.String("lb-sources", "", "comma-separated prefixes (or addresses) of the LB nodes' encapsulation sources; tunnelled packets from elsewhere are dropped (required)")
 	vips := fs.String("vips", "", "comma-separated VIPs served here, ADDR (every port) or ADDR:PORT/tcp|udp ([ADDR]:PORT/… for IPv6); tunnelled packets for others are dropped (required)")
 	local4 := fs.String("local4", "", "this backend's IPv4 address for 4in6 traffic (default: the interface's first)")
+	tableSize := fs.Uint("flow-table-size", 1<<20, "entries of each reply flow table (IPv4, IPv6): a flow whose entry is evicted gets replies from this host's address, which its client drops; 104 bytes per IPv4 entry, 128 per IPv6. A restart with another size copies the flows")
 	generic := fs.Bool("generic", false, "attach XDP in generic (skb) mode, for drivers without native XDP")
 	detach := fs.Bool("detach-on-exit", false, "remove the programs and pins when stopping")
 	stats := fs.Bool("stats", false, "print the counters of the backend programs pinned in --pin-dir as JSON and exit")
@@ -44,7 +45,12 @@ func cmdBackend(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintln(e.stderr, "lbd backend: --interface is required")
 		return exitUsage
 	}
-	cfg := dataplane.BackendHostConfig{Interface: *iface, PinDir: *pinDir, Generic: *generic, Logger: e.logger()}
+	if *tableSize < 4096 || *tableSize > 1<<32-1 {
+		fmt.Fprintf(e.stderr, "lbd backend: --flow-table-size %d: want 4096 to %d\n", *tableSize, uint32(1<<32-1))
+		return exitUsage
+	}
+	cfg := dataplane.BackendHostConfig{Interface: *iface, PinDir: *pinDir, Generic: *generic, Logger: e.logger(),
+		FlowTableSize: uint32(*tableSize)}
 	var err error
 	if cfg.LBSources, err = parsePrefixes(*sources); err != nil || len(cfg.LBSources) == 0 {
 		fmt.Fprintf(e.stderr, "lbd backend: --lb-sources %q: %v\n", *sources, orRequired(err))
@@ -73,7 +79,7 @@ func cmdBackend(ctx context.Context, e *env, args []string) int {
 	c := b.Config()
 	log.Info("backend ready: xdp_decap on ingress, tc_egress on egress", "interface", c.Interface,
 		"local4", c.Local4, "local6", c.Local6, "lb_sources", c.LBSources, "vips", c.VIPs,
-		"pin_dir", c.PinDir, "adopted", b.Adopted)
+		"flow_table_size", c.FlowTableSize, "flows_copied", b.Resized, "pin_dir", c.PinDir, "adopted", b.Adopted)
 wait:
 	for {
 		select {

@@ -99,16 +99,30 @@ func printStatus(w io.Writer, st daemon.Status) {
 		tw.Flush()
 	}
 	printCounters(w, st.Verdicts, st.Events)
+	printFlowTables(w, st.FlowTables)
 }
 
 func printCounters(w io.Writer, verdicts map[string]dataplane.Counter, events map[string]uint64) {
 	fmt.Fprintf(w, "\ncounters:")
-	for _, k := range []string{"tx", "pass", "pass_fragment", "drop_malformed", "drop_no_backend", "drop_encap_failed", "drop_too_big"} {
+	for _, k := range []string{"tx", "pass", "pass_fragment", "drop_malformed", "drop_no_backend", "drop_encap_failed", "drop_too_big", "drop_bad_source"} {
 		fmt.Fprintf(w, " %s=%d", k, verdicts[k].Packets)
 	}
 	fmt.Fprintf(w, "\nflow table:")
-	for _, k := range []string{"lru_hit", "lru_miss", "lru_skip_down", "syn"} {
+	for _, k := range []string{"lru_hit", "lru_miss", "lru_skip_down", "syn", "syn_unrecorded"} {
 		fmt.Fprintf(w, " %s=%d", k, events[k])
+	}
+	fmt.Fprintln(w)
+}
+
+// printFlowTables says how full the flow tables are, "ipv4 12 of 1048576 (0.0%)".
+func printFlowTables(w io.Writer, fill map[string]dataplane.TableFill) {
+	if len(fill) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "flow tables:")
+	for _, fam := range []string{"ipv4", "ipv6"} {
+		f := fill[fam]
+		fmt.Fprintf(w, " %s %d of %d (%.1f%%)", fam, f.Entries, f.Size, 100*float64(f.Entries)/float64(max(f.Size, 1)))
 	}
 	fmt.Fprintln(w)
 }

@@ -48,8 +48,8 @@ func (d *Daemon) Apply(ctx context.Context, cfg *config.Config) error {
 func checkReload(old, new config.Node) error {
 	if old.Interface != new.Interface || old.PinDir != new.PinDir || old.HashSeed != new.HashSeed ||
 		old.EncapSource != new.EncapSource || old.EncapSource6 != new.EncapSource6 ||
-		old.SynFloodThreshold != new.SynFloodThreshold {
-		return fmt.Errorf("node section changed (interface, pin_dir, hash_seed, encap source or syn_flood_threshold): %w", ErrRestartNeeded)
+		old.SynFloodThreshold != new.SynFloodThreshold || old.FlowTableSize != new.FlowTableSize {
+		return fmt.Errorf("node section changed (interface, pin_dir, hash_seed, encap source, syn_flood_threshold or flow_table_size): %w", ErrRestartNeeded)
 	}
 	return nil
 }

@@ -63,6 +63,10 @@ type Daemon struct {
 	nexthops         map[netip.Addr]backends.NextHop
 	resolvedAt       time.Time
 	unresolvedWarned map[netip.Addr]bool
+
+	fillMu sync.Mutex // the flow tables' fill, counted now and then (status.go)
+	fill   map[string]dataplane.TableFill
+	fillAt time.Time
 }
 
 // New loads and attaches the data path for cfg (adopting a pinned one) and writes cfg's
@@ -78,6 +82,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 		EncapSource:       cfg.Node.EncapSource,
 		EncapSource6:      cfg.Node.EncapSource6,
 		SynFloodThreshold: cfg.Node.SynFloodThreshold,
+		FlowTableSize:     cfg.Node.FlowTableSize,
 		Logger:            opts.Logger,
 	})
 	if err != nil {
@@ -91,7 +96,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 		verb = "adopted pinned link, program swapped in place (flows kept)"
 	}
 	d.log.Info("xdp_lb "+verb, "interface", dc.Interface, "pin_dir", dc.PinDir, "mtu", dc.MTU,
-		"encap_source", dc.EncapSource, "hash_seed", fmt.Sprintf("%#x", dc.HashSeed))
+		"encap_source", dc.EncapSource, "hash_seed", fmt.Sprintf("%#x", dc.HashSeed),
+		"flow_table_size", dc.FlowTableSize, "syn_flood_threshold", dc.SynFloodThreshold)
+	if lb.Resized > 0 {
+		d.log.Info("flow tables resized: established flows copied into the new ones", "flows", lb.Resized, "size", dc.FlowTableSize)
+	}
 	if err := d.Apply(ctx, cfg); err != nil {
 		lb.Close()
 		return nil, err

@@ -5,6 +5,7 @@ package daemon
 import (
 	"encoding/json"
 	"net/http"
+	"time"
 
 	"github.com/lbdproj/lbd/internal/dataplane"
 	"github.com/lbdproj/lbd/pkg/backends"
@@ -22,6 +23,8 @@ type Status struct {
 	VIPs         []VIPStatus                  `json:"vips"`
 	Verdicts     map[string]dataplane.Counter `json:"verdicts"`
 	Events       map[string]uint64            `json:"events"`
+	// FlowTables is how full the flow tables are, by family ("ipv4", "ipv6")
+	FlowTables map[string]dataplane.TableFill `json:"flow_tables"`
 	// Cluster is nil when the node decides alone.
 	Cluster *ClusterStatus `json:"cluster,omitempty"`
 }
@@ -84,9 +87,31 @@ func (d *Daemon) Status() (Status, error) {
 		st := d.cluster.Status()
 		cs = &st
 	}
+	fill := d.flowTables()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.statusLocked(stats, cs), nil
+	st := d.statusLocked(stats, cs)
+	st.FlowTables = fill
+	return st, nil
+}
+
+// flowTableTTL is how long a count of the flow tables is reused: counting reads every key.
+const flowTableTTL = 10 * time.Second
+
+// flowTables is how full the flow tables are, counted at most every flowTableTTL.
+func (d *Daemon) flowTables() map[string]dataplane.TableFill {
+	d.fillMu.Lock()
+	defer d.fillMu.Unlock()
+	if d.fill != nil && time.Since(d.fillAt) < flowTableTTL {
+		return d.fill
+	}
+	v4, v6, err := d.lb.FlowTables()
+	if err != nil {
+		d.log.Warn("count flow tables", "err", err)
+		return d.fill
+	}
+	d.fill, d.fillAt = map[string]dataplane.TableFill{"ipv4": v4, "ipv6": v6}, time.Now()
+	return d.fill
 }
 
 // statusLocked is the status of what is served, with the data path's counters stats and

@@ -68,8 +68,11 @@ type Config struct {
 	// SynFloodThreshold is the SYN flood guard's trigger: new flows per second on one CPU
 	// above which SYNs go by the ring without entering the flow table; 0 turns it off
 	SynFloodThreshold uint32
-	Generic           bool // attach in generic (skb) mode instead of driver mode
-	Logger            *slog.Logger
+	// FlowTableSize is the entries of each flow table (IPv4, IPv6); 0: MAX_FLOWS. A
+	// restart with another size copies the pinned tables' flows into new ones.
+	FlowTableSize uint32
+	Generic       bool // attach in generic (skb) mode instead of driver mode
+	Logger        *slog.Logger
 }
 
 type vipState struct {
@@ -95,6 +98,10 @@ type LB struct {
 	probe   link.Link // tc_probe on egress
 	ifindex int
 	Adopted bool // the program was swapped into a link a previous lbd left pinned
+	// Resized is how many flows were copied into flow tables of a new size at start
+	Resized int
+
+	resizing *resizing // flow tables of another size, until the last copy after the swap
 
 	vips    map[VIPKey]vipState
 	pairs   map[pairKey]beSlot
@@ -150,7 +157,45 @@ func OpenLB(cfg Config) (*LB, error) {
 		return nil, fmt.Errorf("attach tc_probe to %s egress: %w", cfg.Interface, err)
 	}
 	lb.probe = pl
+	if n, err := lb.finishResize(); err != nil {
+		cfg.Logger.Warn("flow tables of a new size: the last copy failed; flows the old program recorded since the first copy may be lost", "err", err)
+	} else if n > 0 {
+		lb.Resized = n
+	}
 	return lb, nil
+}
+
+// lbFlowTables are the LB's tables whose size is configurable.
+var lbFlowTables = []table{tableOf[lbFlowKeyV4, lbFlowVal]("flows_v4"), tableOf[lbFlowKeyV6, lbFlowVal]("flows_v6")}
+
+func (lb *LB) flowMaps() map[string]*ebpf.Map {
+	return map[string]*ebpf.Map{"flows_v4": lb.objs.FlowsV4, "flows_v6": lb.objs.FlowsV6}
+}
+
+// finishResize makes the copy from resized tables that follows the program's swap.
+func (lb *LB) finishResize() (int, error) {
+	if lb.resizing == nil {
+		return 0, nil
+	}
+	r := lb.resizing
+	lb.resizing = nil
+	first := lb.Resized
+	n, err := r.finish(lb.flowMaps())
+	return max(first, n), err
+}
+
+// FlowTables says how full the IPv4 and IPv6 flow tables are (it reads every key: a few
+// milliseconds per 100,000 flows).
+func (lb *LB) FlowTables() (v4, v6 TableFill, err error) {
+	n4, err := countEntries[lbFlowKeyV4, lbFlowVal](lb.objs.FlowsV4)
+	if err != nil {
+		return v4, v6, fmt.Errorf("count ipv4 flows: %w", err)
+	}
+	n6, err := countEntries[lbFlowKeyV6, lbFlowVal](lb.objs.FlowsV6)
+	if err != nil {
+		return v4, v6, fmt.Errorf("count ipv6 flows: %w", err)
+	}
+	return TableFill{n4, int(lb.objs.FlowsV4.MaxEntries())}, TableFill{n6, int(lb.objs.FlowsV6.MaxEntries())}, nil
 }
 
 // ProbeMark is the socket mark that makes tc_probe encapsulate a probe's packets to the
@@ -176,6 +221,9 @@ func (lb *LB) Close() error {
 		}
 	}
 	errs = append(errs, lb.objs.Close())
+	if lb.resizing != nil {
+		lb.resizing.close()
+	}
 	return errors.Join(errs...)
 }
 

@@ -46,8 +46,14 @@ func loadLB(cfg Config) (*LB, error) {
 			m.Pinning = ebpf.PinNone
 		}
 	}
+	rz, err := sizeTables(spec, mapDir, lbFlowTables, cfg.FlowTableSize, cfg.Logger.Warn)
+	if err != nil {
+		return nil, err
+	}
+	cfg.FlowTableSize = spec.Maps["flows_v4"].MaxEntries
 	lb := &LB{cfg: cfg, vips: map[VIPKey]vipState{}, pairs: map[pairKey]beSlot{}}
 	if err := spec.LoadAndAssign(&lb.objs, opts); err != nil {
+		rz.close()
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			cfg.Logger.Error("verifier rejected xdp_lb", "log", fmt.Sprintf("%+v", ve))
@@ -58,9 +64,18 @@ func loadLB(cfg Config) (*LB, error) {
 		return nil, fmt.Errorf("load xdp_lb: %w", err)
 	}
 	if err := lb.recover(); err != nil {
+		rz.close()
 		lb.objs.Close()
 		return nil, fmt.Errorf("read pinned state: %w", err)
 	}
+	// the bulk of a resize, while the old program still runs; the rest after the swap
+	n, err := rz.copyInto(lb.flowMaps(), false)
+	if err != nil {
+		rz.close()
+		lb.objs.Close()
+		return nil, fmt.Errorf("copy flows into tables of the new size: %w", err)
+	}
+	lb.Resized, lb.resizing = n, rz
 	return lb, nil
 }
 

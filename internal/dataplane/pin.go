@@ -98,12 +98,13 @@ func unpinAll(dir string, names []string) error {
 	return errors.Join(errs...)
 }
 
-// pinnedNames are the maps of spec that are pinned by name (not .rodata and friends).
+// pinnedNames are the pins of spec's maps that are pinned by name (not .rodata and
+// friends), and of tables a resize moved aside (resize.go).
 func pinnedNames(spec *ebpf.CollectionSpec) []string {
 	var out []string
 	for name, m := range spec.Maps {
 		if m.Pinning == ebpf.PinByName {
-			out = append(out, name)
+			out = append(out, name, name+oldPinSuffix)
 		}
 	}
 	return out

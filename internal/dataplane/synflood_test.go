@@ -3,10 +3,7 @@ package dataplane
 import (
 	"encoding/binary"
 	"net/netip"
-	"runtime"
 	"testing"
-
-	"golang.org/x/sys/unix"
 )
 
 // TestSynFloodKeepsEstablishedFlows: 100 established flows keep their backends across a
@@ -16,13 +13,7 @@ import (
 func TestSynFloodKeepsEstablishedFlows(t *testing.T) {
 	requireRoot(t)
 	// every run on one CPU: the flow table's LRU lists and the guard's window are per CPU
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	var set unix.CPUSet
-	set.Set(0)
-	if err := unix.SchedSetaffinity(0, &set); err != nil {
-		t.Fatalf("pin to CPU 0: %v", err)
-	}
+	pinCPU(t, 0)
 	const (
 		established = 100
 		spoofed     = 1_000_000

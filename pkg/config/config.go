@@ -28,11 +28,16 @@ const (
 	// on a core, a SYN flood millions; a SYN that goes by the ring unrecorded still reaches
 	// the backend the ring names, so erring low costs little
 	DefaultSynFloodThreshold = uint32(50_000)
-	DefaultAPIAddr           = "127.0.0.1:9177"
-	DefaultClusterPort       = 7946 // cluster.bind's port when it names none; bind defaults to 0.0.0.0
-	DefaultQuorum            = cluster.QuorumMajority
-	DefaultRingSize          = consistenthash.DefaultSize
-	DefaultEncap             = EncapIPIP
+	// DefaultFlowTableSize: 1,048,576 flows per family. An entry costs 88 bytes (IPv4) or
+	// 112 (IPv6) of locked kernel memory, so the two tables take about 200 MiB.
+	DefaultFlowTableSize = uint32(1 << 20)
+	// MinFlowTableSize keeps each CPU's share of a table worth having.
+	MinFlowTableSize   = uint32(4096)
+	DefaultAPIAddr     = "127.0.0.1:9177"
+	DefaultClusterPort = 7946 // cluster.bind's port when it names none; bind defaults to 0.0.0.0
+	DefaultQuorum      = cluster.QuorumMajority
+	DefaultRingSize    = consistenthash.DefaultSize
+	DefaultEncap       = EncapIPIP
 	// DefaultHealthType probes a VIP without a health section with a TCP connect. The other
 	// health defaults (interval, timeout, rise, fall, and for http the path, method and
 	// expected status) are pkg/health's: health.DefaultInterval and the rest.
@@ -71,7 +76,10 @@ type Node struct {
 	// SynFloodThreshold: new flows per second on one CPU above which SYNs go by the ring
 	// without entering the flow table (the SYN flood guard); 0 turns the guard off
 	SynFloodThreshold uint32
-	Name              string // cluster member name; default os.Hostname()
+	// FlowTableSize is the entries of each flow table (IPv4, IPv6), shared out among the
+	// CPUs; a restart with another size copies the flows into new tables
+	FlowTableSize uint32
+	Name          string // cluster member name; default os.Hostname()
 }
 
 // Cluster configures gossip between LB nodes (hashicorp/memberlist).
@@ -224,7 +232,7 @@ func (d *decoder) config(doc *yaml.Node) *Config {
 		return c
 	}
 	if f.has("node") {
-		c.Node = d.node(f.sub("node", "interface", "pin_dir", "hash_seed", "encap_source", "encap_source6", "api_addr", "name", "syn_flood_threshold"))
+		c.Node = d.node(f.sub("node", "interface", "pin_dir", "hash_seed", "encap_source", "encap_source6", "api_addr", "name", "syn_flood_threshold", "flow_table_size"))
 	} else {
 		f.missing("node")
 	}

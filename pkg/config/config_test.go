@@ -104,6 +104,7 @@ vips:
 			EncapSource6:      netip.MustParseAddr("2001:db8::2"),
 			APIAddr:           netip.MustParseAddrPort("127.0.0.1:9177"),
 			SynFloodThreshold: DefaultSynFloodThreshold,
+			FlowTableSize:     DefaultFlowTableSize,
 			Name:              "lb1",
 		},
 		Cluster: &Cluster{
@@ -275,7 +276,7 @@ func TestParseErrors(t *testing.T) {
 		name:    "unknown node field",
 		old:     "interface: eth0",
 		new:     "interface: eth0\n  iface: eth1",
-		wantErr: `t.yaml:3:3: node.iface: unknown field; allowed: interface, pin_dir, hash_seed, encap_source, encap_source6, api_addr, name, syn_flood_threshold`,
+		wantErr: `t.yaml:3:3: node.iface: unknown field; allowed: interface, pin_dir, hash_seed, encap_source, encap_source6, api_addr, name, syn_flood_threshold, flow_table_size`,
 	}, {
 		name: "unknown vip field",
 		old:  "port: 80",
@@ -367,6 +368,11 @@ func TestParseErrors(t *testing.T) {
 		old:     "interface: eth0",
 		new:     "interface: eth0\n  syn_flood_threshold: -1",
 		wantErr: `t.yaml:3:24: node.syn_flood_threshold: "-1" is not a count of new flows per second per CPU (0 turns the guard off)`,
+	}, {
+		name:    "flow table too small",
+		old:     "interface: eth0",
+		new:     "interface: eth0\n  flow_table_size: 100",
+		wantErr: `t.yaml:3:20: node.flow_table_size: "100" is not a number of flows from 4096 to 4294967295`,
 	}, {
 		name:    "IPv6 encap_source",
 		old:     "interface: eth0",

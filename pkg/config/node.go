@@ -12,7 +12,7 @@ import (
 
 func (d *decoder) node(f *fields) Node {
 	node := Node{PinDir: DefaultPinDir, HashSeed: DefaultHashSeed, APIAddr: netip.MustParseAddrPort(DefaultAPIAddr),
-		SynFloodThreshold: DefaultSynFloodThreshold}
+		SynFloodThreshold: DefaultSynFloodThreshold, FlowTableSize: DefaultFlowTableSize}
 	if f == nil {
 		return node
 	}
@@ -43,6 +43,13 @@ func (d *decoder) node(f *fields) Node {
 			d.errorf(n, "node.syn_flood_threshold", "%q is not a count of new flows per second per CPU (0 turns the guard off)", s)
 		}
 		node.SynFloodThreshold = uint32(v)
+	}
+	if n, s, ok := f.scalar("flow_table_size"); ok {
+		v, err := strconv.ParseUint(s, 10, 32)
+		if err != nil || uint32(v) < MinFlowTableSize {
+			d.errorf(n, "node.flow_table_size", "%q is not a number of flows from %d to %d", s, MinFlowTableSize, uint32(1<<32-1))
+		}
+		node.FlowTableSize = uint32(v)
 	}
 	if a, n, ok := f.addr("encap_source"); ok {
 		if !a.Is4() {
