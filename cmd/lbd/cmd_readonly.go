@@ -42,7 +42,11 @@ func cmdValidate(ctx context.Context, e *env, args []string) int {
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "VIP\tADDRESS\tBACKENDS\tRING\tHEALTH\n")
 	for _, v := range cfg.VIPs {
-		fmt.Fprintf(tw, "%s\t%s/%s\t%d\t%d\t%s\n", v.Name, netip.AddrPortFrom(v.Address, v.Port), v.Protocol, len(v.Backends), v.RingSize, v.Health.Type)
+		ring := strconv.Itoa(int(v.RingSize))
+		if v.RingSizeAuto {
+			ring += " (auto)"
+		}
+		fmt.Fprintf(tw, "%s\t%s/%s\t%d\t%s\t%s\n", v.Name, netip.AddrPortFrom(v.Address, v.Port), v.Protocol, len(v.Backends), ring, v.Health.Type)
 	}
 	tw.Flush()
 	fmt.Fprintf(e.stdout, "%s: ok (digest %s)\n", pos[0], cfg.Digest()[:12])

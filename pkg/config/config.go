@@ -36,7 +36,7 @@ const (
 	DefaultAPIAddr     = "127.0.0.1:9177"
 	DefaultClusterPort = 7946 // cluster.bind's port when it names none; bind defaults to 0.0.0.0
 	DefaultQuorum      = cluster.QuorumMajority
-	DefaultRingSize    = consistenthash.DefaultSize
+	DefaultRingSize    = consistenthash.DefaultSize // up to 655 backends with weight > 0; more get a larger size (consistenthash.SizeFor)
 	DefaultEncap       = EncapIPIP
 	// DefaultHealthType probes a VIP without a health section with a TCP connect. The other
 	// health defaults (interval, timeout, rise, fall, and for http the path, method and
@@ -92,17 +92,20 @@ type Cluster struct {
 
 // VIP is one virtual service: an address, a port (0 = all ports) and a protocol.
 type VIP struct {
-	Name      string
-	Address   netip.Addr
-	Port      uint16                   // 0 = all ports
-	Protocol  string                   // "tcp" | "udp"
-	Proto     uint8                    // IP protocol number derived from Protocol: 6 or 17
-	RingSize  uint32                   // prime, > 100 × backends with weight > 0
-	Algorithm consistenthash.Algorithm // "" = none named: Algorithm.OrDefault picks the ring's
-	Encap     Encap
-	Backends  []Backend
-	Health    Health
-	Pos       Position // where the VIP's mapping starts
+	Name     string
+	Address  netip.Addr
+	Port     uint16 // 0 = all ports
+	Protocol string // "tcp" | "udp"
+	Proto    uint8  // IP protocol number derived from Protocol: 6 or 17
+	RingSize uint32 // prime, > 100 × backends with weight > 0
+	// RingSizeAuto: the file names no ring_size, and RingSize is the smallest of
+	// consistenthash.Sizes with room for the backends (consistenthash.SizeFor)
+	RingSizeAuto bool
+	Algorithm    consistenthash.Algorithm // "" = none named: Algorithm.OrDefault picks the ring's
+	Encap        Encap
+	Backends     []Backend
+	Health       Health
+	Pos          Position // where the VIP's mapping starts
 }
 
 // Encap is how the LB encapsulates a VIP's packets toward its backends.
