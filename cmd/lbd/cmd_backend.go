@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 
+	sd "github.com/coreos/go-systemd/v22/daemon"
 	"github.com/lbdproj/lbd/internal/dataplane"
 	"github.com/lbdproj/lbd/pkg/config"
 )
@@ -80,6 +81,7 @@ func cmdBackend(ctx context.Context, e *env, args []string) int {
 	log.Info("backend ready: xdp_decap on ingress, tc_egress on egress", "interface", c.Interface,
 		"local4", c.Local4, "local6", c.Local6, "lb_sources", c.LBSources, "vips", c.VIPs,
 		"flow_table_size", c.FlowTableSize, "flows_copied", b.Resized, "pin_dir", c.PinDir, "adopted", b.Adopted)
+	notify(log, sd.SdNotifyReady, fmt.Sprintf("STATUS=decapsulating on %s for %d VIPs", c.Interface, len(c.VIPs)))
 wait:
 	for {
 		select {
@@ -91,6 +93,7 @@ wait:
 			}
 		}
 	}
+	notify(log, sd.SdNotifyStopping)
 	if st, err := b.Stats(); err == nil {
 		log.Info("backend counters", "decap", st.Counters["decap"].Packets,
 			"restored", st.Counters["restored"].Packets, "decap_malformed", st.Counters["decap_malformed"].Packets,

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +38,7 @@ type sandbox struct {
 	vip      netip.Addr
 	vipPort  uint16
 	startDur time.Duration
+	wrap     []string // sandboxOptions.wrap
 }
 
 type backendServer struct {
@@ -56,6 +58,9 @@ type sandboxOptions struct {
 	cluster, router bool
 	// beforeLB runs after the backends are up and before any lbd run starts
 	beforeLB func(*sandbox) error
+	// wrap is a command every lbd process is started through, as systemd would set it up:
+	// env NOTIFY_SOCKET=…, or setpriv --bounding-set=… (it must exec lbd, keeping its pid)
+	wrap []string
 }
 
 func raiseSandbox(o sandboxOptions) (_ *sandbox, err error) {
@@ -64,7 +69,7 @@ func raiseSandbox(o sandboxOptions) (_ *sandbox, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &sandbox{fleet: fleet, exe: o.exe, servers: map[string]*backendServer{}}
+	s := &sandbox{fleet: fleet, exe: o.exe, servers: map[string]*backendServer{}, wrap: o.wrap}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -100,7 +105,7 @@ func raiseSandbox(o sandboxOptions) (_ *sandbox, err error) {
 		if err := s.startServer(h); err != nil {
 			return nil, err
 		}
-		p, err := fleet.Start(h, s.exe, "backend", "--interface", h.Link, "--pin-dir", s.pinDir(h),
+		p, err := s.startLbd(h, "backend", "--interface", h.Link, "--pin-dir", s.pinDir(h),
 			"--lb-sources", strings.Join(sources, ","), "--vips", strings.Join(vips, ","))
 		if err != nil {
 			return nil, err
@@ -171,7 +176,7 @@ func (s *sandbox) clusterConfig(base []byte, i int) (string, error) {
 // StartLB starts `lbd run` on LB node i and waits until it serves.
 func (s *sandbox) StartLB(i int) error {
 	h := s.fleet.LBs[i]
-	p, err := s.fleet.Start(h, s.exe, "run", "--config", s.lbCfgs[i], "--pin-dir", s.pinDir(h), "--watch", "200ms")
+	p, err := s.startLbd(h, "run", "--config", s.lbCfgs[i], "--pin-dir", s.pinDir(h), "--watch", "200ms")
 	if err != nil {
 		return err
 	}
@@ -184,6 +189,14 @@ func (s *sandbox) StartLB(i int) error {
 		s.lbProcs = append(s.lbProcs, p)
 	}
 	return nil
+}
+
+// startLbd starts the lbd binary with args on h, through s.wrap.
+func (s *sandbox) startLbd(h *testbed.Host, args ...string) (*testbed.Process, error) {
+	if len(s.wrap) == 0 {
+		return s.fleet.Start(h, s.exe, args...)
+	}
+	return s.fleet.Start(h, s.wrap[0], append(append(slices.Clone(s.wrap[1:]), s.exe), args...)...)
 }
 
 // startServer serves HTTP on port 80 of every address of h, answering with h's name.
