@@ -57,6 +57,7 @@ func commands() []command {
 		{"validate", "FILE", "check a config; print its VIPs or its errors (file:line:col)", cmdValidate},
 		{"plan", "OLD.yaml NEW.yaml [--json]", "show what a config change does to each VIP's flows (read-only)", cmdPlan},
 		{"status", "[--api ADDR] [--json]", "show a running lbd's VIPs, backends and counters", cmdStatus},
+		{"explain", "[--api ADDR] [--json] PROTO SRC:PORT DST:PORT", "which backend a flow goes to, and why (read-only)", cmdExplain},
 		{"detach", "--pin-dir DIR", "remove the programs and pins an lbd left behind", cmdDetach},
 		{"demo", "", "raise a sandbox fleet in network namespaces and balance 300 requests", cmdDemo},
 	}

@@ -158,10 +158,11 @@ func (d *Daemon) statusLocked(stats dataplane.Stats, cs *cluster.Status) Status 
 	return st
 }
 
-// Handler serves the read-only API: /status (JSON), /metrics (from g), /healthz.
-func (d *Daemon) Handler(g prometheus.Gatherer) http.Handler { return handler(d.Status, g) }
+// Handler serves the read-only API: /status (JSON), /explain?proto=tcp&src=ADDR:PORT&dst=ADDR:PORT
+// (JSON), /metrics (from g), /healthz.
+func (d *Daemon) Handler(g prometheus.Gatherer) http.Handler { return handler(d.Status, d.Explain, g) }
 
-func handler(status func() (Status, error), g prometheus.Gatherer) http.Handler {
+func handler(status func() (Status, error), explain func(dataplane.Flow) (Explanation, error), g prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		st, err := status()
@@ -169,14 +170,32 @@ func handler(status func() (Status, error), g prometheus.Gatherer) http.Handler 
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(st)
+		writeJSON(w, st)
+	})
+	mux.HandleFunc("GET /explain", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		f, err := ParseFlow(q.Get("proto"), q.Get("src"), q.Get("dst"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		ex, err := explain(f)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeJSON(w, ex)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
 	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
 }
