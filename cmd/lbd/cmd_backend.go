@@ -5,17 +5,23 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"net/netip"
 	"strings"
 	"syscall"
+	"time"
 
 	sd "github.com/coreos/go-systemd/v22/daemon"
 	"github.com/lbdproj/lbd/internal/dataplane"
 	"github.com/lbdproj/lbd/pkg/config"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 func cmdBackend(ctx context.Context, e *env, args []string) int {
-	fs := newFlags(e, "backend", "--interface IF --lb-sources PREFIXES --vips VIPS [--pin-dir DIR]")
+	fs := newFlags(e, "backend", "--interface IF --lb-sources PREFIXES --vips VIPS [--pin-dir DIR] [--api ADDR]")
 	iface := fs.String("interface", "", "interface the tunnelled traffic arrives on and replies leave by")
 	pinDir := fs.String("pin-dir", config.DefaultPinDir, "bpffs directory for pins")
 	sources := fs.String("lb-sources", "", "comma-separated prefixes (or addresses) of the LB nodes' encapsulation sources; tunnelled packets from elsewhere are dropped (required)")
@@ -25,6 +31,7 @@ func cmdBackend(ctx context.Context, e *env, args []string) int {
 	generic := fs.Bool("generic", false, "attach XDP in generic (skb) mode, for drivers without native XDP")
 	detach := fs.Bool("detach-on-exit", false, "remove the programs and pins when stopping")
 	stats := fs.Bool("stats", false, "print the counters of the backend programs pinned in --pin-dir as JSON and exit")
+	api := fs.String("api", defaultBackendAPI, `address to serve /metrics and /healthz on ("": none); unauthenticated, keep it on loopback`)
 	if _, ok := parseFlags(fs, args); !ok {
 		return exitUsage
 	}
@@ -78,7 +85,24 @@ func cmdBackend(ctx context.Context, e *env, args []string) int {
 		return exitFailure
 	}
 	c := b.Config()
-	log.Info("backend ready: xdp_decap on ingress, tc_egress on egress", "interface", c.Interface,
+	if *api != "" {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(backendCollector{stats: b.Stats}, collectors.NewGoCollector(),
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		ln, err := net.Listen("tcp", *api)
+		if err != nil {
+			b.Close()
+			fmt.Fprintf(e.stderr, "lbd backend: api listener: %v\n", err)
+			return exitFailure
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(ln)
+		defer srv.Close()
+	}
+	log.Info("backend ready: xdp_decap on ingress, tc_egress on egress", "interface", c.Interface, "api", *api,
 		"local4", c.Local4, "local6", c.Local6, "lb_sources", c.LBSources, "vips", c.VIPs,
 		"flow_table_size", c.FlowTableSize, "flows_copied", b.Resized, "pin_dir", c.PinDir, "adopted", b.Adopted)
 	notify(log, sd.SdNotifyReady, fmt.Sprintf("STATUS=decapsulating on %s for %d VIPs", c.Interface, len(c.VIPs)))
@@ -111,6 +135,10 @@ wait:
 	log.Info("stopped; the backend programs keep running from their pinned links")
 	return exitOK
 }
+
+// defaultBackendAPI is lbd backend's /metrics address: lbd run's default port plus one, so
+// a host that runs both serves both.
+const defaultBackendAPI = "127.0.0.1:9178"
 
 func orRequired(err error) error {
 	if err == nil {

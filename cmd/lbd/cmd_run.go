@@ -73,6 +73,7 @@ func cmdRun(ctx context.Context, e *env, args []string) int {
 	}()
 	reg.MustRegister(d.Collector(), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reloads := newReloadMetrics(reg, time.Now())
 	ln, err := net.Listen("tcp", cfg.Node.APIAddr.String())
 	if err != nil {
 		d.Close()
@@ -97,6 +98,7 @@ func cmdRun(ctx context.Context, e *env, args []string) int {
 		if err == nil {
 			err = d.Apply(ctx, next)
 		}
+		reloads.observe(err, time.Now())
 		if err != nil {
 			log.Error("reload refused; still serving the previous config", "why", why, "err", err)
 			// the old config keeps serving: ready again, and the status says why
