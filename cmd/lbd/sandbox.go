@@ -106,7 +106,8 @@ func raiseSandbox(o sandboxOptions) (_ *sandbox, err error) {
 			return nil, err
 		}
 		p, err := s.startLbd(h, "backend", "--interface", h.Link, "--pin-dir", s.pinDir(h),
-			"--lb-sources", strings.Join(sources, ","), "--vips", strings.Join(vips, ","))
+			"--lb-sources", strings.Join(sources, ","), "--vips", strings.Join(vips, ","),
+			"--api", s.backendAPI(h).String())
 		if err != nil {
 			return nil, err
 		}
@@ -146,6 +147,10 @@ func raiseSandbox(o sandboxOptions) (_ *sandbox, err error) {
 }
 
 func (s *sandbox) pinDir(h *testbed.Host) string { return filepath.Join(s.fleet.PinDir, h.Name) }
+
+// backendAPI is where backend h's lbd serves /metrics: its address on the bridge, so that
+// a Prometheus on an LB node can scrape it.
+func (s *sandbox) backendAPI(h *testbed.Host) netip.AddrPort { return netip.AddrPortFrom(h.Addr, 9178) }
 
 // clusterConfig writes LB node i's config: base plus its name and a cluster section that
 // binds its own address and joins the other nodes, all sharing one gossip key.
