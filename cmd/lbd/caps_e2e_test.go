@@ -166,7 +166,7 @@ func TestRunsWithUnitCapabilities(t *testing.T) {
 				t.Fatal(err)
 			}
 			ready := p.WaitForLog(run.readyLine, 20*time.Second)
-			p.Stop()
+			_ = p.Stop()
 			switch out := p.Output(); {
 			case ready == nil:
 				t.Errorf("lbd %s started without CAP_%s: the unit grants a capability lbd does not need", run.args[1], strings.ToUpper(c))

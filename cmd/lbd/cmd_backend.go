@@ -99,7 +99,11 @@ func cmdBackend(ctx context.Context, e *env, args []string) int {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go srv.Serve(ln)
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("api server stopped", "err", err)
+			}
+		}()
 		defer srv.Close()
 	}
 	log.Info("backend ready: xdp_decap on ingress, tc_egress on egress", "interface", c.Interface, "api", *api,

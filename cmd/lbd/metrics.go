@@ -51,7 +51,7 @@ func (m *reloadMetrics) observe(err error, now time.Time) {
 
 // backendCollector exposes lbd backend's counters, read from its maps at each scrape.
 type backendCollector struct {
-	stats func() (dataplane.BackendStats, error)
+	stats func() (dataplane.BackendHostStats, error)
 }
 
 var (

@@ -44,8 +44,8 @@ lbd_config_reloads_total{result="success"} 0
 
 func TestBackendCollector(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(backendCollector{stats: func() (dataplane.BackendStats, error) {
-		return dataplane.BackendStats{
+	reg.MustRegister(backendCollector{stats: func() (dataplane.BackendHostStats, error) {
+		return dataplane.BackendHostStats{
 			Counters: map[string]dataplane.Counter{"decap": {Packets: 3, Bytes: 300}, "refused_source": {Packets: 1, Bytes: 60}},
 			Return: map[dataplane.VIPKey]dataplane.Counter{
 				{Addr: netip.MustParseAddr("198.18.0.10"), Port: 80, Proto: 6}:   {Packets: 2, Bytes: 200},
@@ -65,7 +65,9 @@ lbd_tunnel_return_packets_total{vip="[2001:db8::53]:53/udp"} 1
 		t.Errorf("%d series, %v; want 8 (2 reasons and 2 VIPs, packets and bytes)", n, err)
 	}
 	bad := prometheus.NewPedanticRegistry()
-	bad.MustRegister(backendCollector{stats: func() (dataplane.BackendStats, error) { return dataplane.BackendStats{}, errors.New("map gone") }})
+	bad.MustRegister(backendCollector{stats: func() (dataplane.BackendHostStats, error) {
+		return dataplane.BackendHostStats{}, errors.New("map gone")
+	}})
 	if _, err := bad.Gather(); err == nil || !strings.Contains(err.Error(), "map gone") {
 		t.Errorf("a failed read: %v, want the scrape to fail", err)
 	}

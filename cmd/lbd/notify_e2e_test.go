@@ -153,7 +153,7 @@ func firstSYNAnswered(s *sandbox) (string, error) {
 		return "", fmt.Errorf("first SYN unanswered: %w", err)
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: vip\r\nConnection: close\r\n\r\n"); err != nil {
 		return "", err
 	}

@@ -236,7 +236,7 @@ scrape_configs:
 		if t.Failed() {
 			t.Logf("prometheus:\n%s", p.Output())
 		}
-		p.Stop()
+		_ = p.Stop()
 	})
 	api := promAPI{client: s.fleet.LBs[0].HTTPClient(5 * time.Second), base: "http://" + listen}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -249,7 +249,7 @@ func TestSyscallLookupDoesNotRefreshLRU(t *testing.T) {
 	if err := unix.SchedSetaffinity(0, &one); err != nil {
 		t.Fatal(err)
 	}
-	defer unix.SchedSetaffinity(0, &saved)
+	defer func() { _ = unix.SchedSetaffinity(0, &saved) }()
 
 	const size, looked, fresh = 1024, 256, 512
 	survivors := func(byProgram bool) (lookedUp, untouched int) {
