@@ -56,7 +56,7 @@ rules: deps
 # the fuzz targets, each for FUZZTIME (a duration, or a count of inputs: 1000000x);
 # `make test` runs them briefly, the seed corpora run in every `go test`
 FUZZTIME ?= 10s
-FUZZ_TARGETS := ./internal/dataplane:FuzzXDPLB ./internal/dataplane:FuzzBackend ./pkg/config:FuzzParse
+FUZZ_TARGETS := ./internal/dataplane:FuzzXDPLB ./internal/dataplane:FuzzBackend ./pkg/config:FuzzParse ./cmd/lbd:FuzzPlan
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; name=$${t##*:}; echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
