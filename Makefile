@@ -5,7 +5,7 @@ export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 GOFLAGS_TEST ?= -count=1 -p 2 -timeout 30m
 
-.PHONY: all deps build generate check-generated fmt-bpf check-format vet lint test rules fuzz demo bench bench-throughput install clean
+.PHONY: all deps build generate check-generated fmt-bpf check-format vet lint test rules fuzz soak demo bench bench-throughput install clean
 
 all: build
 
@@ -52,6 +52,12 @@ test: deps rules
 rules: deps
 	promtool check rules configs/prometheus/lbd.rules.yml
 	promtool test rules configs/prometheus/lbd.rules.test.yml
+
+# the long soak (opt-in): 200 busy connections through the VIP while the config is reloaded
+# every 100 ms for SOAK (5m), lbd restarted 10 times and upgraded once; make test runs 20 s
+SOAK ?= 5m
+soak: deps
+	LBD_SOAK=$(SOAK) $(GO) test -count=1 -timeout 60m -run TestSoakReloadsRestartsUpgrade -v ./cmd/lbd
 
 # the fuzz targets, each for FUZZTIME (a duration, or a count of inputs: 1000000x);
 # `make test` runs them briefly, the seed corpora run in every `go test`

@@ -140,3 +140,21 @@ func replaceStaleCounters(spec *ebpf.CollectionSpec, dir string, names []string,
 	}
 	return nil
 }
+
+// PinnedRingSlots is how many slots of the rings map pinned under pinDir hold a ring: one per
+// VIP with backends, more only while a resized ring is swapped in, or when rings leak.
+func PinnedRingSlots(pinDir string) (int, error) {
+	rings, err := ebpf.LoadPinnedMap(filepath.Join(pinDir, lbDirPinName, "rings"), nil)
+	if err != nil {
+		return 0, fmt.Errorf("open pinned rings in %s: %w", pinDir, err)
+	}
+	defer rings.Close()
+	n := 0
+	var k uint32
+	var id ebpf.MapID
+	it := rings.Iterate()
+	for it.Next(&k, &id) {
+		n++
+	}
+	return n, it.Err()
+}
