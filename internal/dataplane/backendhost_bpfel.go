@@ -19,6 +19,24 @@ type backendhostCounter struct {
 	Bytes   uint64
 }
 
+type backendhostFragKeyV4 struct {
+	_     structs.HostLayout
+	Src   uint32
+	Dst   uint32
+	Id    uint16
+	Proto uint8
+	Pad   uint8
+}
+
+type backendhostFragKeyV6 struct {
+	_     structs.HostLayout
+	Src   [4]uint32
+	Dst   [4]uint32
+	Id    uint32
+	Proto uint8
+	Pad   [3]uint8
+}
+
 type backendhostLbLimit uint32
 
 const (
@@ -26,6 +44,7 @@ const (
 	backendhostLbLimitLIMIT_BACKEND_IDS      backendhostLbLimit = 16384
 	backendhostLbLimitLIMIT_FLOWS            backendhostLbLimit = 262144
 	backendhostLbLimitLIMIT_DSR_FLOWS        backendhostLbLimit = 262144
+	backendhostLbLimitLIMIT_FRAGS            backendhostLbLimit = 8192
 	backendhostLbLimitLIMIT_LB_SOURCES       backendhostLbLimit = 256
 	backendhostLbLimitLIMIT_VIP_FILTER_WORDS backendhostLbLimit = 1024
 	backendhostLbLimitLIMIT_VIP_FILTER_MUL   backendhostLbLimit = 2654435761
@@ -54,12 +73,15 @@ type backendhostLpmKeyV6 struct {
 type backendhostReason uint32
 
 const (
-	backendhostReasonREASON_DECAP           backendhostReason = 0
-	backendhostReasonREASON_DECAP_MALFORMED backendhostReason = 1
-	backendhostReasonREASON_RESTORED        backendhostReason = 2
-	backendhostReasonREASON_REFUSED_SOURCE  backendhostReason = 3
-	backendhostReasonREASON_REFUSED_VIP     backendhostReason = 4
-	backendhostReasonREASON_MAX             backendhostReason = 5
+	backendhostReasonREASON_DECAP            backendhostReason = 0
+	backendhostReasonREASON_DECAP_MALFORMED  backendhostReason = 1
+	backendhostReasonREASON_RESTORED         backendhostReason = 2
+	backendhostReasonREASON_REFUSED_SOURCE   backendhostReason = 3
+	backendhostReasonREASON_REFUSED_VIP      backendhostReason = 4
+	backendhostReasonREASON_DECAP_FRAGMENT   backendhostReason = 5
+	backendhostReasonREASON_DECAP_ICMP_ERROR backendhostReason = 6
+	backendhostReasonREASON_REFUSED_FRAGMENT backendhostReason = 7
+	backendhostReasonREASON_MAX              backendhostReason = 8
 )
 
 type backendhostReplyKeyV4 struct {
@@ -111,6 +133,8 @@ const (
 	backendhostMapBeStats     = "be_stats"
 	backendhostMapDsrFlowsV4  = "dsr_flows_v4"
 	backendhostMapDsrFlowsV6  = "dsr_flows_v6"
+	backendhostMapDsrFragsV4  = "dsr_frags_v4"
+	backendhostMapDsrFragsV6  = "dsr_frags_v6"
 	backendhostMapLbSourcesV4 = "lb_sources_v4"
 	backendhostMapLbSourcesV6 = "lb_sources_v6"
 	backendhostMapReturnStats = "return_stats"
@@ -177,6 +201,8 @@ type backendhostMapSpecs struct {
 	BeStats     *ebpf.MapSpec `ebpf:"be_stats"`
 	DsrFlowsV4  *ebpf.MapSpec `ebpf:"dsr_flows_v4"`
 	DsrFlowsV6  *ebpf.MapSpec `ebpf:"dsr_flows_v6"`
+	DsrFragsV4  *ebpf.MapSpec `ebpf:"dsr_frags_v4"`
+	DsrFragsV6  *ebpf.MapSpec `ebpf:"dsr_frags_v6"`
 	LbSourcesV4 *ebpf.MapSpec `ebpf:"lb_sources_v4"`
 	LbSourcesV6 *ebpf.MapSpec `ebpf:"lb_sources_v6"`
 	ReturnStats *ebpf.MapSpec `ebpf:"return_stats"`
@@ -217,6 +243,8 @@ type backendhostMaps struct {
 	BeStats     *ebpf.Map `ebpf:"be_stats"`
 	DsrFlowsV4  *ebpf.Map `ebpf:"dsr_flows_v4"`
 	DsrFlowsV6  *ebpf.Map `ebpf:"dsr_flows_v6"`
+	DsrFragsV4  *ebpf.Map `ebpf:"dsr_frags_v4"`
+	DsrFragsV6  *ebpf.Map `ebpf:"dsr_frags_v6"`
 	LbSourcesV4 *ebpf.Map `ebpf:"lb_sources_v4"`
 	LbSourcesV6 *ebpf.Map `ebpf:"lb_sources_v6"`
 	ReturnStats *ebpf.Map `ebpf:"return_stats"`
@@ -228,6 +256,8 @@ func (m *backendhostMaps) Close() error {
 		m.BeStats,
 		m.DsrFlowsV4,
 		m.DsrFlowsV6,
+		m.DsrFragsV4,
+		m.DsrFragsV6,
 		m.LbSourcesV4,
 		m.LbSourcesV6,
 		m.ReturnStats,
