@@ -108,11 +108,11 @@ func printStatus(w io.Writer, st daemon.Status) {
 
 func printCounters(w io.Writer, verdicts map[string]dataplane.Counter, events map[string]uint64) {
 	fmt.Fprintf(w, "\ncounters:")
-	for _, k := range []string{"tx", "pass", "pass_fragment", "drop_malformed", "drop_no_backend", "drop_encap_failed", "drop_too_big", "drop_bad_source"} {
+	for _, k := range []string{"tx", "pass", "pass_fragment", "drop_malformed", "drop_no_backend", "drop_encap_failed", "drop_too_big", "drop_bad_source", "drop_fragment_orphan"} {
 		fmt.Fprintf(w, " %s=%d", k, verdicts[k].Packets)
 	}
 	fmt.Fprintf(w, "\nflow table:")
-	for _, k := range []string{"lru_hit", "lru_miss", "lru_skip_down", "syn", "syn_unrecorded"} {
+	for _, k := range []string{"lru_hit", "lru_miss", "lru_skip_down", "syn", "syn_unrecorded", "fragment", "icmp_error"} {
 		fmt.Fprintf(w, " %s=%d", k, events[k])
 	}
 	fmt.Fprintln(w)
