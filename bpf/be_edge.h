@@ -27,9 +27,10 @@ static __always_inline __be32 edge_to_v4(__be32 self, __be32 vip)
 	return to ? to : vip;
 }
 
+/* (self6 all zero: there is no outer IPv6 destination) */
 static __always_inline void edge_to_v6(const __be32 *self6, const __be32 *vip, __be32 *to)
 {
-	if (self6) {
+	if (self6[0] | self6[1] | self6[2] | self6[3]) {
 		__builtin_memcpy(to, self6, 16);
 		return;
 	}
@@ -41,17 +42,16 @@ static __always_inline void edge_to_v6(const __be32 *self6, const __be32 *vip, _
 		__builtin_memcpy(to, vip, 16);
 }
 
-/* the quoted packet's L4 checksum, if the quote of an error of len bytes (from e) holds it:
- * UDP's always does (in the first 8 bytes), TCP's (16 bytes in) when more is quoted, as
- * Linux does (576 bytes in all) */
+/* the quoted packet's L4 checksum, if the quote of an error of len bytes (from e), whose
+ * quoted L4 header is hdr bytes in, holds it: UDP's in its first 8 bytes, TCP's 16 bytes in
+ * when more is quoted (Linux quotes up to 576 bytes in all, 1280 for ICMPv6) */
 static __always_inline __u16 *quoted_check(void *e, __u32 hdr, __u32 len, __u8 proto,
 					   void *data_end)
 {
-	__u16 *c = e + hdr + 16;
+	__u32 off = hdr + (proto == IPPROTO_UDP ? 6 : 16);
+	__u16 *c = e + off;
 
-	if (proto == IPPROTO_UDP)
-		return e + hdr + 6;
-	if (hdr + 18 > len || (void *)(c + 1) > data_end)
+	if (off + 2 > len || (void *)(c + 1) > data_end)
 		return NULL;
 	return c;
 }
@@ -103,28 +103,34 @@ static __always_inline int decap_icmp_error_v4(struct icmp_err_v4 *e, __u32 room
 static __always_inline int decap_icmp_error_v6(struct icmp_err_v6 *e, __u32 room, void *data_end,
 					       const __be32 *self6)
 {
+	__u32 len, hdr = offsetof(struct icmp_err_v6, qsport);
 	struct vip_key vk = {};
 	__be32 vip[4], to[4];
 	__u16 *qc, old = 0, sum = 0;
-	__u32 len;
+	__be16 *ports;
+	__u8 proto;
 
 	if ((void *)(e + 1) > data_end)
 		return REASON_DECAP_MALFORMED;
 	if (!icmp_error_v6(e->type))
 		return EDGE_NONE;
 	len = bpf_ntohs(e->ip.payload_len);
-	if (sizeof(e->ip) + len < sizeof(*e) || sizeof(e->ip) + len > room || !quotes_flow_v6(e))
+	if (sizeof(e->ip) + len < sizeof(*e) || sizeof(e->ip) + len > room || !quotes_vip_v6(e))
 		return REASON_DECAP_MALFORMED;
+	ports = quoted_ports_v6(e, data_end, &proto);
+	if (!ports)
+		return REASON_DECAP_MALFORMED;
+	if (e->qip.nexthdr == IPPROTO_FRAGMENT)
+		hdr += sizeof(struct frag_hdr_v6);
 	__builtin_memcpy(vip, &e->ip.daddr, sizeof(vip));
 	__builtin_memcpy(vk.addr.v6, vip, sizeof(vk.addr.v6));
-	vk.port = e->qsport;
-	vk.proto = e->qip.nexthdr;
+	vk.port = ports[0];
+	vk.proto = proto;
 	vk.family = LB_AF_INET6;
 	if (!serves(&vk))
 		return REASON_REFUSED_VIP;
 	edge_to_v6(self6, vip, to);
-	qc = quoted_check(e, offsetof(struct icmp_err_v6, qsport), sizeof(e->ip) + len,
-			  e->qip.nexthdr, data_end);
+	qc = quoted_check(e, hdr, sizeof(e->ip) + len, proto, data_end);
 	if (qc)
 		sum = old = *qc;
 #pragma unroll
@@ -136,8 +142,8 @@ static __always_inline int decap_icmp_error_v6(struct icmp_err_v6 *e, __u32 room
 		e->qip.saddr.in6_u.u6_addr32[i] = to[i];
 	}
 	/* a zero UDP checksum is no IPv6 sender's: left as it came */
-	if (qc && (old || e->qip.nexthdr == IPPROTO_TCP)) {
-		if (!sum && e->qip.nexthdr == IPPROTO_UDP)
+	if (qc && (old || proto == IPPROTO_TCP)) {
+		if (!sum && proto == IPPROTO_UDP)
 			sum = 0xffff;
 		*qc = sum;
 		e->check = csum_replace2(e->check, old, sum);
@@ -263,7 +269,7 @@ __noinline int decap_edge(struct xdp_md *ctx, __u64 inner_off, __u32 room, __u32
 	void *data_end = (void *)(long)ctx->data_end;
 	struct frag_hdr_v6 *fh;
 	struct ipv6hdr *ip6;
-	__be32 self6[4];
+	__be32 self6[4] = {};
 
 	if (inner_off > EDGE_MAX_INNER_OFF || self_off > EDGE_MAX_INNER_OFF)
 		return EDGE_NONE;
@@ -301,10 +307,10 @@ __noinline int decap_edge(struct xdp_md *ctx, __u64 inner_off, __u32 room, __u32
 	if (ip6->nexthdr == IPPROTO_FRAGMENT) {
 		if (fh->nexthdr != IPPROTO_TCP && fh->nexthdr != IPPROTO_UDP)
 			return REASON_DECAP_MALFORMED;
-		return decap_frag_v6(ip6, room, data_end, self_off ? self6 : NULL);
+		return decap_frag_v6(ip6, room, data_end, self6);
 	}
 	if (ip6->nexthdr == IPPROTO_ICMPV6)
-		return decap_icmp_error_v6((void *)ip6, room, data_end, self_off ? self6 : NULL);
+		return decap_icmp_error_v6((void *)ip6, room, data_end, self6);
 	return EDGE_NONE;
 }
 

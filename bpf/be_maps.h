@@ -75,6 +75,23 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dsr_flows_v6 SEC(".maps");
 
+/* replies in fragments whose first fragment was given the VIP back, keyed {this host, the
+ * client, IP id, protocol}: the VIP their later fragments take (be_reply_frag.h). Not
+ * pinned: an entry matters while the fragments leave. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_FRAGS);
+	__type(key, struct frag_key_v4);
+	__type(value, struct reply_val);
+} dsr_reply_frags_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_FRAGS);
+	__type(key, struct frag_key_v6);
+	__type(value, struct reply_val);
+} dsr_reply_frags_v6 SEC(".maps");
+
 /* datagrams in fragments whose first fragment was taken: their later fragments, which
  * carry no ports to check, are taken too (be_edge.h). Not pinned, like the LB's. */
 struct {

@@ -14,6 +14,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "lb_consts.h"
+#include "frag.h"
 
 #define ICMP_ERR_DEST_UNREACH	 3 /* fragmentation needed (code 4) among them */
 #define ICMP_ERR_TIME_EXCEEDED	 11
@@ -73,15 +74,36 @@ static __always_inline int quotes_flow_v4(const struct icmp_err_v4 *e)
 	       !(e->qip.frag_off & bpf_htons(IP_OFFSET)) && (p == IPPROTO_TCP || p == IPPROTO_UDP);
 }
 
-/* the same for IPv6: the ports right after the quoted fixed header */
-static __always_inline int quotes_flow_v6(const struct icmp_err_v6 *e)
+/* does the ICMPv6 error quote a packet sent from its own destination (the VIP)? */
+static __always_inline int quotes_vip_v6(const struct icmp_err_v6 *e)
 {
 	const __be32 *s = e->qip.saddr.in6_u.u6_addr32, *d = e->ip.daddr.in6_u.u6_addr32;
-	__u8 p = e->qip.nexthdr;
 
 	return e->qip.version == 6 &&
-	       !((s[0] ^ d[0]) | (s[1] ^ d[1]) | (s[2] ^ d[2]) | (s[3] ^ d[3])) &&
-	       (p == IPPROTO_TCP || p == IPPROTO_UDP);
+	       !((s[0] ^ d[0]) | (s[1] ^ d[1]) | (s[2] ^ d[2]) | (s[3] ^ d[3]));
+}
+
+/* the quoted IPv6 packet's ports, TCP or UDP (*proto), right after its fixed header or
+ * after a fragment header: the first fragment of a reply the backend's kernel fragmented (a
+ * large UDP answer), which a router on a smaller link answers with packet too big, since
+ * IPv6 routers do not fragment. NULL when the quote carries no ports. */
+static __always_inline __be16 *quoted_ports_v6(struct icmp_err_v6 *e, void *data_end, __u8 *proto)
+{
+	struct frag_hdr_v6 *fh = (void *)&e->qsport;
+	__be16 *ports = &e->qsport;
+
+	*proto = e->qip.nexthdr;
+	if (*proto == IPPROTO_FRAGMENT) {
+		if (later_fragment_v6(fh))
+			return NULL;
+		*proto = fh->nexthdr;
+		ports = (void *)(fh + 1);
+		if ((void *)(ports + 2) > data_end)
+			return NULL;
+	}
+	if (*proto != IPPROTO_TCP && *proto != IPPROTO_UDP)
+		return NULL;
+	return ports;
 }
 
 #endif

@@ -85,15 +85,23 @@ static __always_inline int lb_icmp_error_v6(struct xdp_md *ctx, __u32 l2len)
 	struct flow_key_v6 fk = {};
 	struct vip_key vk = {};
 	struct vip_meta *meta;
+	__be16 *ports;
+	__u8 proto;
 	__u32 len;
 
 	if ((void *)(e + 1) > data_end ||
-	    !maybe_vip(vip_filter_bit_v6(e->ip.daddr.in6_u.u6_addr32)) || !quotes_flow_v6(e))
+	    !maybe_vip(vip_filter_bit_v6(e->ip.daddr.in6_u.u6_addr32)) || !quotes_vip_v6(e))
+		return verdict(ctx, REASON_PASS, XDP_PASS);
+	ports = quoted_ports_v6(e, data_end, &proto);
+	if (!ports)
 		return verdict(ctx, REASON_PASS, XDP_PASS);
 	__builtin_memcpy(vk.addr.v6, &e->qip.saddr, sizeof(vk.addr.v6));
-	vk.port = e->qsport;
-	vk.proto = e->qip.nexthdr;
+	vk.port = ports[0];
+	vk.proto = proto;
 	vk.family = LB_AF_INET6;
+	fk.sport = ports[1];
+	fk.dport = ports[0];
+	fk.proto = proto;
 	meta = find_vip(&vk);
 	if (!meta)
 		return verdict(ctx, REASON_PASS, XDP_PASS);
@@ -104,9 +112,6 @@ static __always_inline int lb_icmp_error_v6(struct xdp_md *ctx, __u32 l2len)
 	p.tos = (e->ip.priority << 4) | (e->ip.flow_lbl[0] >> 4);
 	__builtin_memcpy(fk.src, &e->qip.daddr, sizeof(fk.src));
 	__builtin_memcpy(fk.dst, &e->qip.saddr, sizeof(fk.dst));
-	fk.sport = e->qdport;
-	fk.dport = e->qsport;
-	fk.proto = e->qip.nexthdr;
 	return send_icmp_error(ctx, &p, meta, &flows_v6, &fk);
 }
 

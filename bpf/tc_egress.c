@@ -440,6 +440,8 @@ static __always_inline int restore_port(struct __sk_buff *skb, int l4off, __be16
 	return bpf_skb_store_bytes(skb, l4off, &to, sizeof(to), 0);
 }
 
+#include "be_reply_frag.h" /* edge packets: replies in fragments */
+
 static __always_inline int egress_v4(struct __sk_buff *skb, int l2len)
 {
 	void *data = (void *)(long)skb->data;
@@ -456,6 +458,8 @@ static __always_inline int egress_v4(struct __sk_buff *skb, int l2len)
 
 	if ((void *)(ip + 1) > data_end || *(__u8 *)ip != IPV4_VER_IHL5)
 		return TCX_NEXT;
+	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)) /* edge packets: be_reply_frag.h */
+		return egress_frag_v4(skb, l2len);
 	/* the packet's length against skb->len, not data_end: a reply's payload may sit in
 	 * pages past the linear head */
 	len = bpf_ntohs(ip->tot_len);
@@ -503,6 +507,8 @@ static __always_inline int egress_v6(struct __sk_buff *skb, int l2len)
 
 	if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
 		return TCX_NEXT;
+	if (ip6->nexthdr == IPPROTO_FRAGMENT) /* edge packets: be_reply_frag.h */
+		return egress_frag_v6(skb, l2len);
 	len = bpf_ntohs(ip6->payload_len);
 	if (l2len + sizeof(*ip6) + len > skb->len ||
 	    parse_l4(ip6 + 1, len, data_end, ip6->nexthdr, &sport, &k.rport, &syn))

@@ -130,22 +130,24 @@ type backendhostVipKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	backendhostMapBeStats     = "be_stats"
-	backendhostMapDsrFlowsV4  = "dsr_flows_v4"
-	backendhostMapDsrFlowsV6  = "dsr_flows_v6"
-	backendhostMapDsrFragsV4  = "dsr_frags_v4"
-	backendhostMapDsrFragsV6  = "dsr_frags_v6"
-	backendhostMapLbSourcesV4 = "lb_sources_v4"
-	backendhostMapLbSourcesV6 = "lb_sources_v6"
-	backendhostMapReturnStats = "return_stats"
-	backendhostMapServedVips  = "served_vips"
-	backendhostProgTcEgress   = "tc_egress"
-	backendhostProgXdpDecap   = "xdp_decap"
-	backendhostVarGuePort     = "gue_port"
-	backendhostVarLbLimitBtf  = "lb_limit_btf"
-	backendhostVarLocalV4     = "local_v4"
-	backendhostVarLocalV6     = "local_v6"
-	backendhostVarReasonMax   = "reason_max"
+	backendhostMapBeStats         = "be_stats"
+	backendhostMapDsrFlowsV4      = "dsr_flows_v4"
+	backendhostMapDsrFlowsV6      = "dsr_flows_v6"
+	backendhostMapDsrFragsV4      = "dsr_frags_v4"
+	backendhostMapDsrFragsV6      = "dsr_frags_v6"
+	backendhostMapDsrReplyFragsV4 = "dsr_reply_frags_v4"
+	backendhostMapDsrReplyFragsV6 = "dsr_reply_frags_v6"
+	backendhostMapLbSourcesV4     = "lb_sources_v4"
+	backendhostMapLbSourcesV6     = "lb_sources_v6"
+	backendhostMapReturnStats     = "return_stats"
+	backendhostMapServedVips      = "served_vips"
+	backendhostProgTcEgress       = "tc_egress"
+	backendhostProgXdpDecap       = "xdp_decap"
+	backendhostVarGuePort         = "gue_port"
+	backendhostVarLbLimitBtf      = "lb_limit_btf"
+	backendhostVarLocalV4         = "local_v4"
+	backendhostVarLocalV6         = "local_v6"
+	backendhostVarReasonMax       = "reason_max"
 )
 
 // loadBackendhost returns the embedded CollectionSpec for backendhost.
@@ -198,15 +200,17 @@ type backendhostProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type backendhostMapSpecs struct {
-	BeStats     *ebpf.MapSpec `ebpf:"be_stats"`
-	DsrFlowsV4  *ebpf.MapSpec `ebpf:"dsr_flows_v4"`
-	DsrFlowsV6  *ebpf.MapSpec `ebpf:"dsr_flows_v6"`
-	DsrFragsV4  *ebpf.MapSpec `ebpf:"dsr_frags_v4"`
-	DsrFragsV6  *ebpf.MapSpec `ebpf:"dsr_frags_v6"`
-	LbSourcesV4 *ebpf.MapSpec `ebpf:"lb_sources_v4"`
-	LbSourcesV6 *ebpf.MapSpec `ebpf:"lb_sources_v6"`
-	ReturnStats *ebpf.MapSpec `ebpf:"return_stats"`
-	ServedVips  *ebpf.MapSpec `ebpf:"served_vips"`
+	BeStats         *ebpf.MapSpec `ebpf:"be_stats"`
+	DsrFlowsV4      *ebpf.MapSpec `ebpf:"dsr_flows_v4"`
+	DsrFlowsV6      *ebpf.MapSpec `ebpf:"dsr_flows_v6"`
+	DsrFragsV4      *ebpf.MapSpec `ebpf:"dsr_frags_v4"`
+	DsrFragsV6      *ebpf.MapSpec `ebpf:"dsr_frags_v6"`
+	DsrReplyFragsV4 *ebpf.MapSpec `ebpf:"dsr_reply_frags_v4"`
+	DsrReplyFragsV6 *ebpf.MapSpec `ebpf:"dsr_reply_frags_v6"`
+	LbSourcesV4     *ebpf.MapSpec `ebpf:"lb_sources_v4"`
+	LbSourcesV6     *ebpf.MapSpec `ebpf:"lb_sources_v6"`
+	ReturnStats     *ebpf.MapSpec `ebpf:"return_stats"`
+	ServedVips      *ebpf.MapSpec `ebpf:"served_vips"`
 }
 
 // backendhostVariableSpecs contains global variables before they are loaded into the kernel.
@@ -240,15 +244,17 @@ func (o *backendhostObjects) Close() error {
 //
 // It can be passed to loadBackendhostObjects or ebpf.CollectionSpec.LoadAndAssign.
 type backendhostMaps struct {
-	BeStats     *ebpf.Map `ebpf:"be_stats"`
-	DsrFlowsV4  *ebpf.Map `ebpf:"dsr_flows_v4"`
-	DsrFlowsV6  *ebpf.Map `ebpf:"dsr_flows_v6"`
-	DsrFragsV4  *ebpf.Map `ebpf:"dsr_frags_v4"`
-	DsrFragsV6  *ebpf.Map `ebpf:"dsr_frags_v6"`
-	LbSourcesV4 *ebpf.Map `ebpf:"lb_sources_v4"`
-	LbSourcesV6 *ebpf.Map `ebpf:"lb_sources_v6"`
-	ReturnStats *ebpf.Map `ebpf:"return_stats"`
-	ServedVips  *ebpf.Map `ebpf:"served_vips"`
+	BeStats         *ebpf.Map `ebpf:"be_stats"`
+	DsrFlowsV4      *ebpf.Map `ebpf:"dsr_flows_v4"`
+	DsrFlowsV6      *ebpf.Map `ebpf:"dsr_flows_v6"`
+	DsrFragsV4      *ebpf.Map `ebpf:"dsr_frags_v4"`
+	DsrFragsV6      *ebpf.Map `ebpf:"dsr_frags_v6"`
+	DsrReplyFragsV4 *ebpf.Map `ebpf:"dsr_reply_frags_v4"`
+	DsrReplyFragsV6 *ebpf.Map `ebpf:"dsr_reply_frags_v6"`
+	LbSourcesV4     *ebpf.Map `ebpf:"lb_sources_v4"`
+	LbSourcesV6     *ebpf.Map `ebpf:"lb_sources_v6"`
+	ReturnStats     *ebpf.Map `ebpf:"return_stats"`
+	ServedVips      *ebpf.Map `ebpf:"served_vips"`
 }
 
 func (m *backendhostMaps) Close() error {
@@ -258,6 +264,8 @@ func (m *backendhostMaps) Close() error {
 		m.DsrFlowsV6,
 		m.DsrFragsV4,
 		m.DsrFragsV6,
+		m.DsrReplyFragsV4,
+		m.DsrReplyFragsV6,
 		m.LbSourcesV4,
 		m.LbSourcesV6,
 		m.ReturnStats,

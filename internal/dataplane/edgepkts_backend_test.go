@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/cilium/ebpf"
 	"github.com/gopacket/gopacket/layers"
 )
 
@@ -32,13 +33,19 @@ type backendFixture struct {
 
 func runBackendFixtures(t *testing.T, b *BackendHost, cases []backendFixture) {
 	t.Helper()
+	runHostFixtures(t, b, b.objs.XdpDecap, cases)
+}
+
+// runHostFixtures runs the cases through prog, one of the backend's programs.
+func runHostFixtures(t *testing.T, b *BackendHost, prog *ebpf.Program, cases []backendFixture) {
+	t.Helper()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			before, err := b.Stats()
 			if err != nil {
 				t.Fatal(err)
 			}
-			ret, out := run(t, b.objs.XdpDecap, c.in)
+			ret, out := run(t, prog, c.in)
 			if ret != c.verdict {
 				t.Fatalf("verdict %d, want %d", ret, c.verdict)
 			}
@@ -100,6 +107,14 @@ func TestDecapICMPErrorFixtures(t *testing.T) {
 	delivered("fragmentation needed, 4in6: to the backend's own ipv4 address", beAddrs[1], vip, beAddrs6[0], tcpFrom(beAddrs[1], client, 1460), 28, 3, 4, 1280, false)
 	delivered("icmpv6 packet too big about a tcp segment, 6in6", beAddrs6[0], vip6, beAddrs6[0], tcpFrom(beAddrs6[0], client6, 1440), 1232, 2, 0, 1280, false)
 	delivered("icmpv6 port unreachable about a udp datagram, gue over ipv6", beAddrs6[0], vip6, beAddrs6[0], udpFrom(beAddrs6[0], client6, 100), 148, 1, 4, 0, true)
+
+	// packet too big about the first fragment of a udp reply this host sent: the quote's
+	// checksum covers the whole datagram, and moves back with the source all the same
+	sentFrag := fragments(udpDatagram(t, beAddrs6[0], client6, 53, 42001, 3000), 0x7000bbbb, 1448)[0]
+	asVIP := fragments(udpDatagram(t, vip6, client6, 53, 42001, 3000), 0x7000bbbb, 1448)[0]
+	cases = append(cases, backendFixture{name: "icmpv6 packet too big about the first fragment of a udp reply, 6in6",
+		in:      encapsulated(t, beAddrs6[0], l3(icmpError(t, router6, asVIP, 1232, 2, 0, 1280, 0)), false, false),
+		verdict: xdpPass, want: withMACs(icmpError(t, router6, sentFrag, 1232, 2, 0, 1280, 0), lbMAC, beMACs[0]), reason: "decap_icmp_error"})
 
 	unserved := l3(icmpError(t, router, readdress(t, tcpFrom(beAddrs[0], client, 1460), otherVIP), 28, 3, 4, 1280, 0))
 	cases = append(cases, backendFixture{name: "an error about a vip not served here", in: encapsulated(t, beAddrs[0], unserved, true, false),
@@ -203,6 +218,67 @@ func TestDecapFragmentFixtures(t *testing.T) {
 		}
 		if d := diffPackets(packet(t, c.vip, c.client, r), out); d != "" {
 			t.Errorf("reply to a fragmented datagram from %s: %s", c.self, d)
+		}
+	}
+}
+
+// Replies the backend's kernel fragments (bpf/be_reply_frag.h): every fragment of a reply
+// leaves with the VIP as its source, the first one's UDP checksum moved with it, so the
+// client can reassemble the datagram; fragments of flows not recorded here leave as they
+// are.
+func TestRestoreFragmentedReplyFixtures(t *testing.T) {
+	b := mustLoadBackendHost(t, beAddrs[1], netip.Addr{})
+	// the queries that record the flows: whole datagrams, 4in4 and 6in6
+	for _, q := range [][]byte{
+		encapsulated(t, beAddrs[0], udpDatagram(t, client, vip, 44100, 53, 100), true, false),
+		encapsulated(t, beAddrs6[0], udpDatagram(t, client6, vip6, 44100, 53, 100), false, false),
+	} {
+		if ret, _ := run(t, b.objs.XdpDecap, q); ret != xdpPass {
+			t.Fatalf("query: verdict %d", ret)
+		}
+	}
+	// the reply from self in fragments, and what the client must get: from the VIP
+	answer := func(self, vipAddr, to netip.Addr, id uint32) (in, want [][]byte) {
+		for _, f := range fragments(udpDatagram(t, self, to, 53, 44100, 4000), id, 1448) {
+			in = append(in, withMACs(frameOf(t, f), beMACs[0], clientMAC))
+		}
+		for _, f := range fragments(udpDatagram(t, vipAddr, to, 53, 44100, 4000), id, 1448) {
+			want = append(want, withMACs(frameOf(t, f), beMACs[0], clientMAC))
+		}
+		return in, want
+	}
+	var cases []backendFixture
+	restoredCase := func(name string, in, want []byte) {
+		cases = append(cases, backendFixture{name: name, in: in, verdict: tcxNext, want: want, reason: "restored"})
+	}
+	untouched := func(name string, in []byte) {
+		cases = append(cases, backendFixture{name: name, in: in, verdict: tcxNext, want: in})
+	}
+	in4, want4 := answer(beAddrs[0], vip, client, 0x5001)
+	restoredCase("ipv4 reply, first fragment: the vip and port back, the udp checksum moved", in4[0], want4[0])
+	restoredCase("its second fragment: the vip back", in4[1], want4[1])
+	restoredCase("its last fragment", in4[2], want4[2])
+	other4, _ := answer(beAddrs[0], vip, client, 0x5002)
+	untouched("a later fragment of a reply whose first did not leave here", other4[1])
+	stranger, _ := answer(beAddrs[0], vip, netip.MustParseAddr("198.18.1.9"), 0x5003)
+	untouched("a first fragment of a flow not recorded here", stranger[0])
+	untouched("and its later fragment", stranger[1])
+	in6, want6 := answer(beAddrs6[0], vip6, client6, 0x70005004)
+	restoredCase("ipv6 reply, first fragment", in6[0], want6[0])
+	restoredCase("its second fragment", in6[1], want6[1])
+	restoredCase("its last fragment", in6[2], want6[2])
+	other6, _ := answer(beAddrs6[0], vip6, client6, 0x70005005)
+	untouched("an ipv6 later fragment of a reply whose first did not leave here", other6[2])
+
+	runHostFixtures(t, b, b.objs.TcEgress, cases)
+
+	st, err := b.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []VIPKey{{Addr: vip, Port: 53, Proto: 17}, {Addr: vip6, Port: 53, Proto: 17}} {
+		if got := st.Return[k].Packets; got != 3 {
+			t.Errorf("return traffic of %s: %d packets, want the 3 fragments", k, got)
 		}
 	}
 }

@@ -94,10 +94,17 @@ func quotedVIP(inner, icmp []byte, v6 bool) (VIPKey, error) {
 		return VIPKey{}, fmt.Errorf("encapsulated ICMPv6 type %d, %d bytes", icmp[0], len(inner))
 	}
 	q := inner[48:]
-	if q[0]>>4 != 6 || !bytes.Equal(q[8:24], inner[24:40]) || q[6] != 6 && q[6] != 17 {
+	proto, l4 := q[6], q[40:]
+	if proto == 44 { // a first fragment's fragment header, then its ports
+		if len(l4) < 12 || binary.BigEndian.Uint16(l4[2:])&0xfff8 != 0 {
+			return VIPKey{}, fmt.Errorf("encapsulated an ICMPv6 error quoting a fragment without ports")
+		}
+		proto, l4 = l4[0], l4[8:]
+	}
+	if q[0]>>4 != 6 || !bytes.Equal(q[8:24], inner[24:40]) || proto != 6 && proto != 17 {
 		return VIPKey{}, fmt.Errorf("encapsulated an ICMPv6 error quoting % x", q[:40])
 	}
-	return VIPKey{Addr: netip.AddrFrom16([16]byte(q[8:24])), Port: binary.BigEndian.Uint16(q[40:]), Proto: q[6]}, nil
+	return VIPKey{Addr: netip.AddrFrom16([16]byte(q[8:24])), Port: binary.BigEndian.Uint16(l4), Proto: proto}, nil
 }
 
 // fragPorts reads the LB's fragment table: the ports a datagram's first fragment carried.
@@ -209,8 +216,12 @@ func checkDecapEdge(b *BackendHost, reason string, inner, got []byte, to netip.A
 		}
 		qsrc := q + 12
 		qproto := inner[q+9]
+		hl := 20 // the quoted L4 header's offset in the quote
 		if v6 {
-			qsrc, qproto = q+8, inner[q+6]
+			qsrc, qproto, hl = q+8, inner[q+6], 40
+			if qproto == 44 && len(inner) >= q+52 { // a first fragment's header first
+				qproto, hl = inner[q+40], 48
+			}
 		}
 		if !bytes.Equal(inner[qsrc:qsrc+alen], vipBytes) || !bytes.Equal(got[qsrc:qsrc+alen], toBytes) || qproto != 6 && qproto != 17 {
 			return fmt.Errorf("quoted source %x → %x (proto %d), want the VIP → %s", inner[qsrc:qsrc+alen], got[qsrc:qsrc+alen], qproto, to)
@@ -219,10 +230,6 @@ func checkDecapEdge(b *BackendHost, reason string, inner, got []byte, to netip.A
 			changes[i] = true
 		}
 		changes[ic+2], changes[ic+3] = true, true
-		hl := 20
-		if v6 {
-			hl = 40
-		}
 		// the quoted L4 checksum, when quoted: UDP's (a zero one stays), TCP's past 16 bytes
 		if qc := q + hl + map[uint8]int{6: 16, 17: 6}[qproto]; len(inner) >= qc+2 {
 			if !moved(qc, qproto == 17) {
@@ -292,6 +299,7 @@ func edgeLBSeeds(tb testing.TB) [][]byte {
 		icmpError(tb, client, reply(tb, dns, 100), 128, 3, 3, 0, 0),
 		icmpError(tb, router6, reply(tb, web6, 1440), 1232, 2, 0, 1280, 0),
 		icmpError(tb, router6, reply(tb, web6, 0), 48, 3, 0, 0, 7),
+		icmpError(tb, router6, fragments(reply(tb, web6, 3000), 0x40000010, 1448)[0], 1232, 2, 0, 1280, 0),
 	}
 	for _, f := range fragments(udpDatagram(tb, dns.Src, dns.Dst, dns.SrcPort, dns.DstPort, 3000), 0x4001, 1480) {
 		seeds = append(seeds, frameOf(tb, f))
@@ -313,7 +321,8 @@ func edgeBackendSeeds(tb testing.TB) [][]byte {
 			encapsulated(tb, beAddrs[0], l3(icmpError(tb, router, reply(tb, web, 1460), 548, 3, 4, 1280, 0)), true, gue),
 			encapsulated(tb, beAddrs[0], l3(icmpError(tb, client, reply(tb, dns, 100), 128, 3, 3, 0, 0)), true, gue),
 			encapsulated(tb, beAddrs6[0], l3(icmpError(tb, router, reply(tb, web, 1460), 28, 3, 4, 1280, 0)), true, gue),
-			encapsulated(tb, beAddrs6[0], l3(icmpError(tb, router6, reply(tb, web6, 1440), 1232, 2, 0, 1280, 0)), false, gue))
+			encapsulated(tb, beAddrs6[0], l3(icmpError(tb, router6, reply(tb, web6, 1440), 1232, 2, 0, 1280, 0)), false, gue),
+			encapsulated(tb, beAddrs6[0], l3(icmpError(tb, router6, fragments(reply(tb, web6, 3000), 0x40000011, 1448)[0], 1232, 2, 0, 1280, 0)), false, gue))
 	}
 	for _, f := range fragments(udpDatagram(tb, client, vip, 40104, 53, 3000), 0x4003, 1480) {
 		seeds = append(seeds, encapsulated(tb, beAddrs[0], f, true, false))
@@ -321,5 +330,95 @@ func edgeBackendSeeds(tb testing.TB) [][]byte {
 	for _, f := range fragments(udpDatagram(tb, client6, vip6, 40105, 53, 3000), 0x40000004, 1448) {
 		seeds = append(seeds, encapsulated(tb, beAddrs6[0], f, false, true))
 	}
+	// replies to those datagrams, in fragments (the first fragments' decap recorded the flows)
+	for _, f := range fragments(udpDatagram(tb, beAddrs[0], client, 53, 40104, 3000), 0x4005, 1480) {
+		seeds = append(seeds, frameOf(tb, f))
+	}
+	for _, f := range fragments(udpDatagram(tb, beAddrs6[0], client6, 53, 40105, 3000), 0x40000006, 1448) {
+		seeds = append(seeds, frameOf(tb, f))
+	}
 	return seeds
+}
+
+// fragmentOf: is the IP packet p a fragment (IPv4 MF or offset; IPv6 with a fragment header
+// first)?
+func fragmentOf(p []byte, v6 bool) bool {
+	if v6 {
+		return p[6] == 44
+	}
+	return binary.BigEndian.Uint16(p[6:])&0x3fff != 0
+}
+
+// checkEgressFrag: tc_egress rewrote a fragment of a reply, pi, into po: its source is a
+// served VIP; a first fragment's port and L4 checksum may change too (the checksum exactly
+// by what changed), a later fragment's nothing else (but the IPv4 header checksum), and its
+// first fragment left here (the reply fragment table holds its datagram).
+func checkEgressFrag(b *BackendHost, pi, po []byte, v6 bool) error {
+	srcOff, srcLen, l4Off, proto := 12, 4, 20, pi[9]
+	var first bool
+	var id uint32
+	if v6 {
+		if len(pi) < 48 {
+			return fmt.Errorf("rewrote an IPv6 fragment header cut short")
+		}
+		srcOff, srcLen, l4Off, proto = 8, 16, 48, pi[40]
+		first, id = binary.BigEndian.Uint16(pi[42:])&0xfff8 == 0, binary.BigEndian.Uint32(pi[44:])
+	} else {
+		first, id = binary.BigEndian.Uint16(pi[6:])&0x1fff == 0, uint32(binary.BigEndian.Uint16(pi[4:]))
+	}
+	newSrc, _ := netip.AddrFromSlice(po[srcOff : srcOff+srcLen])
+	if !slices.ContainsFunc(testServedVIPs, func(k VIPKey) bool { return k.Addr == newSrc }) {
+		return fmt.Errorf("fragment's source rewritten to %s, no VIP", newSrc)
+	}
+	allowed := map[int]bool{}
+	for i := srcOff; i < srcOff+srcLen; i++ {
+		allowed[i] = true
+	}
+	if !v6 {
+		allowed[10], allowed[11] = true, true
+		if inetSum(pi[:20], 0) == 0xffff && inetSum(po[:20], 0) != 0xffff {
+			return fmt.Errorf("IPv4 checksum broken")
+		}
+	}
+	if first {
+		coff := l4Off + map[uint8]int{6: 16, 17: 6}[proto]
+		if coff == l4Off || len(pi) < coff+2 {
+			return fmt.Errorf("rewrote a first fragment of proto %d", proto)
+		}
+		allowed[l4Off], allowed[l4Off+1], allowed[coff], allowed[coff+1] = true, true, true, true
+		oldC, newC := pi[coff:coff+2], po[coff:coff+2]
+		zero := !v6 && proto == 17 && oldC[0] == 0 && oldC[1] == 0
+		if zero && (newC[0] != 0 || newC[1] != 0) ||
+			!zero && !onesEqual(slices.Concat(oldC, pi[srcOff:srcOff+srcLen], pi[l4Off:l4Off+2]), slices.Concat(newC, po[srcOff:srcOff+srcLen], po[l4Off:l4Off+2])) {
+			return fmt.Errorf("first fragment's L4 checksum did not move with its source and port")
+		}
+	} else if ok, err := replyFragSeen(b, pi, v6, id, proto); err != nil || !ok {
+		return errors.Join(fmt.Errorf("rewrote a later fragment whose first did not leave here"), err)
+	}
+	for i := range pi {
+		if pi[i] != po[i] && !allowed[i] {
+			return fmt.Errorf("byte %d of the fragment changed", i)
+		}
+	}
+	return nil
+}
+
+// replyFragSeen: does the backend's reply fragment table hold the datagram p is part of?
+func replyFragSeen(b *BackendHost, p []byte, v6 bool, id uint32, proto uint8) (bool, error) {
+	var v backendhostReplyVal
+	var err error
+	if v6 {
+		k := backendhostFragKeyV6{Proto: proto}
+		for i := range 4 {
+			k.Src[i], k.Dst[i] = le(p[8+4*i:]), le(p[24+4*i:])
+		}
+		k.Id = le(p[44:48])
+		err = b.objs.DsrReplyFragsV6.Lookup(k, &v)
+	} else {
+		err = b.objs.DsrReplyFragsV4.Lookup(backendhostFragKeyV4{Src: le(p[12:16]), Dst: le(p[16:20]), Id: htons(uint16(id)), Proto: proto}, &v)
+	}
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		return false, nil
+	}
+	return err == nil, err
 }

@@ -186,6 +186,11 @@ func TestICMPErrorFixtures(t *testing.T) {
 		icmpError(t, router6, reply(t, web6, 100), 48, 1, 4, 0, 0), 0)
 	sent("icmpv6 time exceeded for a tcp flow", web6Key, web6,
 		icmpError(t, router6, reply(t, web6, 0), 48, 3, 0, 0, 0), 0)
+	// the backend's kernel fragments what it sends larger than its path MTU; IPv6 routers
+	// answer each fragment with packet too big, and the first one's quote has the ports
+	bigReply6 := fragments(reply(t, web6, 3000), 0x7000aaaa, 1448)
+	sent("icmpv6 packet too big about the first fragment of a reply", web6Key, web6,
+		icmpError(t, router6, bigReply6[0], 1232, 2, 0, 1280, 0), 0)
 	g6 := Flow{Src: client6, Dst: gue6Key.Addr, SrcPort: 42006, DstPort: 80, Proto: 6}
 	sent("icmpv6 packet too big for a gue vip", gue6Key, g6,
 		icmpError(t, router6, reply(t, g6, 1440), 48, 2, 0, 1280, 0), 0)
@@ -211,6 +216,7 @@ func TestICMPErrorFixtures(t *testing.T) {
 		copy(p[12:16], netip.MustParseAddr("198.18.0.99").AsSlice())
 		return p
 	}(), 28, 3, fragNeeded, 1280, 0), "pass")
+	hostsWith("icmpv6 packet too big about a later fragment: no ports to follow", icmpError(t, router6, bigReply6[1], 1232, 2, 0, 1280, 0), "pass")
 	other6 := reply(t, web6, 0)
 	copy(other6[8:24], beAddrs6[0].AsSlice())
 	hostsWith("an icmpv6 error about a packet from another address", icmpError(t, router6, other6, 48, 2, 0, 1280, 0), "pass")
@@ -233,8 +239,8 @@ func TestICMPErrorFixtures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := st.Events["icmp_error"]; got != 12 {
-		t.Errorf("icmp_error events %d, want 12, one per error sent", got)
+	if got := st.Events["icmp_error"]; got != 13 {
+		t.Errorf("icmp_error events %d, want 13, one per error sent", got)
 	}
 }
 

@@ -682,6 +682,9 @@ func checkEgress(b *BackendHost, in []byte) error {
 	if pi == nil || po == nil {
 		return fmt.Errorf("rewrote a frame with no whole IP packet")
 	}
+	if fragmentOf(pi, v6) {
+		return checkEgressFrag(b, pi, po, v6)
+	}
 	// what may change: the source address and port, and the checksums
 	var srcOff, srcLen, l4Off int
 	if v6 {
