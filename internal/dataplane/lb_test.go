@@ -395,6 +395,8 @@ func TestNamesCoverEnumsAndMapsFitLimits(t *testing.T) {
 		{hostSpec, "be_stats", int(backendhostReasonREASON_MAX)},
 		{hostSpec, "dsr_frags_v4", maxFrags},
 		{hostSpec, "dsr_frags_v6", maxFrags},
+		{hostSpec, "dsr_reply_frags_v4", maxFrags},
+		{hostSpec, "dsr_reply_frags_v6", maxFrags},
 	} {
 		if got := int(c.spec.Maps[c.m].MaxEntries); got != c.want {
 			t.Errorf("map %s holds %d, the limit says %d", c.m, got, c.want)
