@@ -260,8 +260,8 @@ static __always_inline int decap_frag_v6(struct ipv6hdr *ip6, __u32 room, void *
  * EDGE_NONE for any other packet, which takes the usual path.
  * A global function, not inlined: the verifier checks it once, with its arguments unknown,
  * instead of once per decap() call site and per path into it (three call sites, each with
- * and without a VLAN tag), which took xdp_decap from 8,000 processed instructions to 30,000
- * when it was inlined. */
+ * and without a VLAN tag): inlined, it took xdp_decap from 8,000 processed instructions to
+ * 30,000; as a global function, 13,000. */
 __noinline int decap_edge(struct xdp_md *ctx, __u64 inner_off, __u32 room, __u32 inner_v4,
 			  __u64 self_off)
 {
