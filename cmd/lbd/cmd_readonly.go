@@ -73,7 +73,10 @@ func fetchStatus(ctx context.Context, client *http.Client, api string) (daemon.S
 }
 
 func printStatus(w io.Writer, st daemon.Status) {
-	fmt.Fprintf(w, "node %s  interface %s  config %s\n", st.Node, st.Interface, shortDigest(st.ConfigDigest))
+	fmt.Fprintf(w, "node %s  interface %s  xdp %s  config %s\n", st.Node, st.Interface, st.XDPMode, shortDigest(st.ConfigDigest))
+	if st.XDPModeNote != "" {
+		fmt.Fprintf(w, "WARNING: xdp_lb runs in %s mode: %s\n", st.XDPMode, st.XDPModeNote)
+	}
 	for _, v := range st.VIPs {
 		fmt.Fprintf(w, "\nVIP %s  %s/%s  ring %d slots (%s)  packets %d\n", v.Name, net.JoinHostPort(v.Address, strconv.Itoa(int(v.Port))),
 			v.Protocol, v.RingSize, v.Fingerprint, v.Packets)

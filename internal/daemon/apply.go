@@ -48,8 +48,9 @@ func (d *Daemon) Apply(ctx context.Context, cfg *config.Config) error {
 func checkReload(old, new config.Node) error {
 	if old.Interface != new.Interface || old.PinDir != new.PinDir || old.HashSeed != new.HashSeed ||
 		old.EncapSource != new.EncapSource || old.EncapSource6 != new.EncapSource6 ||
-		old.SynFloodThreshold != new.SynFloodThreshold || old.FlowTableSize != new.FlowTableSize {
-		return fmt.Errorf("node section changed (interface, pin_dir, hash_seed, encap source, syn_flood_threshold or flow_table_size): %w", ErrRestartNeeded)
+		old.SynFloodThreshold != new.SynFloodThreshold || old.FlowTableSize != new.FlowTableSize ||
+		old.XDPMode != new.XDPMode {
+		return fmt.Errorf("node section changed (interface, pin_dir, hash_seed, encap source, syn_flood_threshold, flow_table_size or xdp_mode): %w", ErrRestartNeeded)
 	}
 	return nil
 }

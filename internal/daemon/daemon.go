@@ -83,6 +83,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 		EncapSource6:      cfg.Node.EncapSource6,
 		SynFloodThreshold: cfg.Node.SynFloodThreshold,
 		FlowTableSize:     cfg.Node.FlowTableSize,
+		XDPMode:           cfg.Node.XDPMode,
 		Logger:            opts.Logger,
 	})
 	if err != nil {
@@ -95,7 +96,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 	if lb.Adopted {
 		verb = "adopted pinned link, program swapped in place (flows kept)"
 	}
-	d.log.Info("xdp_lb "+verb, "interface", dc.Interface, "pin_dir", dc.PinDir, "mtu", dc.MTU,
+	if lb.ModeNote != "" {
+		d.log.Warn("xdp_lb not in the mode asked for", "mode", lb.Mode, "asked", cfg.Node.XDPMode, "why", lb.ModeNote)
+	}
+	d.log.Info("xdp_lb "+verb, "interface", dc.Interface, "xdp_mode", lb.Mode, "pin_dir", dc.PinDir, "mtu", dc.MTU,
 		"encap_source", dc.EncapSource, "hash_seed", fmt.Sprintf("%#x", dc.HashSeed),
 		"flow_table_size", dc.FlowTableSize, "syn_flood_threshold", dc.SynFloodThreshold)
 	if lb.Resized > 0 {

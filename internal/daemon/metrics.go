@@ -40,6 +40,8 @@ var (
 		"Ring slots a backend owns in a VIP's ring.", []string{"vip", "backend"}, nil)
 	descBackendActive = prometheus.NewDesc("lbd_backend_active",
 		"1 when the backend takes new flows (healthy, weight > 0).", []string{"vip", "backend"}, nil)
+	descXDPMode = prometheus.NewDesc("lbd_dataplane_xdp_mode",
+		"1 for the mode xdp_lb runs in (native, generic, offload).", []string{"mode"}, nil)
 	descFlowEntries = prometheus.NewDesc("lbd_dataplane_flow_table_entries",
 		"Flows in xdp_lb's flow table, by family (counted at most every 10 s).", []string{"family"}, nil)
 	descFlowSize = prometheus.NewDesc("lbd_dataplane_flow_table_size",
@@ -50,7 +52,7 @@ var (
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPackets, descBytes, descEvents, descVIPPackets, descVIPBytes,
-		descBackendPackets, descBackendSlots, descBackendActive, descBackendUp, descFlowEntries, descFlowSize} {
+		descBackendPackets, descBackendSlots, descBackendActive, descBackendUp, descFlowEntries, descFlowSize, descXDPMode} {
 		ch <- d
 	}
 }
@@ -67,6 +69,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for ev, n := range st.Events {
 		ch <- prometheus.MustNewConstMetric(descEvents, prometheus.CounterValue, float64(n), ev)
+	}
+	if st.XDPMode != "" {
+		ch <- prometheus.MustNewConstMetric(descXDPMode, prometheus.GaugeValue, 1, st.XDPMode)
 	}
 	for fam, f := range st.FlowTables {
 		ch <- prometheus.MustNewConstMetric(descFlowEntries, prometheus.GaugeValue, float64(f.Entries), fam)

@@ -23,6 +23,9 @@ type Status struct {
 	VIPs         []VIPStatus                  `json:"vips"`
 	Verdicts     map[string]dataplane.Counter `json:"verdicts"`
 	Events       map[string]uint64            `json:"events"`
+	// XDPMode is the mode xdp_lb runs in, and XDPModeNote why it is not the one asked for
+	XDPMode     string `json:"xdp_mode"`
+	XDPModeNote string `json:"xdp_mode_note,omitempty"`
 	// FlowTables is how full the flow tables are, by family ("ipv4", "ipv6")
 	FlowTables map[string]dataplane.TableFill `json:"flow_tables"`
 	// Cluster is nil when the node decides alone.
@@ -92,6 +95,7 @@ func (d *Daemon) Status() (Status, error) {
 	defer d.mu.Unlock()
 	st := d.statusLocked(stats, cs)
 	st.FlowTables = fill
+	st.XDPMode, st.XDPModeNote = string(d.lb.Mode), d.lb.ModeNote
 	return st, nil
 }
 

@@ -68,6 +68,8 @@ type Config struct {
 	// SynFloodThreshold is the SYN flood guard's trigger: new flows per second on one CPU
 	// above which SYNs go by the ring without entering the flow table; 0 turns it off
 	SynFloodThreshold uint32
+	// XDPMode is how xdp_lb is attached; "" is XDPAuto
+	XDPMode XDPMode
 	// FlowTableSize is the entries of each flow table (IPv4, IPv6); 0: MAX_FLOWS. A
 	// restart with another size copies the pinned tables' flows into new ones.
 	FlowTableSize uint32
@@ -100,6 +102,9 @@ type LB struct {
 	Adopted bool // the program was swapped into a link a previous lbd left pinned
 	// Resized is how many flows were copied into flow tables of a new size at start
 	Resized int
+	// Mode is the XDP mode in effect, and ModeNote why it is not the one asked for
+	Mode     XDPMode
+	ModeNote string
 
 	resizing *resizing // flow tables of another size, until the last copy after the swap
 
@@ -137,15 +142,25 @@ func OpenLB(cfg Config) (*LB, error) {
 		return nil, err
 	}
 	lb.ifindex = iface.Attrs().Index
-	flags := link.XDPDriverMode
+	var mode XDPMode
+	var note string
 	l, adopted, err := adoptOrAttach(filepath.Join(cfg.PinDir, xdpLinkName), lb.ifindex, lb.objs.XdpLb,
 		func() (link.Link, error) {
-			return link.AttachXDP(link.XDPOptions{Program: lb.objs.XdpLb, Interface: lb.ifindex, Flags: flags})
+			l, m, why, err := attachXDP(lb.objs.XdpLb, lb.ifindex, cfg.Interface, cfg.XDPMode)
+			mode, note = m, why
+			return l, err
 		})
 	if err != nil {
 		lb.objs.Close()
 		return nil, fmt.Errorf("attach xdp to %s: %w", cfg.Interface, err)
 	}
+	if adopted {
+		mode = attachedMode(lb.ifindex)
+		if cfg.XDPMode != "" && cfg.XDPMode != XDPAuto && cfg.XDPMode != mode {
+			note = fmt.Sprintf("the pinned link lbd adopted is attached in %s mode, not %s: run `lbd detach` and restart to change it (traffic pauses while it re-attaches)", mode, cfg.XDPMode)
+		}
+	}
+	lb.Mode, lb.ModeNote = mode, note
 	lb.link, lb.Adopted = l, adopted
 	pl, _, err := adoptOrAttach(filepath.Join(cfg.PinDir, probeLinkName), lb.ifindex, lb.objs.TcProbe,
 		func() (link.Link, error) {

@@ -79,7 +79,10 @@ type Node struct {
 	// FlowTableSize is the entries of each flow table (IPv4, IPv6), shared out among the
 	// CPUs; a restart with another size copies the flows into new tables
 	FlowTableSize uint32
-	Name          string // cluster member name; default os.Hostname()
+	// XDPMode is how xdp_lb is attached: auto (native, else generic), native, generic or
+	// offload
+	XDPMode dataplane.XDPMode
+	Name    string // cluster member name; default os.Hostname()
 }
 
 // Cluster configures gossip between LB nodes (hashicorp/memberlist).
@@ -235,7 +238,7 @@ func (d *decoder) config(doc *yaml.Node) *Config {
 		return c
 	}
 	if f.has("node") {
-		c.Node = d.node(f.sub("node", "interface", "pin_dir", "hash_seed", "encap_source", "encap_source6", "api_addr", "name", "syn_flood_threshold", "flow_table_size"))
+		c.Node = d.node(f.sub("node", "interface", "pin_dir", "hash_seed", "encap_source", "encap_source6", "api_addr", "name", "syn_flood_threshold", "flow_table_size", "xdp_mode"))
 	} else {
 		f.missing("node")
 	}

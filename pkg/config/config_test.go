@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/lbdproj/lbd/internal/dataplane"
 	"github.com/lbdproj/lbd/pkg/cluster"
 	"github.com/lbdproj/lbd/pkg/consistenthash"
 )
@@ -105,6 +106,7 @@ vips:
 			APIAddr:           netip.MustParseAddrPort("127.0.0.1:9177"),
 			SynFloodThreshold: DefaultSynFloodThreshold,
 			FlowTableSize:     DefaultFlowTableSize,
+			XDPMode:           dataplane.XDPAuto,
 			Name:              "lb1",
 		},
 		Cluster: &Cluster{
@@ -276,7 +278,7 @@ func TestParseErrors(t *testing.T) {
 		name:    "unknown node field",
 		old:     "interface: eth0",
 		new:     "interface: eth0\n  iface: eth1",
-		wantErr: `t.yaml:3:3: node.iface: unknown field; allowed: interface, pin_dir, hash_seed, encap_source, encap_source6, api_addr, name, syn_flood_threshold, flow_table_size`,
+		wantErr: `t.yaml:3:3: node.iface: unknown field; allowed: interface, pin_dir, hash_seed, encap_source, encap_source6, api_addr, name, syn_flood_threshold, flow_table_size, xdp_mode`,
 	}, {
 		name: "unknown vip field",
 		old:  "port: 80",
@@ -373,6 +375,11 @@ func TestParseErrors(t *testing.T) {
 		old:     "interface: eth0",
 		new:     "interface: eth0\n  flow_table_size: 100",
 		wantErr: `t.yaml:3:20: node.flow_table_size: "100" is not a number of flows from 4096 to 4294967295`,
+	}, {
+		name:    "unknown xdp mode",
+		old:     "interface: eth0",
+		new:     "interface: eth0\n  xdp_mode: driver",
+		wantErr: `t.yaml:3:13: node.xdp_mode: "driver" is not an XDP mode: auto, native, generic or offload`,
 	}, {
 		name:    "IPv6 encap_source",
 		old:     "interface: eth0",

@@ -3,16 +3,20 @@ package config
 // The node section: settings local to one LB node.
 
 import (
+	"slices"
+
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/lbdproj/lbd/internal/dataplane"
 )
 
 func (d *decoder) node(f *fields) Node {
 	node := Node{PinDir: DefaultPinDir, HashSeed: DefaultHashSeed, APIAddr: netip.MustParseAddrPort(DefaultAPIAddr),
-		SynFloodThreshold: DefaultSynFloodThreshold, FlowTableSize: DefaultFlowTableSize}
+		SynFloodThreshold: DefaultSynFloodThreshold, FlowTableSize: DefaultFlowTableSize, XDPMode: dataplane.XDPAuto}
 	if f == nil {
 		return node
 	}
@@ -50,6 +54,12 @@ func (d *decoder) node(f *fields) Node {
 			d.errorf(n, "node.flow_table_size", "%q is not a number of flows from %d to %d", s, MinFlowTableSize, uint32(1<<32-1))
 		}
 		node.FlowTableSize = uint32(v)
+	}
+	if n, s, ok := f.scalar("xdp_mode"); ok {
+		if !slices.Contains(dataplane.XDPModes, dataplane.XDPMode(s)) {
+			d.errorf(n, "node.xdp_mode", "%q is not an XDP mode: auto, native, generic or offload", s)
+		}
+		node.XDPMode = dataplane.XDPMode(s)
 	}
 	if a, n, ok := f.addr("encap_source"); ok {
 		if !a.Is4() {
