@@ -318,8 +318,10 @@ static __always_inline int balance(struct xdp_md *ctx, const struct pkt *p, stru
 		be = flow_backend(bpf_map_lookup_elem(flows, fk), &bid, &stale);
 	if (be) {
 		event(EVENT_LRU_HIT);
-		/* the hash also picks the outer IPv6 flow label and the GUE source port */
-		if (p->v6 || (be->flags & BE_F_V6) || (be->vip_flags & VIP_F_GUE))
+		/* the hash also picks the outer IPv6 flow label, the GUE source port and an
+		 * outer source from a prefix */
+		if (p->v6 || (be->flags & BE_F_V6) || (be->vip_flags & VIP_F_GUE) ||
+		    encap_src_hashed())
 			hash = flow_hash(fk, p->v6);
 		return send(ctx, p, be, bid, hash);
 	}

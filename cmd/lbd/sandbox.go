@@ -56,6 +56,9 @@ type sandboxOptions struct {
 	// cluster gives every LB node a cluster section (bind on its address, join the others,
 	// a shared gossip key); router puts a router with ECMP over the LB nodes in front
 	cluster, router bool
+	// lbSources, when set, is what the backends accept tunnelled packets from (lbd backend
+	// --lb-sources) instead of the LB nodes' addresses and encap source prefixes
+	lbSources []string
 	// beforeLB runs after the backends are up and before any lbd run starts
 	beforeLB func(*sandbox) error
 	// wrap is a command every lbd process is started through, as systemd would set it up:
@@ -97,6 +100,14 @@ func raiseSandbox(o sandboxOptions) (_ *sandbox, err error) {
 				sources = append(sources, a.String())
 			}
 		}
+	}
+	for _, p := range []netip.Prefix{cfg.Node.EncapSourcePrefix, cfg.Node.EncapSourcePrefix6} {
+		if p.IsValid() { // outer sources picked per flow inside a prefix
+			sources = append(sources, p.String())
+		}
+	}
+	if o.lbSources != nil {
+		sources = o.lbSources
 	}
 	for _, v := range cfg.VIPs {
 		vips = append(vips, v.Address.String())

@@ -84,6 +84,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 		SynFloodThreshold: cfg.Node.SynFloodThreshold,
 		FlowTableSize:     cfg.Node.FlowTableSize,
 		XDPMode:           cfg.Node.XDPMode,
+		EncapPrefix:       cfg.Node.EncapSourcePrefix,
+		EncapPrefix6:      cfg.Node.EncapSourcePrefix6,
 		Logger:            opts.Logger,
 	})
 	if err != nil {

@@ -68,6 +68,10 @@ type Config struct {
 	// SynFloodThreshold is the SYN flood guard's trigger: new flows per second on one CPU
 	// above which SYNs go by the ring without entering the flow table; 0 turns it off
 	SynFloodThreshold uint32
+	// EncapPrefix and EncapPrefix6, when valid, give each flow an outer source inside them
+	// (the flow hash picks the host part), so a backend's NIC spreads IPIP flows over its
+	// receive queues; IPv4 /8 to /30, IPv6 /96 to /126
+	EncapPrefix, EncapPrefix6 netip.Prefix
 	// XDPMode is how xdp_lb is attached; "" is XDPAuto
 	XDPMode XDPMode
 	// FlowTableSize is the entries of each flow table (IPv4, IPv6); 0: MAX_FLOWS. A

@@ -160,6 +160,10 @@ const (
 	lbProgTcProbe          = "tc_probe"
 	lbProgXdpLb            = "xdp_lb"
 	lbVarEncapMtu          = "encap_mtu"
+	lbVarEncapPrefixV4     = "encap_prefix_v4"
+	lbVarEncapPrefixV4Host = "encap_prefix_v4_host"
+	lbVarEncapPrefixV6     = "encap_prefix_v6"
+	lbVarEncapPrefixV6Host = "encap_prefix_v6_host"
 	lbVarEncapSrcV4        = "encap_src_v4"
 	lbVarEncapSrcV6        = "encap_src_v6"
 	lbVarEventMax          = "event_max"
@@ -241,6 +245,10 @@ type lbMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbVariableSpecs struct {
 	EncapMtu          *ebpf.VariableSpec `ebpf:"encap_mtu"`
+	EncapPrefixV4     *ebpf.VariableSpec `ebpf:"encap_prefix_v4"`
+	EncapPrefixV4Host *ebpf.VariableSpec `ebpf:"encap_prefix_v4_host"`
+	EncapPrefixV6     *ebpf.VariableSpec `ebpf:"encap_prefix_v6"`
+	EncapPrefixV6Host *ebpf.VariableSpec `ebpf:"encap_prefix_v6_host"`
 	EncapSrcV4        *ebpf.VariableSpec `ebpf:"encap_src_v4"`
 	EncapSrcV6        *ebpf.VariableSpec `ebpf:"encap_src_v6"`
 	EventMax          *ebpf.VariableSpec `ebpf:"event_max"`
@@ -310,6 +318,10 @@ func (m *lbMaps) Close() error {
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbVariables struct {
 	EncapMtu          *ebpf.Variable `ebpf:"encap_mtu"`
+	EncapPrefixV4     *ebpf.Variable `ebpf:"encap_prefix_v4"`
+	EncapPrefixV4Host *ebpf.Variable `ebpf:"encap_prefix_v4_host"`
+	EncapPrefixV6     *ebpf.Variable `ebpf:"encap_prefix_v6"`
+	EncapPrefixV6Host *ebpf.Variable `ebpf:"encap_prefix_v6_host"`
 	EncapSrcV4        *ebpf.Variable `ebpf:"encap_src_v4"`
 	EncapSrcV6        *ebpf.Variable `ebpf:"encap_src_v6"`
 	EventMax          *ebpf.Variable `ebpf:"event_max"`

@@ -79,6 +79,10 @@ type Node struct {
 	// FlowTableSize is the entries of each flow table (IPv4, IPv6), shared out among the
 	// CPUs; a restart with another size copies the flows into new tables
 	FlowTableSize uint32
+	// EncapSourcePrefix(6): each flow's outer source picked inside it by the flow hash,
+	// for the backends' RSS; invalid: the fixed EncapSource(6)
+	EncapSourcePrefix  netip.Prefix
+	EncapSourcePrefix6 netip.Prefix
 	// XDPMode is how xdp_lb is attached: auto (native, else generic), native, generic or
 	// offload
 	XDPMode dataplane.XDPMode
@@ -238,7 +242,7 @@ func (d *decoder) config(doc *yaml.Node) *Config {
 		return c
 	}
 	if f.has("node") {
-		c.Node = d.node(f.sub("node", "interface", "pin_dir", "hash_seed", "encap_source", "encap_source6", "api_addr", "name", "syn_flood_threshold", "flow_table_size", "xdp_mode"))
+		c.Node = d.node(f.sub("node", "interface", "pin_dir", "hash_seed", "encap_source", "encap_source6", "api_addr", "name", "syn_flood_threshold", "flow_table_size", "xdp_mode", "encap_source_prefix", "encap_source_prefix6"))
 	} else {
 		f.missing("node")
 	}

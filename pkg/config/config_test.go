@@ -43,6 +43,7 @@ vips:
 var cmpNetip = []cmp.Option{
 	cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
 	cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b }),
+	cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }),
 }
 
 func TestParseGood(t *testing.T) {
@@ -278,7 +279,7 @@ func TestParseErrors(t *testing.T) {
 		name:    "unknown node field",
 		old:     "interface: eth0",
 		new:     "interface: eth0\n  iface: eth1",
-		wantErr: `t.yaml:3:3: node.iface: unknown field; allowed: interface, pin_dir, hash_seed, encap_source, encap_source6, api_addr, name, syn_flood_threshold, flow_table_size, xdp_mode`,
+		wantErr: `t.yaml:3:3: node.iface: unknown field; allowed: interface, pin_dir, hash_seed, encap_source, encap_source6, api_addr, name, syn_flood_threshold, flow_table_size, xdp_mode, encap_source_prefix, encap_source_prefix6`,
 	}, {
 		name: "unknown vip field",
 		old:  "port: 80",
@@ -380,6 +381,11 @@ func TestParseErrors(t *testing.T) {
 		old:     "interface: eth0",
 		new:     "interface: eth0\n  xdp_mode: driver",
 		wantErr: `t.yaml:3:13: node.xdp_mode: "driver" is not an XDP mode: auto, native, generic or offload`,
+	}, {
+		name:    "encap source prefix too long",
+		old:     "interface: eth0",
+		new:     "interface: eth0\n  encap_source_prefix: 198.18.128.0/31",
+		wantErr: `t.yaml:3:24: node.encap_source_prefix: "198.18.128.0/31" is not an IPv4 prefix from /8 to /30`,
 	}, {
 		name:    "IPv6 encap_source",
 		old:     "interface: eth0",

@@ -61,6 +61,27 @@ func (d *decoder) node(f *fields) Node {
 		}
 		node.XDPMode = dataplane.XDPMode(s)
 	}
+	for _, c := range []struct {
+		key      string
+		v6       bool
+		min, max int
+		to       *netip.Prefix
+	}{{"encap_source_prefix", false, 8, 30, &node.EncapSourcePrefix}, {"encap_source_prefix6", true, 96, 126, &node.EncapSourcePrefix6}} {
+		n, s, ok := f.scalar(c.key)
+		if !ok {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil || p.Addr().Is6() != c.v6 || p.Addr().Zone() != "" || p.Bits() < c.min || p.Bits() > c.max {
+			fam := "IPv4"
+			if c.v6 {
+				fam = "IPv6"
+			}
+			d.errorf(n, "node."+c.key, "%q is not an %s prefix from /%d to /%d", s, fam, c.min, c.max)
+			continue
+		}
+		*c.to = p.Masked()
+	}
 	if a, n, ok := f.addr("encap_source"); ok {
 		if !a.Is4() {
 			d.errorf(n, "node.encap_source", "%s is not an IPv4 address (IPv6 goes in encap_source6)", a)
