@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"time"
 
 	"github.com/lbdproj/lbd/internal/dataplane"
@@ -50,8 +51,8 @@ func checkReload(old, new config.Node) error {
 		old.EncapSource != new.EncapSource || old.EncapSource6 != new.EncapSource6 ||
 		old.SynFloodThreshold != new.SynFloodThreshold || old.FlowTableSize != new.FlowTableSize ||
 		old.XDPMode != new.XDPMode || old.EncapSourcePrefix != new.EncapSourcePrefix ||
-		old.EncapSourcePrefix6 != new.EncapSourcePrefix6 {
-		return fmt.Errorf("node section changed (interface, pin_dir, hash_seed, encap source, syn_flood_threshold, flow_table_size or xdp_mode): %w", ErrRestartNeeded)
+		old.EncapSourcePrefix6 != new.EncapSourcePrefix6 || !reflect.DeepEqual(old.XDPChain, new.XDPChain) {
+		return fmt.Errorf("node section changed (interface, pin_dir, hash_seed, encap source, syn_flood_threshold, flow_table_size, xdp_mode or xdp_chain): %w", ErrRestartNeeded)
 	}
 	return nil
 }

@@ -83,6 +83,9 @@ type Node struct {
 	// for the backends' RSS; invalid: the fixed EncapSource(6)
 	EncapSourcePrefix  netip.Prefix
 	EncapSourcePrefix6 netip.Prefix
+	// XDPChain, when set, runs xdp_lb from a slot of another XDP program's program array
+	// (tail-called behind an operator's filter) instead of attaching it to the interface
+	XDPChain *dataplane.Chain
 	// XDPMode is how xdp_lb is attached: auto (native, else generic), native, generic or
 	// offload
 	XDPMode dataplane.XDPMode
@@ -242,7 +245,7 @@ func (d *decoder) config(doc *yaml.Node) *Config {
 		return c
 	}
 	if f.has("node") {
-		c.Node = d.node(f.sub("node", "interface", "pin_dir", "hash_seed", "encap_source", "encap_source6", "api_addr", "name", "syn_flood_threshold", "flow_table_size", "xdp_mode", "encap_source_prefix", "encap_source_prefix6"))
+		c.Node = d.node(f.sub("node", "interface", "pin_dir", "hash_seed", "encap_source", "encap_source6", "api_addr", "name", "syn_flood_threshold", "flow_table_size", "xdp_mode", "encap_source_prefix", "encap_source_prefix6", "xdp_chain"))
 	} else {
 		f.missing("node")
 	}

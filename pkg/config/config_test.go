@@ -279,7 +279,7 @@ func TestParseErrors(t *testing.T) {
 		name:    "unknown node field",
 		old:     "interface: eth0",
 		new:     "interface: eth0\n  iface: eth1",
-		wantErr: `t.yaml:3:3: node.iface: unknown field; allowed: interface, pin_dir, hash_seed, encap_source, encap_source6, api_addr, name, syn_flood_threshold, flow_table_size, xdp_mode, encap_source_prefix, encap_source_prefix6`,
+		wantErr: `t.yaml:3:3: node.iface: unknown field; allowed: interface, pin_dir, hash_seed, encap_source, encap_source6, api_addr, name, syn_flood_threshold, flow_table_size, xdp_mode, encap_source_prefix, encap_source_prefix6, xdp_chain`,
 	}, {
 		name: "unknown vip field",
 		old:  "port: 80",
@@ -386,6 +386,11 @@ func TestParseErrors(t *testing.T) {
 		old:     "interface: eth0",
 		new:     "interface: eth0\n  encap_source_prefix: 198.18.128.0/31",
 		wantErr: `t.yaml:3:24: node.encap_source_prefix: "198.18.128.0/31" is not an IPv4 prefix from /8 to /30`,
+	}, {
+		name:    "xdp chain without a slot",
+		old:     "interface: eth0",
+		new:     "interface: eth0\n  xdp_chain:\n    prog_array: /sys/fs/bpf/root/progs",
+		wantErr: `t.yaml:3:3: node.xdp_chain.slot: required field is missing`,
 	}, {
 		name:    "IPv6 encap_source",
 		old:     "interface: eth0",
