@@ -90,11 +90,15 @@ func dataplaneVIPs(views []vipView, ifindex int) []dataplane.VIP {
 	dp := make([]dataplane.VIP, len(views))
 	for i, v := range views {
 		dp[i] = dataplane.VIP{Key: v.key, Ring: v.ring, Backends: make([]dataplane.Backend, len(v.backends)),
-			GUE: v.cfg.Encap == config.EncapGUE}
+			GUE: v.cfg.Encap == config.EncapGUE, QUIC: v.cfg.QUIC}
+		sids := map[netip.Addr]uint16{}
+		for _, b := range v.cfg.Backends {
+			sids[b.Address] = b.QUICServerID
+		}
 		for j, b := range v.backends {
 			nh := v.nexthops[j]
 			dp[i].Backends[j] = dataplane.Backend{Addr: b.Addr, DstMAC: nh.DstMAC, SrcMAC: nh.SrcMAC,
-				Down: backends.StateOf(b) == backends.Down}
+				Down: backends.StateOf(b) == backends.Down, QUICServerID: sids[b.Addr]}
 			if nh.Ifindex != 0 && nh.Ifindex != ifindex {
 				dp[i].Backends[j].Ifindex = nh.Ifindex
 			}

@@ -45,6 +45,9 @@ type Backend struct {
 	SrcMAC  net.HardwareAddr // the sending interface's address
 	Ifindex int              // 0: send back out of the receiving interface (XDP_TX)
 	Down    bool             // established flows on it are re-hashed at once
+	// QUICServerID is the server id the backend's QUIC connection ids carry (pkg/quiccid),
+	// for a VIP with QUIC set; 0: none
+	QUICServerID uint16
 }
 
 // VIP is a VIP's whole data-path state. Ring holds, per slot, an index into Backends;
@@ -54,6 +57,8 @@ type VIP struct {
 	Backends []Backend
 	Ring     []uint32
 	GUE      bool // encapsulate in UDP (GUE, direct IP) instead of IPIP
+	// QUIC routes short-header QUIC packets by the server id in their connection id
+	QUIC bool
 }
 
 // Config is what the LB program is loaded with.

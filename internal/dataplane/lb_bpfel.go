@@ -49,7 +49,8 @@ const (
 	lbFlowEventEVENT_LRU_SKIP_DOWN  lbFlowEvent = 2
 	lbFlowEventEVENT_SYN            lbFlowEvent = 3
 	lbFlowEventEVENT_SYN_UNRECORDED lbFlowEvent = 4
-	lbFlowEventEVENT_MAX            lbFlowEvent = 5
+	lbFlowEventEVENT_QUIC_CID       lbFlowEvent = 5
+	lbFlowEventEVENT_MAX            lbFlowEvent = 6
 )
 
 type lbFlowKeyV4 struct {
@@ -97,6 +98,7 @@ const (
 	lbLbLimitLIMIT_PROBE_MARK       lbLbLimit = 1279393792
 	lbLbLimitLIMIT_PROBE_MARK_MASK  lbLbLimit = 4294901760
 	lbLbLimitLIMIT_VIP_F_GUE        lbLbLimit = 1
+	lbLbLimitLIMIT_VIP_F_QUIC       lbLbLimit = 2
 	lbLbLimitLIMIT_BE_F_V6          lbLbLimit = 1
 	lbLbLimitLIMIT_BE_F_DOWN        lbLbLimit = 2
 	lbLbLimitLIMIT_AF_INET          lbLbLimit = 4
@@ -151,6 +153,7 @@ const (
 	lbMapFlowsV4           = "flows_v4"
 	lbMapFlowsV6           = "flows_v6"
 	lbMapLbCtl             = "lb_ctl"
+	lbMapQuicServers       = "quic_servers"
 	lbMapRings             = "rings"
 	lbMapStats             = "stats"
 	lbMapVipAddrs          = "vip_addrs"
@@ -232,6 +235,7 @@ type lbMapSpecs struct {
 	FlowsV4      *ebpf.MapSpec `ebpf:"flows_v4"`
 	FlowsV6      *ebpf.MapSpec `ebpf:"flows_v6"`
 	LbCtl        *ebpf.MapSpec `ebpf:"lb_ctl"`
+	QuicServers  *ebpf.MapSpec `ebpf:"quic_servers"`
 	Rings        *ebpf.MapSpec `ebpf:"rings"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 	VipAddrs     *ebpf.MapSpec `ebpf:"vip_addrs"`
@@ -287,6 +291,7 @@ type lbMaps struct {
 	FlowsV4      *ebpf.Map `ebpf:"flows_v4"`
 	FlowsV6      *ebpf.Map `ebpf:"flows_v6"`
 	LbCtl        *ebpf.Map `ebpf:"lb_ctl"`
+	QuicServers  *ebpf.Map `ebpf:"quic_servers"`
 	Rings        *ebpf.Map `ebpf:"rings"`
 	Stats        *ebpf.Map `ebpf:"stats"`
 	VipAddrs     *ebpf.Map `ebpf:"vip_addrs"`
@@ -304,6 +309,7 @@ func (m *lbMaps) Close() error {
 		m.FlowsV4,
 		m.FlowsV6,
 		m.LbCtl,
+		m.QuicServers,
 		m.Rings,
 		m.Stats,
 		m.VipAddrs,

@@ -113,9 +113,12 @@ type VIP struct {
 	RingSizeAuto bool
 	Algorithm    consistenthash.Algorithm // "" = none named: Algorithm.OrDefault picks the ring's
 	Encap        Encap
-	Backends     []Backend
-	Health       Health
-	Pos          Position // where the VIP's mapping starts
+	// QUIC routes short-header QUIC packets by the server id their connection id carries
+	// (pkg/quiccid), so a connection survives the client's address or port changing
+	QUIC     bool
+	Backends []Backend
+	Health   Health
+	Pos      Position // where the VIP's mapping starts
 }
 
 // Encap is how the LB encapsulates a VIP's packets toward its backends.
@@ -130,7 +133,10 @@ const (
 type Backend struct {
 	Address netip.Addr
 	Weight  uint32 // 0 = drain: established flows stay, new flows go elsewhere
-	Pos     Position
+	// QUICServerID is the server id the backend's QUIC connection ids carry (1-65535,
+	// unique in the VIP); 0: none
+	QUICServerID uint16
+	Pos          Position
 }
 
 // Health describes how each backend of a VIP is probed.
