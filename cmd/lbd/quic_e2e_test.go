@@ -119,7 +119,7 @@ func migrateUntilBroken(t *testing.T, ctx context.Context, s *sandbox, min, max 
 	if err != nil {
 		return 0, "", fmt.Errorf("dial the VIP: %w", err)
 	}
-	defer conn.CloseWithError(0, "")
+	defer func() { _ = conn.CloseWithError(0, "") }()
 	first, err := askServer(ctx, conn)
 	if err != nil {
 		return 0, "", fmt.Errorf("first request: %w", err)
