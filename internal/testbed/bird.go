@@ -56,6 +56,9 @@ func (f *Fleet) birdConfig(o BIRDOptions) ([]byte, error) {
 		conf = strings.ReplaceAll(conf, "\thold time 9;\n", fmt.Sprintf("\thold time %d;\n", o.HoldTime/time.Second))
 	}
 	var b strings.Builder
+	// first, so that every protocol and template has it: BIRD's log says why each session
+	// went down (BFD, the hold timer, a closed connection)
+	b.WriteString("# written by the test bed: log protocol state changes and their causes\ndebug protocols { states, events };\n\n")
 	b.WriteString(conf)
 	b.WriteString(birdNodesMarker + " written by the test bed for fleet " + f.ID + "\n")
 	for _, h := range f.LBs {
