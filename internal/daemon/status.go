@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/lbdproj/lbd/internal/dataplane"
+	"github.com/lbdproj/lbd/pkg/announce"
 	"github.com/lbdproj/lbd/pkg/backends"
 	"github.com/lbdproj/lbd/pkg/cluster"
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,8 @@ type Status struct {
 	Events       map[string]uint64            `json:"events"`
 	// Cluster is nil when the node decides alone.
 	Cluster *ClusterStatus `json:"cluster,omitempty"`
+	// BGP is nil without a bgp section.
+	BGP *announce.Status `json:"bgp,omitempty"`
 }
 
 // ClusterStatus is the node's view of the LB cluster.
@@ -84,9 +87,16 @@ func (d *Daemon) Status() (Status, error) {
 		st := d.cluster.Status()
 		cs = &st
 	}
+	var bs *announce.Status
+	if d.announcer != nil {
+		st := d.announcer.Status()
+		bs = &st
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.statusLocked(stats, cs), nil
+	st := d.statusLocked(stats, cs)
+	st.BGP = bs
+	return st, nil
 }
 
 // statusLocked is the status of what is served, with the data path's counters stats and
