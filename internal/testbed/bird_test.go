@@ -16,7 +16,7 @@ import (
 // NextHops sees only what BIRD installs, and FlowNextHop the router's choice for one flow.
 func TestBIRD(t *testing.T) {
 	f := newFleet(t, testbed.Options{Router: true, LBs: 2, Backends: 1})
-	p, err := f.StartBIRD(testbed.BIRDOptions{NoBFD: []*testbed.Host{f.LBs[1]}, HoldTime: 3 * time.Second})
+	p, err := f.StartBIRD(testbed.BIRDOptions{BFD: []*testbed.Host{f.LBs[0]}, HoldTime: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
