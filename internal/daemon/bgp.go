@@ -15,12 +15,14 @@ import (
 	"github.com/lbdproj/lbd/pkg/config"
 )
 
-// ringsSettle is how long this node's rings may differ from the majority's before an
-// announced address is withdrawn. A backend's verdict reaches the nodes, and their new ring
-// fingerprints reach each other, by gossip within a second or so; a difference that lasts
-// longer is real (another hash_seed shows sooner, as a config difference, which withdraws at
-// once).
-const ringsSettle = 3 * time.Second
+// agreeSettle is how long this node's config digest or rings may differ from the majority's
+// before an announced address is withdrawn (one that is not announced is held at once). A
+// backend's verdict reaches every node, and the nodes' new ring fingerprints reach each other,
+// by gossip within about a second; a config pushed to every node at once is reloaded within a
+// few hundred milliseconds of each other (lbd run --watch, default 2 s, or SIGHUP). Waiting
+// that long spares the router a withdraw and re-announce of every node on each such change; a
+// difference that lasts longer is real.
+const agreeSettle = 3 * time.Second
 
 // newAnnouncer starts BGP for cfg's bgp section; nil without one. Called once the data path
 // is attached and the VIPs written, so that nothing is announced before the node can serve
@@ -134,9 +136,9 @@ func agreementOf(cs cluster.Status) agreement {
 }
 
 // reasons says what agreement holds back: before the first attempt to join ends, everything;
-// in a minority, a config difference at once and a
-// ring difference after ringsSettle; with exactly half, the node keeps what it announces but
-// announces nothing new (a 2-node cluster in the middle of a rolling change keeps serving).
+// in a minority, a config or ring difference after agreeSettle; with exactly half, the node
+// keeps what it announces but announces nothing new (a 2-node cluster in the middle of a
+// rolling change keeps serving).
 func (a agreement) reasons() []announce.Reason {
 	if a.joining {
 		return []announce.Reason{{Code: announce.ReasonJoining, Detail: "joining the cluster: the other LB nodes are not known yet"}}
@@ -151,10 +153,10 @@ func (a agreement) reasons() []announce.Reason {
 		return []announce.Reason{{Code: code, Grace: grace,
 			Detail: fmt.Sprintf("%s is shared by %d of %d live LB nodes, not a majority", what, same, a.live)}}
 	}
-	if r := check(a.sameConfig, announce.ReasonConfigDiffers, "this node's config digest", 0); r != nil {
+	if r := check(a.sameConfig, announce.ReasonConfigDiffers, "this node's config digest", agreeSettle); r != nil {
 		return r
 	}
-	return check(a.sameRings, announce.ReasonRingsDiffer, "this node's ring fingerprint", ringsSettle)
+	return check(a.sameRings, announce.ReasonRingsDiffer, "this node's ring fingerprint", agreeSettle)
 }
 
 // wanted lists every VIP address of cfg, in cfg's order, with what keeps it from being

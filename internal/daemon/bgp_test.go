@@ -94,9 +94,9 @@ func TestWanted(t *testing.T) {
 	}
 }
 
-// The cluster's members decide whether this node agrees: a minority config withdraws at
-// once, minority rings after ringsSettle, a tie keeps what is announced, and before the first
-// join attempt ends nothing is announced.
+// The cluster's members decide whether this node agrees: a minority config or minority rings
+// withdraw after agreeSettle, a tie keeps what is announced, and before the first join attempt
+// ends nothing is announced.
 func TestAgreement(t *testing.T) {
 	m := func(name, state string, same bool, fp string, self bool) cluster.Member {
 		return cluster.Member{Name: name, State: state, SameConfig: same, Voter: same && (state == "alive" || state == "leaving"),
@@ -123,8 +123,9 @@ func TestAgreement(t *testing.T) {
 		name: "another hash_seed, in the minority",
 		members: []cluster.Member{m("lb0", "alive", false, "x", false), m("lb1", "alive", false, "a", false),
 			m("lb2", "alive", false, "a", false), m("lb3", "alive", true, "b", true)},
-		want: agreement{live: 4, sameConfig: 1, sameRings: 1},
-		code: announce.ReasonConfigDiffers,
+		want:  agreement{live: 4, sameConfig: 1, sameRings: 1},
+		code:  announce.ReasonConfigDiffers,
+		grace: agreeSettle,
 	}, {
 		name: "the majority, one node with another config",
 		members: []cluster.Member{m("lb0", "alive", true, "a", true), m("lb1", "alive", true, "a", false),
@@ -136,7 +137,7 @@ func TestAgreement(t *testing.T) {
 			m("lb2", "alive", true, "b", false)},
 		want:  agreement{live: 3, sameConfig: 3, sameRings: 1},
 		code:  announce.ReasonRingsDiffer,
-		grace: ringsSettle,
+		grace: agreeSettle,
 	}, {
 		name:    "a tie of two",
 		members: []cluster.Member{m("lb0", "alive", true, "a", true), m("lb1", "alive", false, "b", false)},
