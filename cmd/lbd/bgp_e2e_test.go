@@ -13,7 +13,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -581,56 +580,6 @@ func hasLine(out string, parts ...string) bool {
 		}
 	}
 	return false
-}
-
-// load opens new connections to vip, parallel at a time, until stopped.
-type load struct {
-	stop chan struct{}
-	done chan struct{}
-	mu   sync.Mutex
-	t    tally
-}
-
-func (s *sandbox) startLoad(ctx context.Context, vip netip.AddrPort, parallel int) *load {
-	l := &load{stop: make(chan struct{}), done: make(chan struct{}), t: tally{By: map[string]int{}}}
-	go func() {
-		defer close(l.done)
-		for {
-			select {
-			case <-l.stop:
-				return
-			case <-ctx.Done():
-				return
-			default:
-			}
-			tl := s.RequestsTo(ctx, vip, parallel, parallel)
-			l.mu.Lock()
-			for k, v := range tl.By {
-				l.t.By[k] += v
-			}
-			l.t.Failures += tl.Failures
-			l.t.Errors = append(l.t.Errors, tl.Errors...)
-			l.mu.Unlock()
-		}
-	}()
-	return l
-}
-
-// total is how many connections were answered or failed so far.
-func (l *load) total() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := l.t.Failures
-	for _, v := range l.t.By {
-		n += v
-	}
-	return n
-}
-
-func (l *load) end() tally {
-	close(l.stop)
-	<-l.done
-	return l.t
 }
 
 // try is keepAlive.get that reports an error instead of failing the test.

@@ -292,6 +292,59 @@ func (s *sandbox) RequestsTo(ctx context.Context, vip netip.AddrPort, n, paralle
 	return t
 }
 
+// load is a client that keeps opening new connections to a VIP, one GET each, until it is
+// stopped: what a test or the demo watches while a node stops.
+type load struct {
+	stop chan struct{}
+	done chan struct{}
+	mu   sync.Mutex
+	t    tally
+}
+
+// startLoad opens connections to vip, parallel at a time, until end.
+func (s *sandbox) startLoad(ctx context.Context, vip netip.AddrPort, parallel int) *load {
+	l := &load{stop: make(chan struct{}), done: make(chan struct{}), t: tally{By: map[string]int{}}}
+	go func() {
+		defer close(l.done)
+		for {
+			select {
+			case <-l.stop:
+				return
+			case <-ctx.Done():
+				return
+			default:
+			}
+			tl := s.RequestsTo(ctx, vip, parallel, parallel)
+			l.mu.Lock()
+			for k, v := range tl.By {
+				l.t.By[k] += v
+			}
+			l.t.Failures += tl.Failures
+			l.t.Errors = append(l.t.Errors, tl.Errors[:min(len(tl.Errors), 5-min(len(l.t.Errors), 5))]...)
+			l.mu.Unlock()
+		}
+	}()
+	return l
+}
+
+// total is how many connections were answered or failed so far.
+func (l *load) total() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := l.t.Failures
+	for _, v := range l.t.By {
+		n += v
+	}
+	return n
+}
+
+// end stops the load and returns what it saw (the first five errors).
+func (l *load) end() tally {
+	close(l.stop)
+	<-l.done
+	return l.t
+}
+
 func get(ctx context.Context, c *http.Client, url string) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
