@@ -604,8 +604,18 @@ func (k *keepAlive) try() (string, error) {
 // another node included; SIGKILL without BFD. A frozen node (SIGSTOP: no FIN, no BFD packets,
 // no keepalives, the way a hung host looks) leaves by BFD with it, by the hold timer without.
 // BIRD's log must say which of these took the route away.
+//
+// LBD_TEST_BGP_HOLD_TIME=9s measures the hold timer at another hold time (3 s by default, to
+// keep the test short; lbd's default is 9 s).
 func TestBGPWithdraw(t *testing.T) {
 	g := sandboxBGP{holdTime: 3 * time.Second, announceDelay: time.Second, shutdownDrain: 2 * time.Second, bfd: []int{1, 2}}
+	if v := os.Getenv("LBD_TEST_BGP_HOLD_TIME"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("LBD_TEST_BGP_HOLD_TIME=%q: %v", v, err)
+		}
+		g.holdTime = d
+	}
 	s := mustBGPSandbox(t, 4, 0, g)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
