@@ -237,7 +237,7 @@ func (s *sandbox) nextHopsAre(addr netip.Addr, nodes ...int) func() string {
 // go down is withdrawn by every node, and a node with another hash_seed joins without ever
 // announcing, saying why.
 func TestBGPEveryNodeAnnouncesOnlyWhatItShould(t *testing.T) {
-	g := sandboxBGP{holdTime: 3 * time.Second, announceDelay: 2 * time.Second, shutdownDrain: time.Second}
+	g := sandboxBGP{holdTime: 3 * time.Second, announceDelay: 2500 * time.Millisecond, shutdownDrain: time.Second}
 	s := mustBGPSandbox(t, 4, 3, g)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -430,10 +430,10 @@ func (s *sandbox) assertOnlyBIRDRoutes(t *testing.T, addrs ...netip.Addr) {
 }
 
 // flapNeverAnnounced makes both of flap's backends flap (500 ms up, 500 ms down, against an
-// announce_delay of 2 s) for four cycles: the router never gets a route to it, and web keeps
+// announce_delay of 2.5 s) for four cycles: the router never gets a route to it, and web keeps
 // its three next hops. The verdict follows each flap within a few hundred milliseconds (probes
-// every 100 ms, gossip); should one flap be missed under load, the VIP is still good for only
-// 1.5 s at a stretch. Kept up, it is announced by every node; with both down, every node
+// every 100 ms, gossip); should one down phase be missed under load, the VIP is still good for
+// only 1.5 s at a stretch. Kept up, it is announced by every node; with both down, every node
 // withdraws it.
 func (s *sandbox) flapNeverAnnounced(ctx context.Context, t *testing.T, g sandboxBGP) {
 	servers := []*portServer{{host: s.fleet.Backends[0], port: 8080}, {host: s.fleet.Backends[1], port: 8080}}
@@ -478,8 +478,9 @@ func (s *sandbox) flapNeverAnnounced(ctx context.Context, t *testing.T, g sandbo
 	if len(bad) > 0 {
 		t.Errorf("the flapping VIP reached the router: %v", bad)
 	}
-	if !held[announce.ReasonAnnounceDelay] || !held[announce.ReasonMinHealthy] {
-		t.Errorf("lb0 held flap for %v: want both announce_delay (it was up, briefly) and min_healthy", held)
+	// not a test that cannot fail: the backends did come up, in lb0's verdict, and go down
+	if flips < 2 || !held[announce.ReasonMinHealthy] {
+		t.Errorf("lb0's verdict took flap's backends up %d times, and held it for %v: the flapping did not reach the verdict", flips, held)
 	}
 	if n, bad := webRoutes.end(); len(bad) > 0 {
 		t.Errorf("web's route changed in %d of %d samples while flap flapped: %v", len(bad), n, bad)
@@ -694,8 +695,8 @@ func TestBGPWithdraw(t *testing.T) {
 		bfd := slices.Contains(g.bfd, c.node)
 		t.Logf("%s on lb%d (BFD %v, hold time %v): its next hop left the router %v later; BIRD: %q",
 			map[syscall.Signal]string{syscall.SIGKILL: "SIGKILL", syscall.SIGSTOP: "frozen (SIGSTOP)"}[c.sig], c.node, bfd, g.holdTime, took, c.birdSays)
-		if !strings.Contains(s.bird.Output(), c.birdSays) {
-			t.Errorf("BIRD's log does not say %q:\n%s", c.birdSays, s.bird.Output())
+		if err := s.bird.WaitForLog(c.birdSays, 5*time.Second); err != nil { // its stderr is read apart
+			t.Errorf("BIRD: %v", err)
 		}
 		if c.sig == syscall.SIGSTOP && bfd && took >= g.holdTime {
 			t.Errorf("frozen lb%d with BFD left after %v, no sooner than the hold time %v", c.node, took, g.holdTime)
@@ -770,10 +771,15 @@ func (s *sandbox) killKeepsConnections(ctx context.Context, t *testing.T, web ne
 			}
 		}
 	}
-	why := "lb2: Connection closed"
-	if !strings.Contains(s.bird.Output(), why) {
-		why = "lb2: BFD session down"
-	}
+	var why string
+	_ = wait.Until(5*time.Second, 10*time.Millisecond, func() (bool, error) {
+		for _, w := range []string{"lb2: Connection closed", "lb2: BFD session down"} {
+			if strings.Contains(s.bird.Output(), w) {
+				why = w
+			}
+		}
+		return why != "", nil
+	})
 	t.Logf("SIGKILL on lb2 (BFD on): its next hop left the router %v later (BIRD: %q); of %d keep-alive connections opened before, %d went through lb2 and the router moved %d of them to another node; %d of %d answered afterwards from the same backend",
 		took, why, n, throughLB2, moved, survived, n)
 	if took > 1500*time.Millisecond {

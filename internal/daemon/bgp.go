@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/lbdproj/lbd/pkg/announce"
@@ -15,8 +16,10 @@ import (
 	"github.com/lbdproj/lbd/pkg/config"
 )
 
-// agreeSettle is how long this node's config digest or rings may differ from the majority's
-// before an announced address is withdrawn (one that is not announced is held at once). A
+// agreeSettle is how long this node's config digest or rings may differ from the majority's,
+// the same way, before an announced address is withdrawn (one that is not announced is held
+// at once); while the digests or fingerprints keep changing (a backend flapping, a config
+// rolled out), the nodes are converging and the clock starts again. A
 // backend's verdict reaches every node, and the nodes' new ring fingerprints reach each other,
 // by gossip within about a second; a config pushed to every node at once is reloaded within a
 // few hundred milliseconds of each other (lbd run --watch, default 2 s, or SIGHUP). Waiting
@@ -108,6 +111,9 @@ type agreement struct {
 	live       int  // live members, this node included
 	sameConfig int  // of them, with this node's config digest
 	sameRings  int  // of them, with this node's config digest and ring fingerprint
+	// the live members' config digests and ring fingerprints, by name: a difference withdraws
+	// only while these stay the same (announce.Reason.Key)
+	configs, rings string
 }
 
 // agreementOf counts from the cluster's status (members alive or leaving are live).
@@ -119,10 +125,13 @@ func agreementOf(cs cluster.Status) agreement {
 		}
 	}
 	a := agreement{joining: !cs.JoinAttempted}
-	for _, m := range cs.Members {
+	var configs, rings strings.Builder
+	for _, m := range cs.Members { // sorted by name
 		if m.State != "alive" && m.State != "leaving" {
 			continue
 		}
+		fmt.Fprintf(&configs, "%s=%s;", m.Name, m.ConfigDigest)
+		fmt.Fprintf(&rings, "%s=%s;", m.Name, m.Fingerprint)
 		a.live++
 		if !m.SameConfig {
 			continue
@@ -132,31 +141,33 @@ func agreementOf(cs cluster.Status) agreement {
 			a.sameRings++
 		}
 	}
+	a.configs, a.rings = configs.String(), rings.String()
 	return a
 }
 
 // reasons says what agreement holds back: before the first attempt to join ends, everything;
-// in a minority, a config or ring difference after agreeSettle; with exactly half, the node
-// keeps what it announces but announces nothing new (a 2-node cluster in the middle of a
-// rolling change keeps serving).
+// in a minority, a config or ring difference that stays the same for agreeSettle; with
+// exactly half, the node keeps what it announces but announces nothing new (a 2-node cluster
+// in the middle of a rolling change keeps serving).
 func (a agreement) reasons() []announce.Reason {
 	if a.joining {
 		return []announce.Reason{{Code: announce.ReasonJoining, Detail: "joining the cluster: the other LB nodes are not known yet"}}
 	}
-	check := func(same int, code, what string, grace time.Duration) []announce.Reason {
+	check := func(same int, code, what, key string) []announce.Reason {
+		grace := agreeSettle
 		switch {
 		case 2*same > a.live:
 			return nil
 		case 2*same == a.live:
 			grace = announce.Forever
 		}
-		return []announce.Reason{{Code: code, Grace: grace,
+		return []announce.Reason{{Code: code, Grace: grace, Key: key,
 			Detail: fmt.Sprintf("%s is shared by %d of %d live LB nodes, not a majority", what, same, a.live)}}
 	}
-	if r := check(a.sameConfig, announce.ReasonConfigDiffers, "this node's config digest", agreeSettle); r != nil {
+	if r := check(a.sameConfig, announce.ReasonConfigDiffers, "this node's config digest", a.configs); r != nil {
 		return r
 	}
-	return check(a.sameRings, announce.ReasonRingsDiffer, "this node's ring fingerprint", agreeSettle)
+	return check(a.sameRings, announce.ReasonRingsDiffer, "this node's ring fingerprint", a.rings)
 }
 
 // wanted lists every VIP address of cfg, in cfg's order, with what keeps it from being

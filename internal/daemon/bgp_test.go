@@ -151,6 +151,7 @@ func TestAgreement(t *testing.T) {
 		want: agreement{live: 2, sameConfig: 2, sameRings: 2},
 	}} {
 		a := agreementOf(cluster.Status{Members: tc.members, JoinAttempted: !tc.joining})
+		a.configs, a.rings = "", "" // checked below
 		if a != tc.want {
 			t.Errorf("%s: %+v, want %+v", tc.name, a, tc.want)
 		}
@@ -165,6 +166,18 @@ func TestAgreement(t *testing.T) {
 	a := agreement{live: 4, sameConfig: 1, sameRings: 1}
 	if got, want := a.reasons()[0].Detail, "this node's config digest is shared by 1 of 4 live LB nodes, not a majority"; got != want {
 		t.Errorf("detail %q, want %q", got, want)
+	}
+
+	// the key is what differs: the live members' fingerprints (or digests), by name
+	st := cluster.Status{JoinAttempted: true, Members: []cluster.Member{m("lb0", "alive", true, "a", true),
+		m("lb1", "alive", true, "b", false), m("lb2", "alive", true, "b", false), m("lb3", "dead", true, "c", false)}}
+	r := agreementOf(st).reasons()
+	if len(r) != 1 || r[0].Key != "lb0=a;lb1=b;lb2=b;" {
+		t.Errorf("rings reason %+v, want key lb0=a;lb1=b;lb2=b;", r)
+	}
+	st.Members[1].Fingerprint = "x" // lb1 moved on: another difference
+	if r2 := agreementOf(st).reasons(); len(r2) != 1 || r2[0].Key == r[0].Key {
+		t.Errorf("the key did not change with lb1's rings: %+v", r2)
 	}
 }
 

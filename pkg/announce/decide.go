@@ -43,8 +43,12 @@ type Reason struct {
 	Code   string `json:"code"`   // one of the Reason* codes
 	Detail string `json:"detail"` // for people: which VIP, which numbers
 	// Grace: an announced address is withdrawn only once the reason has held this long (0:
-	// at once; Forever: never). An address that is not announced is held by it at once.
+	// at once; Forever: never), unchanged: a new Key starts the grace again, so that only a
+	// difference that stays the same withdraws (rings that keep changing while a backend
+	// flaps are converging, not diverging). An address that is not announced is held by it
+	// at once.
 	Grace time.Duration `json:"-"`
+	Key   string        `json:"-"`
 }
 
 func (r Reason) String() string { return r.Code + ": " + r.Detail }
@@ -79,7 +83,8 @@ type entry struct {
 	announced bool
 	since     time.Time
 	ready     time.Time            // since when it has been announceable; zero: it is not
-	first     map[string]time.Time // reason code → since when it has held
+	first     map[string]time.Time // reason code → since when it has held, with the same key
+	key       map[string]string    // reason code → its key
 }
 
 // Decide returns, at now, the state of every wanted address, sorted by address, and when
@@ -102,22 +107,23 @@ func (d *Decider) Decide(now time.Time, want []Wanted) (states []AddrState, next
 		seen[w.Addr] = true
 		e := d.entries[w.Addr]
 		if e == nil {
-			e = &entry{since: now, first: map[string]time.Time{}}
+			e = &entry{since: now, first: map[string]time.Time{}, key: map[string]string{}}
 			d.entries[w.Addr] = e
 		}
 		st := AddrState{Addr: w.Addr, VIPs: w.VIPs}
 
-		// how long has each reason held?
+		// how long has each reason held, unchanged?
 		codes := map[string]bool{}
 		for _, r := range w.Reasons {
 			codes[r.Code] = true
-			if _, ok := e.first[r.Code]; !ok {
-				e.first[r.Code] = now
+			if _, ok := e.first[r.Code]; !ok || e.key[r.Code] != r.Key {
+				e.first[r.Code], e.key[r.Code] = now, r.Key
 			}
 		}
 		for code := range e.first {
 			if !codes[code] {
 				delete(e.first, code)
+				delete(e.key, code)
 			}
 		}
 

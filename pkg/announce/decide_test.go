@@ -1,6 +1,7 @@
 package announce
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"testing"
@@ -149,4 +150,23 @@ func TestAddresses(t *testing.T) {
 	if states[1].Announced || !states[1].Since.Equal(start.Add(3*time.Second)) {
 		t.Errorf("vip6 came back announced or with an old since: %+v", states[1])
 	}
+}
+
+// A reason whose key keeps changing (rings converging while a backend flaps) never withdraws;
+// once it stays the same for its grace, it does.
+func TestGraceRestartsOnANewKey(t *testing.T) {
+	rings := func(key string) []Reason {
+		return []Reason{{Code: ReasonRingsDiffer, Detail: "x", Grace: 3 * time.Second, Key: key}}
+	}
+	var steps []step
+	steps = append(steps, step{at: 0, announced: true, next: -1})
+	for i := 1; i <= 10; i++ { // a new difference every second, for ten seconds
+		at := time.Duration(i) * time.Second
+		steps = append(steps, step{at: at, reasons: rings(fmt.Sprint(i)), announced: true,
+			pending: []string{ReasonRingsDiffer}, next: at + 3*time.Second})
+	}
+	steps = append(steps,
+		step{at: 12 * time.Second, reasons: rings("10"), announced: true, pending: []string{ReasonRingsDiffer}, next: 13 * time.Second},
+		step{at: 13 * time.Second, reasons: rings("10"), held: []string{ReasonRingsDiffer}, next: -1})
+	runSteps(t, 0, steps)
 }
