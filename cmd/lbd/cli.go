@@ -58,7 +58,7 @@ func commands() []command {
 		{"plan", "OLD.yaml NEW.yaml [--json]", "show what a config change does to each VIP's flows (read-only)", cmdPlan},
 		{"status", "[--api ADDR] [--json]", "show a running lbd's VIPs, backends and counters", cmdStatus},
 		{"detach", "--pin-dir DIR", "remove the programs and pins an lbd left behind", cmdDetach},
-		{"demo", "", "raise a sandbox fleet in network namespaces and balance 300 requests", cmdDemo},
+		{"demo", "", "raise sandbox fleets in network namespaces: balance, fail over, scale out over BGP", cmdDemo},
 	}
 }
 
