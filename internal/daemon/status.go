@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lbdproj/lbd/internal/dataplane"
+	"github.com/lbdproj/lbd/pkg/announce"
 	"github.com/lbdproj/lbd/pkg/backends"
 	"github.com/lbdproj/lbd/pkg/cluster"
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +31,8 @@ type Status struct {
 	FlowTables map[string]dataplane.TableFill `json:"flow_tables"`
 	// Cluster is nil when the node decides alone.
 	Cluster *ClusterStatus `json:"cluster,omitempty"`
+	// BGP is nil without a bgp section.
+	BGP *announce.Status `json:"bgp,omitempty"`
 }
 
 // ClusterStatus is the node's view of the LB cluster.
@@ -90,10 +93,16 @@ func (d *Daemon) Status() (Status, error) {
 		st := d.cluster.Status()
 		cs = &st
 	}
+	var bs *announce.Status
+	if d.announcer != nil {
+		st := d.announcer.Status()
+		bs = &st
+	}
 	fill := d.flowTables()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	st := d.statusLocked(stats, cs)
+	st.BGP = bs
 	st.FlowTables = fill
 	st.XDPMode, st.XDPModeNote = string(d.lb.Mode), d.lb.ModeNote
 	return st, nil
