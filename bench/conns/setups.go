@@ -38,8 +38,8 @@ var setups = []setup{
 		desc:  "lbd run on the LB node (xdp_lb, IPIP, XDP_TX), lbd backend on each backend (decap, VIP restored on replies: DSR)",
 		raise: raiseLbd, serving: all},
 	{key: "floor", name: "floor: IPIP push + XDP_TX",
-		desc:  "a trivial XDP forwarder in lbd's place (bench/bpf/txfloor.c: IPIP push, XDP_TX to backend be0, no lookup), lbd backend on be0",
-		raise: raiseFloor, serving: func(*stand) int { return 1 }},
+		desc:  "a trivial XDP forwarder in lbd's place (bench/bpf/txfloor.c: IPIP push, XDP_TX; the backend picked from the source port, no lookup), lbd backend on each backend",
+		raise: raiseFloor, serving: all},
 	{key: "haproxy", name: "HAProxy (TCP mode)",
 		desc:  "Debian's haproxy on the LB node, mode tcp, roundrobin over the 3 backends, VIP on the node's lo (a full proxy: replies return through it)",
 		raise: raiseHAProxy, serving: all},
@@ -216,17 +216,25 @@ func raiseLbd(s *stand) error {
 
 func raiseFloor(s *stand) error {
 	f := s.fleet
-	lb, be := f.LBs[0], f.Backends[0]
-	if err := s.startBackends([]*testbed.Host{be}); err != nil {
+	lb := f.LBs[0]
+	if len(f.Backends) != 3 {
+		return fmt.Errorf("the floor program serves 3 backends, the fleet has %d", len(f.Backends))
+	}
+	if err := s.startBackends(f.Backends); err != nil {
 		return err
 	}
 	spec, err := loadTxfloor()
 	if err != nil {
 		return err
 	}
+	var macs [3][6]byte
+	var dsts [3]uint32
+	for i, h := range f.Backends {
+		macs[i], dsts[i] = [6]byte(h.MAC), be32(h.Addr)
+	}
 	for name, v := range map[string]any{
-		"dst_mac": [6]byte(be.MAC), "src_mac": [6]byte(lb.MAC),
-		"vip": be32(vip), "encap_src": be32(lb.Addr), "encap_dst": be32(be.Addr),
+		"dst_macs": macs, "src_mac": [6]byte(lb.MAC),
+		"vip": be32(vip), "encap_src": be32(lb.Addr), "encap_dsts": dsts,
 	} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return fmt.Errorf("floor: set %s: %w", name, err)

@@ -17,8 +17,8 @@ import (
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	txfloorProgXdpIpipTxFloor = "xdp_ipip_tx_floor"
-	txfloorVarDstMac          = "dst_mac"
-	txfloorVarEncapDst        = "encap_dst"
+	txfloorVarDstMacs         = "dst_macs"
+	txfloorVarEncapDsts       = "encap_dsts"
 	txfloorVarEncapSrc        = "encap_src"
 	txfloorVarSrcMac          = "src_mac"
 	txfloorVarVip             = "vip"
@@ -79,11 +79,11 @@ type txfloorMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type txfloorVariableSpecs struct {
-	DstMac   *ebpf.VariableSpec `ebpf:"dst_mac"`
-	EncapDst *ebpf.VariableSpec `ebpf:"encap_dst"`
-	EncapSrc *ebpf.VariableSpec `ebpf:"encap_src"`
-	SrcMac   *ebpf.VariableSpec `ebpf:"src_mac"`
-	Vip      *ebpf.VariableSpec `ebpf:"vip"`
+	DstMacs   *ebpf.VariableSpec `ebpf:"dst_macs"`
+	EncapDsts *ebpf.VariableSpec `ebpf:"encap_dsts"`
+	EncapSrc  *ebpf.VariableSpec `ebpf:"encap_src"`
+	SrcMac    *ebpf.VariableSpec `ebpf:"src_mac"`
+	Vip       *ebpf.VariableSpec `ebpf:"vip"`
 }
 
 // txfloorObjects contains all objects after they have been loaded into the kernel.
@@ -116,11 +116,11 @@ func (m *txfloorMaps) Close() error {
 //
 // It can be passed to loadTxfloorObjects or ebpf.CollectionSpec.LoadAndAssign.
 type txfloorVariables struct {
-	DstMac   *ebpf.Variable `ebpf:"dst_mac"`
-	EncapDst *ebpf.Variable `ebpf:"encap_dst"`
-	EncapSrc *ebpf.Variable `ebpf:"encap_src"`
-	SrcMac   *ebpf.Variable `ebpf:"src_mac"`
-	Vip      *ebpf.Variable `ebpf:"vip"`
+	DstMacs   *ebpf.Variable `ebpf:"dst_macs"`
+	EncapDsts *ebpf.Variable `ebpf:"encap_dsts"`
+	EncapSrc  *ebpf.Variable `ebpf:"encap_src"`
+	SrcMac    *ebpf.Variable `ebpf:"src_mac"`
+	Vip       *ebpf.Variable `ebpf:"vip"`
 }
 
 // txfloorPrograms contains all programs after they have been loaded into the kernel.
