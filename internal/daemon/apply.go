@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"time"
 
 	"github.com/lbdproj/lbd/internal/dataplane"
@@ -19,8 +20,8 @@ import (
 var ErrRestartNeeded = errors.New("restart lbd to apply")
 
 // Apply writes cfg's VIPs into the data path. A config that changes what was fixed at
-// load time (interface, pin directory, hash seed, encap sources) is refused whole, and the
-// running one keeps serving.
+// load time (interface, pin directory, hash seed, encap sources, the BGP sessions) is
+// refused whole, and the running one keeps serving.
 func (d *Daemon) Apply(ctx context.Context, cfg *config.Config) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -28,11 +29,19 @@ func (d *Daemon) Apply(ctx context.Context, cfg *config.Config) error {
 		if err := checkReload(d.cfg.Node, cfg.Node); err != nil {
 			return err
 		}
+		if err := checkBGPReload(d.cfg.BGP, cfg.BGP); err != nil {
+			return err
+		}
 	}
 	if err := d.applyLocked(ctx, cfg); err != nil {
 		return err
 	}
 	d.checker.Set(targets(cfg, d.lb.ProbeMark))
+	if d.announcer != nil {
+		if err := d.announcer.SetPeers(bgpPeers(cfg.BGP)); err != nil {
+			d.log.Error("bgp peers", "err", err)
+		}
+	}
 	if d.cluster != nil {
 		if err := d.cluster.SetConfigDigest(cfg.Digest(), time.Second); err != nil {
 			d.log.Warn("cluster: new config digest not yet sent", "err", err)
@@ -48,8 +57,10 @@ func (d *Daemon) Apply(ctx context.Context, cfg *config.Config) error {
 func checkReload(old, new config.Node) error {
 	if old.Interface != new.Interface || old.PinDir != new.PinDir || old.HashSeed != new.HashSeed ||
 		old.EncapSource != new.EncapSource || old.EncapSource6 != new.EncapSource6 ||
-		old.SynFloodThreshold != new.SynFloodThreshold || old.FlowTableSize != new.FlowTableSize {
-		return fmt.Errorf("node section changed (interface, pin_dir, hash_seed, encap source, syn_flood_threshold or flow_table_size): %w", ErrRestartNeeded)
+		old.SynFloodThreshold != new.SynFloodThreshold || old.FlowTableSize != new.FlowTableSize ||
+		old.XDPMode != new.XDPMode || old.EncapSourcePrefix != new.EncapSourcePrefix ||
+		old.EncapSourcePrefix6 != new.EncapSourcePrefix6 || !reflect.DeepEqual(old.XDPChain, new.XDPChain) {
+		return fmt.Errorf("node section changed (interface, pin_dir, hash_seed, encap source, syn_flood_threshold, flow_table_size, xdp_mode or xdp_chain): %w", ErrRestartNeeded)
 	}
 	return nil
 }
@@ -87,11 +98,15 @@ func dataplaneVIPs(views []vipView, ifindex int) []dataplane.VIP {
 	dp := make([]dataplane.VIP, len(views))
 	for i, v := range views {
 		dp[i] = dataplane.VIP{Key: v.key, Ring: v.ring, Backends: make([]dataplane.Backend, len(v.backends)),
-			GUE: v.cfg.Encap == config.EncapGUE}
+			GUE: v.cfg.Encap == config.EncapGUE, QUIC: v.cfg.QUIC}
+		sids := map[netip.Addr]uint16{}
+		for _, b := range v.cfg.Backends {
+			sids[b.Address] = b.QUICServerID
+		}
 		for j, b := range v.backends {
 			nh := v.nexthops[j]
 			dp[i].Backends[j] = dataplane.Backend{Addr: b.Addr, DstMAC: nh.DstMAC, SrcMAC: nh.SrcMAC,
-				Down: backends.StateOf(b) == backends.Down}
+				Down: backends.StateOf(b) == backends.Down, QUICServerID: sids[b.Addr]}
 			if nh.Ifindex != 0 && nh.Ifindex != ifindex {
 				dp[i].Backends[j].Ifindex = nh.Ifindex
 			}

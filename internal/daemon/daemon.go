@@ -4,7 +4,8 @@
 // The files follow the loop: apply.go writes a config into the data path, rings.go builds
 // each VIP's backends and ring, nexthops.go finds and refreshes next hops, health.go turns
 // the config into probes and the verdict into backend states, cluster.go joins the other
-// LB nodes, loop.go runs it all, status.go and metrics.go show it.
+// LB nodes, bgp.go says what the node may announce to its routers, loop.go runs it all,
+// status.go and metrics.go show it.
 package daemon
 
 import (
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/lbdproj/lbd/internal/dataplane"
+	"github.com/lbdproj/lbd/pkg/announce"
 	"github.com/lbdproj/lbd/pkg/backends"
 	"github.com/lbdproj/lbd/pkg/cluster"
 	"github.com/lbdproj/lbd/pkg/config"
@@ -45,8 +47,10 @@ type Daemon struct {
 	lb       *dataplane.LB // nil only in tests of what needs no data path
 	checker  *health.Checker
 	cluster  *cluster.Cluster // nil: this node decides alone
-	probes   *backends.ProbeRoutes
-	dirty    chan struct{}
+	// announcer announces the VIP addresses over BGP; nil without a bgp section
+	announcer *announce.Announcer
+	probes    *backends.ProbeRoutes
+	dirty     chan struct{}
 
 	verdictTransitions *prometheus.CounterVec
 
@@ -83,6 +87,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 		EncapSource6:      cfg.Node.EncapSource6,
 		SynFloodThreshold: cfg.Node.SynFloodThreshold,
 		FlowTableSize:     cfg.Node.FlowTableSize,
+		XDPMode:           cfg.Node.XDPMode,
+		EncapPrefix:       cfg.Node.EncapSourcePrefix,
+		EncapPrefix6:      cfg.Node.EncapSourcePrefix6,
+		Chain:             cfg.Node.XDPChain,
 		Logger:            opts.Logger,
 	})
 	if err != nil {
@@ -95,7 +103,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 	if lb.Adopted {
 		verb = "adopted pinned link, program swapped in place (flows kept)"
 	}
-	d.log.Info("xdp_lb "+verb, "interface", dc.Interface, "pin_dir", dc.PinDir, "mtu", dc.MTU,
+	if lb.ModeNote != "" && lb.Mode != dataplane.XDPChained {
+		d.log.Warn("xdp_lb not in the mode asked for", "mode", lb.Mode, "asked", cfg.Node.XDPMode, "why", lb.ModeNote)
+	}
+	d.log.Info("xdp_lb "+verb, "interface", dc.Interface, "xdp_mode", lb.Mode, "pin_dir", dc.PinDir, "mtu", dc.MTU,
 		"encap_source", dc.EncapSource, "hash_seed", fmt.Sprintf("%#x", dc.HashSeed),
 		"flow_table_size", dc.FlowTableSize, "syn_flood_threshold", dc.SynFloodThreshold)
 	if lb.Resized > 0 {
@@ -109,6 +120,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 		lb.Close()
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
+	if d.announcer, err = newAnnouncer(cfg, d); err != nil {
+		d.leave()
+		lb.Close()
+		return nil, fmt.Errorf("bgp: %w", err)
+	}
+	d.kick()
 	return d, nil
 }
 
@@ -133,15 +150,18 @@ func newDaemon(opts Options, lb *dataplane.LB) *Daemon {
 	return d
 }
 
-// Close leaves the cluster and releases the data path; the pinned program keeps
-// forwarding until the next lbd.
+// Close withdraws the BGP routes gracefully (see drainBGP), leaves the cluster and releases
+// the data path; the pinned program keeps forwarding until the next lbd.
 func (d *Daemon) Close() error {
+	d.drainBGP()
 	d.leave()
 	return d.lb.Close()
 }
 
-// Detach leaves the cluster and removes the data path and its pins.
+// Detach withdraws the BGP routes gracefully, leaves the cluster and removes the data path
+// and its pins.
 func (d *Daemon) Detach() error {
+	d.drainBGP()
 	d.leave()
 	return d.lb.Detach()
 }

@@ -29,7 +29,7 @@ var (
 	descBytes = prometheus.NewDesc("lbd_dataplane_bytes_total",
 		"Bytes seen by xdp_lb, by what happened to them.", []string{"reason"}, nil)
 	descEvents = prometheus.NewDesc("lbd_dataplane_flow_events_total",
-		"Flow table events: lru_hit, lru_miss, lru_skip_down, syn, syn_unrecorded; fragment (a fragment balanced by its first fragment's ports), icmp_error (an ICMP error sent to the backend of the flow it quotes).", []string{"event"}, nil)
+		"Flow table events: lru_hit, lru_miss, lru_skip_down, syn, syn_unrecorded, quic_cid (a QUIC short header sent to the server its connection id names); fragment (a fragment balanced by its first fragment's ports), icmp_error (an ICMP error sent to the backend of the flow it quotes).", []string{"event"}, nil)
 	descVIPPackets = prometheus.NewDesc("lbd_vip_packets_total",
 		"Packets sent to a VIP's backends.", []string{"vip"}, nil)
 	descVIPBytes = prometheus.NewDesc("lbd_vip_bytes_total",
@@ -40,6 +40,8 @@ var (
 		"Ring slots a backend owns in a VIP's ring.", []string{"vip", "backend"}, nil)
 	descBackendActive = prometheus.NewDesc("lbd_backend_active",
 		"1 when the backend takes new flows (healthy, weight > 0).", []string{"vip", "backend"}, nil)
+	descXDPMode = prometheus.NewDesc("lbd_dataplane_xdp_mode",
+		"1 for the mode xdp_lb runs in (native, generic, offload).", []string{"mode"}, nil)
 	descFlowEntries = prometheus.NewDesc("lbd_dataplane_flow_table_entries",
 		"Flows in xdp_lb's flow table, by family (counted at most every 10 s).", []string{"family"}, nil)
 	descFlowSize = prometheus.NewDesc("lbd_dataplane_flow_table_size",
@@ -50,7 +52,7 @@ var (
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPackets, descBytes, descEvents, descVIPPackets, descVIPBytes,
-		descBackendPackets, descBackendSlots, descBackendActive, descBackendUp, descFlowEntries, descFlowSize} {
+		descBackendPackets, descBackendSlots, descBackendActive, descBackendUp, descFlowEntries, descFlowSize, descXDPMode} {
 		ch <- d
 	}
 }
@@ -67,6 +69,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for ev, n := range st.Events {
 		ch <- prometheus.MustNewConstMetric(descEvents, prometheus.CounterValue, float64(n), ev)
+	}
+	if st.XDPMode != "" {
+		ch <- prometheus.MustNewConstMetric(descXDPMode, prometheus.GaugeValue, 1, st.XDPMode)
 	}
 	for fam, f := range st.FlowTables {
 		ch <- prometheus.MustNewConstMetric(descFlowEntries, prometheus.GaugeValue, float64(f.Entries), fam)

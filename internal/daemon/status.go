@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lbdproj/lbd/internal/dataplane"
+	"github.com/lbdproj/lbd/pkg/announce"
 	"github.com/lbdproj/lbd/pkg/backends"
 	"github.com/lbdproj/lbd/pkg/cluster"
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,10 +24,15 @@ type Status struct {
 	VIPs         []VIPStatus                  `json:"vips"`
 	Verdicts     map[string]dataplane.Counter `json:"verdicts"`
 	Events       map[string]uint64            `json:"events"`
+	// XDPMode is the mode xdp_lb runs in, and XDPModeNote why it is not the one asked for
+	XDPMode     string `json:"xdp_mode"`
+	XDPModeNote string `json:"xdp_mode_note,omitempty"`
 	// FlowTables is how full the flow tables are, by family ("ipv4", "ipv6")
 	FlowTables map[string]dataplane.TableFill `json:"flow_tables"`
 	// Cluster is nil when the node decides alone.
 	Cluster *ClusterStatus `json:"cluster,omitempty"`
+	// BGP is nil without a bgp section.
+	BGP *announce.Status `json:"bgp,omitempty"`
 }
 
 // ClusterStatus is the node's view of the LB cluster.
@@ -87,11 +93,18 @@ func (d *Daemon) Status() (Status, error) {
 		st := d.cluster.Status()
 		cs = &st
 	}
+	var bs *announce.Status
+	if d.announcer != nil {
+		st := d.announcer.Status()
+		bs = &st
+	}
 	fill := d.flowTables()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	st := d.statusLocked(stats, cs)
+	st.BGP = bs
 	st.FlowTables = fill
+	st.XDPMode, st.XDPModeNote = string(d.lb.Mode), d.lb.ModeNote
 	return st, nil
 }
 

@@ -594,9 +594,8 @@ func checkDecapOutput(b *BackendHost, reason string, in, out []byte) error {
 	if got == nil || len(got) != len(inner) {
 		return fmt.Errorf("output packet of %d bytes for an inner packet of %d", len(got), len(inner))
 	}
-	// the outer destination is this host's address, or for 4in6 (or an outer IPv4
-	// destination of zero) the configured one
-	if !innerV6 && (outerV6 || self.IsUnspecified()) {
+	// the outer destination is this host's address, or for 4in6 the configured one
+	if !innerV6 && outerV6 {
 		self = beAddrs[decapSelf4]
 	}
 	if reason != "decap" {

@@ -45,6 +45,9 @@ type Backend struct {
 	SrcMAC  net.HardwareAddr // the sending interface's address
 	Ifindex int              // 0: send back out of the receiving interface (XDP_TX)
 	Down    bool             // established flows on it are re-hashed at once
+	// QUICServerID is the server id the backend's QUIC connection ids carry (pkg/quiccid),
+	// for a VIP with QUIC set; 0: none
+	QUICServerID uint16
 }
 
 // VIP is a VIP's whole data-path state. Ring holds, per slot, an index into Backends;
@@ -54,6 +57,8 @@ type VIP struct {
 	Backends []Backend
 	Ring     []uint32
 	GUE      bool // encapsulate in UDP (GUE, direct IP) instead of IPIP
+	// QUIC routes short-header QUIC packets by the server id in their connection id
+	QUIC bool
 }
 
 // Config is what the LB program is loaded with.
@@ -68,6 +73,15 @@ type Config struct {
 	// SynFloodThreshold is the SYN flood guard's trigger: new flows per second on one CPU
 	// above which SYNs go by the ring without entering the flow table; 0 turns it off
 	SynFloodThreshold uint32
+	// EncapPrefix and EncapPrefix6, when valid, give each flow an outer source inside them
+	// (the flow hash picks the host part), so a backend's NIC spreads IPIP flows over its
+	// receive queues; IPv4 /8 to /30, IPv6 /96 to /126
+	EncapPrefix, EncapPrefix6 netip.Prefix
+	// Chain, when set, puts xdp_lb into a slot of another XDP program's program array, to be
+	// tail-called by it, instead of attaching it to the interface (XDPMode does not apply)
+	Chain *Chain
+	// XDPMode is how xdp_lb is attached; "" is XDPAuto
+	XDPMode XDPMode
 	// FlowTableSize is the entries of each flow table (IPv4, IPv6); 0: MAX_FLOWS. A
 	// restart with another size copies the pinned tables' flows into new ones.
 	FlowTableSize uint32
@@ -100,6 +114,9 @@ type LB struct {
 	Adopted bool // the program was swapped into a link a previous lbd left pinned
 	// Resized is how many flows were copied into flow tables of a new size at start
 	Resized int
+	// Mode is the XDP mode in effect, and ModeNote why it is not the one asked for
+	Mode     XDPMode
+	ModeNote string
 
 	resizing *resizing // flow tables of another size, until the last copy after the swap
 
@@ -137,32 +154,55 @@ func OpenLB(cfg Config) (*LB, error) {
 		return nil, err
 	}
 	lb.ifindex = iface.Attrs().Index
-	flags := link.XDPDriverMode
+	if cfg.Chain != nil {
+		if err := lb.chain(*cfg.Chain); err != nil {
+			lb.objs.Close()
+			return nil, err
+		}
+		return lb, lb.attachProbe()
+	}
+	var mode XDPMode
+	var note string
 	l, adopted, err := adoptOrAttach(filepath.Join(cfg.PinDir, xdpLinkName), lb.ifindex, lb.objs.XdpLb,
 		func() (link.Link, error) {
-			return link.AttachXDP(link.XDPOptions{Program: lb.objs.XdpLb, Interface: lb.ifindex, Flags: flags})
+			l, m, why, err := attachXDP(lb.objs.XdpLb, lb.ifindex, cfg.Interface, cfg.XDPMode)
+			mode, note = m, why
+			return l, err
 		})
 	if err != nil {
 		lb.objs.Close()
 		return nil, fmt.Errorf("attach xdp to %s: %w", cfg.Interface, err)
 	}
+	if adopted {
+		mode = attachedMode(lb.ifindex)
+		if cfg.XDPMode != "" && cfg.XDPMode != XDPAuto && cfg.XDPMode != mode {
+			note = fmt.Sprintf("the pinned link lbd adopted is attached in %s mode, not %s: run `lbd detach` and restart to change it (traffic pauses while it re-attaches)", mode, cfg.XDPMode)
+		}
+	}
+	lb.Mode, lb.ModeNote = mode, note
 	lb.link, lb.Adopted = l, adopted
-	pl, _, err := adoptOrAttach(filepath.Join(cfg.PinDir, probeLinkName), lb.ifindex, lb.objs.TcProbe,
+	return lb, lb.attachProbe()
+}
+
+// attachProbe attaches tc_probe to the interface's egress (or adopts its pinned link), and
+// makes the copy that follows the program's swap when the flow tables were resized. On
+// error the LB is closed.
+func (lb *LB) attachProbe() error {
+	pl, _, err := adoptOrAttach(filepath.Join(lb.cfg.PinDir, probeLinkName), lb.ifindex, lb.objs.TcProbe,
 		func() (link.Link, error) {
 			return link.AttachTCX(link.TCXOptions{Program: lb.objs.TcProbe, Interface: lb.ifindex, Attach: ebpf.AttachTCXEgress})
 		})
 	if err != nil {
-		lb.link.Close()
-		lb.objs.Close()
-		return nil, fmt.Errorf("attach tc_probe to %s egress: %w", cfg.Interface, err)
+		lb.Close()
+		return fmt.Errorf("attach tc_probe to %s egress: %w", lb.cfg.Interface, err)
 	}
 	lb.probe = pl
 	if n, err := lb.finishResize(); err != nil {
-		cfg.Logger.Warn("flow tables of a new size: the last copy failed; flows the old program recorded since the first copy may be lost", "err", err)
+		lb.cfg.Logger.Warn("flow tables of a new size: the last copy failed; flows the old program recorded since the first copy may be lost", "err", err)
 	} else if n > 0 {
 		lb.Resized = n
 	}
-	return lb, nil
+	return nil
 }
 
 // lbFlowTables are the LB's tables whose size is configurable.
@@ -229,7 +269,7 @@ func (lb *LB) Close() error {
 
 // Detach removes the program from the interface and every pin lbd made for it.
 func (lb *LB) Detach() error {
-	var errs []error
+	errs := []error{lb.unchain()}
 	for _, l := range []link.Link{lb.link, lb.probe} {
 		if l != nil {
 			errs = append(errs, l.Unpin(), l.Close())

@@ -49,9 +49,10 @@ const (
 	lbFlowEventEVENT_LRU_SKIP_DOWN  lbFlowEvent = 2
 	lbFlowEventEVENT_SYN            lbFlowEvent = 3
 	lbFlowEventEVENT_SYN_UNRECORDED lbFlowEvent = 4
-	lbFlowEventEVENT_FRAGMENT       lbFlowEvent = 5
-	lbFlowEventEVENT_ICMP_ERROR     lbFlowEvent = 6
-	lbFlowEventEVENT_MAX            lbFlowEvent = 7
+	lbFlowEventEVENT_QUIC_CID       lbFlowEvent = 5
+	lbFlowEventEVENT_FRAGMENT       lbFlowEvent = 6
+	lbFlowEventEVENT_ICMP_ERROR     lbFlowEvent = 7
+	lbFlowEventEVENT_MAX            lbFlowEvent = 8
 )
 
 type lbFlowKeyV4 struct {
@@ -124,6 +125,7 @@ const (
 	lbLbLimitLIMIT_PROBE_MARK       lbLbLimit = 1279393792
 	lbLbLimitLIMIT_PROBE_MARK_MASK  lbLbLimit = 4294901760
 	lbLbLimitLIMIT_VIP_F_GUE        lbLbLimit = 1
+	lbLbLimitLIMIT_VIP_F_QUIC       lbLbLimit = 2
 	lbLbLimitLIMIT_BE_F_V6          lbLbLimit = 1
 	lbLbLimitLIMIT_BE_F_DOWN        lbLbLimit = 2
 	lbLbLimitLIMIT_AF_INET          lbLbLimit = 4
@@ -181,6 +183,7 @@ const (
 	lbMapFragsV4           = "frags_v4"
 	lbMapFragsV6           = "frags_v6"
 	lbMapLbCtl             = "lb_ctl"
+	lbMapQuicServers       = "quic_servers"
 	lbMapRings             = "rings"
 	lbMapStats             = "stats"
 	lbMapVipAddrs          = "vip_addrs"
@@ -190,6 +193,10 @@ const (
 	lbProgTcProbe          = "tc_probe"
 	lbProgXdpLb            = "xdp_lb"
 	lbVarEncapMtu          = "encap_mtu"
+	lbVarEncapPrefixV4     = "encap_prefix_v4"
+	lbVarEncapPrefixV4Host = "encap_prefix_v4_host"
+	lbVarEncapPrefixV6     = "encap_prefix_v6"
+	lbVarEncapPrefixV6Host = "encap_prefix_v6_host"
 	lbVarEncapSrcV4        = "encap_src_v4"
 	lbVarEncapSrcV6        = "encap_src_v6"
 	lbVarEventMax          = "event_max"
@@ -260,6 +267,7 @@ type lbMapSpecs struct {
 	FragsV4      *ebpf.MapSpec `ebpf:"frags_v4"`
 	FragsV6      *ebpf.MapSpec `ebpf:"frags_v6"`
 	LbCtl        *ebpf.MapSpec `ebpf:"lb_ctl"`
+	QuicServers  *ebpf.MapSpec `ebpf:"quic_servers"`
 	Rings        *ebpf.MapSpec `ebpf:"rings"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 	VipAddrs     *ebpf.MapSpec `ebpf:"vip_addrs"`
@@ -273,6 +281,10 @@ type lbMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbVariableSpecs struct {
 	EncapMtu          *ebpf.VariableSpec `ebpf:"encap_mtu"`
+	EncapPrefixV4     *ebpf.VariableSpec `ebpf:"encap_prefix_v4"`
+	EncapPrefixV4Host *ebpf.VariableSpec `ebpf:"encap_prefix_v4_host"`
+	EncapPrefixV6     *ebpf.VariableSpec `ebpf:"encap_prefix_v6"`
+	EncapPrefixV6Host *ebpf.VariableSpec `ebpf:"encap_prefix_v6_host"`
 	EncapSrcV4        *ebpf.VariableSpec `ebpf:"encap_src_v4"`
 	EncapSrcV6        *ebpf.VariableSpec `ebpf:"encap_src_v6"`
 	EventMax          *ebpf.VariableSpec `ebpf:"event_max"`
@@ -313,6 +325,7 @@ type lbMaps struct {
 	FragsV4      *ebpf.Map `ebpf:"frags_v4"`
 	FragsV6      *ebpf.Map `ebpf:"frags_v6"`
 	LbCtl        *ebpf.Map `ebpf:"lb_ctl"`
+	QuicServers  *ebpf.Map `ebpf:"quic_servers"`
 	Rings        *ebpf.Map `ebpf:"rings"`
 	Stats        *ebpf.Map `ebpf:"stats"`
 	VipAddrs     *ebpf.Map `ebpf:"vip_addrs"`
@@ -332,6 +345,7 @@ func (m *lbMaps) Close() error {
 		m.FragsV4,
 		m.FragsV6,
 		m.LbCtl,
+		m.QuicServers,
 		m.Rings,
 		m.Stats,
 		m.VipAddrs,
@@ -346,6 +360,10 @@ func (m *lbMaps) Close() error {
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbVariables struct {
 	EncapMtu          *ebpf.Variable `ebpf:"encap_mtu"`
+	EncapPrefixV4     *ebpf.Variable `ebpf:"encap_prefix_v4"`
+	EncapPrefixV4Host *ebpf.Variable `ebpf:"encap_prefix_v4_host"`
+	EncapPrefixV6     *ebpf.Variable `ebpf:"encap_prefix_v6"`
+	EncapPrefixV6Host *ebpf.Variable `ebpf:"encap_prefix_v6_host"`
 	EncapSrcV4        *ebpf.Variable `ebpf:"encap_src_v4"`
 	EncapSrcV6        *ebpf.Variable `ebpf:"encap_src_v6"`
 	EventMax          *ebpf.Variable `ebpf:"event_max"`

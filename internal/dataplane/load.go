@@ -94,6 +94,20 @@ func setLBVars(spec *ebpf.CollectionSpec, cfg Config) error {
 	if cfg.EncapSource6.IsValid() {
 		vars["encap_src_v6"] = cfg.EncapSource6.As16()
 	}
+	if p := cfg.EncapPrefix; p.IsValid() {
+		if !p.Addr().Is4() || p.Bits() < 8 || p.Bits() > 30 {
+			return fmt.Errorf("encap source prefix %s: want an IPv4 prefix from /8 to /30", p)
+		}
+		vars["encap_prefix_v4"] = p.Masked().Addr().As4()
+		vars["encap_prefix_v4_host"] = uint32(1)<<(32-p.Bits()) - 1
+	}
+	if p := cfg.EncapPrefix6; p.IsValid() {
+		if !p.Addr().Is6() || p.Bits() < 96 || p.Bits() > 126 {
+			return fmt.Errorf("encap source prefix %s: want an IPv6 prefix from /96 to /126", p)
+		}
+		vars["encap_prefix_v6"] = p.Masked().Addr().As16()
+		vars["encap_prefix_v6_host"] = uint32(1)<<(128-p.Bits()) - 1
+	}
 	if cfg.MAC != nil {
 		if len(cfg.MAC) != 6 {
 			return fmt.Errorf("interface address %s: not an Ethernet (6-byte) address", cfg.MAC)

@@ -37,6 +37,7 @@ var eventNames = map[lbFlowEvent]string{
 	lbFlowEventEVENT_LRU_SKIP_DOWN:  "lru_skip_down",
 	lbFlowEventEVENT_SYN:            "syn",
 	lbFlowEventEVENT_SYN_UNRECORDED: "syn_unrecorded",
+	lbFlowEventEVENT_QUIC_CID:       "quic_cid",
 	lbFlowEventEVENT_FRAGMENT:       "fragment",
 	lbFlowEventEVENT_ICMP_ERROR:     "icmp_error",
 }

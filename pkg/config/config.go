@@ -60,6 +60,7 @@ const (
 type Config struct {
 	Node     Node
 	Cluster  *Cluster // nil when the file has no cluster section: the node decides alone
+	BGP      *BGP     // nil when the file has no bgp section: the router is set up by hand
 	VIPs     []VIP
 	Warnings []string // positioned like errors: "file:line:col: path: message"
 }
@@ -79,7 +80,17 @@ type Node struct {
 	// FlowTableSize is the entries of each flow table (IPv4, IPv6), shared out among the
 	// CPUs; a restart with another size copies the flows into new tables
 	FlowTableSize uint32
-	Name          string // cluster member name; default os.Hostname()
+	// EncapSourcePrefix(6): each flow's outer source picked inside it by the flow hash,
+	// for the backends' RSS; invalid: the fixed EncapSource(6)
+	EncapSourcePrefix  netip.Prefix
+	EncapSourcePrefix6 netip.Prefix
+	// XDPChain, when set, runs xdp_lb from a slot of another XDP program's program array
+	// (tail-called behind an operator's filter) instead of attaching it to the interface
+	XDPChain *dataplane.Chain
+	// XDPMode is how xdp_lb is attached: auto (native, else generic), native, generic or
+	// offload
+	XDPMode dataplane.XDPMode
+	Name    string // cluster member name; default os.Hostname()
 }
 
 // Cluster configures gossip between LB nodes (hashicorp/memberlist).
@@ -103,9 +114,13 @@ type VIP struct {
 	RingSizeAuto bool
 	Algorithm    consistenthash.Algorithm // "" = none named: Algorithm.OrDefault picks the ring's
 	Encap        Encap
-	Backends     []Backend
-	Health       Health
-	Pos          Position // where the VIP's mapping starts
+	// QUIC routes short-header QUIC packets by the server id their connection id carries
+	// (pkg/quiccid), so a connection survives the client's address or port changing
+	QUIC     bool
+	Backends []Backend
+	Health   Health
+	BGP      VIPBGP
+	Pos      Position // where the VIP's mapping starts
 }
 
 // Encap is how the LB encapsulates a VIP's packets toward its backends.
@@ -120,7 +135,10 @@ const (
 type Backend struct {
 	Address netip.Addr
 	Weight  uint32 // 0 = drain: established flows stay, new flows go elsewhere
-	Pos     Position
+	// QUICServerID is the server id the backend's QUIC connection ids carry (1-65535,
+	// unique in the VIP); 0: none
+	QUICServerID uint16
+	Pos          Position
 }
 
 // Health describes how each backend of a VIP is probed.
@@ -219,7 +237,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	return c, nil
 }
 
-// config decodes the document's root: the node, cluster and vips sections.
+// config decodes the document's root: the node, cluster, bgp and vips sections.
 func (d *decoder) config(doc *yaml.Node) *Config {
 	c := &Config{}
 	root := doc
@@ -230,18 +248,22 @@ func (d *decoder) config(doc *yaml.Node) *Config {
 		d.errorf(root, "", "config is empty")
 		return c
 	}
-	f := d.mapping(root, "", "node", "cluster", "vips")
+	f := d.mapping(root, "", "node", "cluster", "bgp", "vips")
 	if f == nil {
 		return c
 	}
 	if f.has("node") {
-		c.Node = d.node(f.sub("node", "interface", "pin_dir", "hash_seed", "encap_source", "encap_source6", "api_addr", "name", "syn_flood_threshold", "flow_table_size"))
+		c.Node = d.node(f.sub("node", "interface", "pin_dir", "hash_seed", "encap_source", "encap_source6", "api_addr", "name", "syn_flood_threshold", "flow_table_size", "xdp_mode", "encap_source_prefix", "encap_source_prefix6", "xdp_chain"))
 	} else {
 		f.missing("node")
 	}
 	if f.has("cluster") {
 		c.Cluster = d.cluster(f.sub("cluster", "bind", "join", "secret_file", "quorum"))
 	}
+	if f.has("bgp") {
+		c.BGP = d.bgp(f.sub("bgp", "asn", "router_id", "hold_time", "announce_delay", "shutdown_drain", "communities", "med", "peers"))
+	}
 	c.VIPs = d.vips(f)
+	d.checkBGP(c)
 	return c
 }
