@@ -14,6 +14,10 @@
 #ifndef MAX_FLOWS
 #define MAX_FLOWS 262144
 #endif
+/* entries of each adopted-flow table (per family): flows other LB nodes shared (flowsync.h) */
+#ifndef MAX_ADOPTED_FLOWS
+#define MAX_ADOPTED_FLOWS 65536
+#endif
 /* the VIP address filter: one bit per hash of a destination address, so traffic for
  * other addresses passes without a hash map lookup */
 #define VIP_FILTER_BITS	 65536
@@ -81,6 +85,7 @@ enum lb_limit {
 	LIMIT_BE_F_DOWN = BE_F_DOWN,
 	LIMIT_AF_INET = LB_AF_INET,
 	LIMIT_AF_INET6 = LB_AF_INET6,
+	LIMIT_ADOPTED_FLOWS = MAX_ADOPTED_FLOWS,
 };
 
 #endif

@@ -70,6 +70,20 @@ type lbFlowVal struct {
 	Gen       uint32
 }
 
+type lbFlowsyncCtl struct {
+	_         structs.HostLayout
+	AdoptedV4 uint32
+	AdoptedV6 uint32
+}
+
+type lbFlowsyncEvent uint32
+
+const (
+	lbFlowsyncEventFLOWSYNC_ADOPTED_HIT   lbFlowsyncEvent = 0
+	lbFlowsyncEventFLOWSYNC_ADOPTED_STALE lbFlowsyncEvent = 1
+	lbFlowsyncEventFLOWSYNC_EVENT_MAX     lbFlowsyncEvent = 2
+)
+
 type lbLbCtl struct {
 	_            structs.HostLayout
 	WildcardVips uint32
@@ -93,6 +107,7 @@ const (
 	lbLbLimitLIMIT_BE_F_DOWN        lbLbLimit = 2
 	lbLbLimitLIMIT_AF_INET          lbLbLimit = 4
 	lbLbLimitLIMIT_AF_INET6         lbLbLimit = 6
+	lbLbLimitLIMIT_ADOPTED_FLOWS    lbLbLimit = 65536
 )
 
 type lbReason uint32
@@ -136,29 +151,34 @@ type lbVipMeta struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	lbMapBackendStats = "backend_stats"
-	lbMapBackends     = "backends"
-	lbMapEvents       = "events"
-	lbMapFlowsV4      = "flows_v4"
-	lbMapFlowsV6      = "flows_v6"
-	lbMapLbCtl        = "lb_ctl"
-	lbMapRings        = "rings"
-	lbMapStats        = "stats"
-	lbMapVipAddrs     = "vip_addrs"
-	lbMapVipFilter    = "vip_filter"
-	lbMapVipStats     = "vip_stats"
-	lbMapVips         = "vips"
-	lbProgTcProbe     = "tc_probe"
-	lbProgXdpLb       = "xdp_lb"
-	lbVarEncapMtu     = "encap_mtu"
-	lbVarEncapSrcV4   = "encap_src_v4"
-	lbVarEncapSrcV6   = "encap_src_v6"
-	lbVarEventMax     = "event_max"
-	lbVarGuePort      = "gue_port"
-	lbVarHashSeed     = "hash_seed"
-	lbVarLbLimitBtf   = "lb_limit_btf"
-	lbVarLbMac        = "lb_mac"
-	lbVarReasonMax    = "reason_max"
+	lbMapAdoptedV4        = "adopted_v4"
+	lbMapAdoptedV6        = "adopted_v6"
+	lbMapBackendStats     = "backend_stats"
+	lbMapBackends         = "backends"
+	lbMapEvents           = "events"
+	lbMapFlowsV4          = "flows_v4"
+	lbMapFlowsV6          = "flows_v6"
+	lbMapFlowsyncCtl      = "flowsync_ctl"
+	lbMapFlowsyncEvents   = "flowsync_events"
+	lbMapLbCtl            = "lb_ctl"
+	lbMapRings            = "rings"
+	lbMapStats            = "stats"
+	lbMapVipAddrs         = "vip_addrs"
+	lbMapVipFilter        = "vip_filter"
+	lbMapVipStats         = "vip_stats"
+	lbMapVips             = "vips"
+	lbProgTcProbe         = "tc_probe"
+	lbProgXdpLb           = "xdp_lb"
+	lbVarEncapMtu         = "encap_mtu"
+	lbVarEncapSrcV4       = "encap_src_v4"
+	lbVarEncapSrcV6       = "encap_src_v6"
+	lbVarEventMax         = "event_max"
+	lbVarFlowsyncEventMax = "flowsync_event_max"
+	lbVarGuePort          = "gue_port"
+	lbVarHashSeed         = "hash_seed"
+	lbVarLbLimitBtf       = "lb_limit_btf"
+	lbVarLbMac            = "lb_mac"
+	lbVarReasonMax        = "reason_max"
 )
 
 // loadLb returns the embedded CollectionSpec for lb.
@@ -211,33 +231,38 @@ type lbProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbMapSpecs struct {
-	BackendStats *ebpf.MapSpec `ebpf:"backend_stats"`
-	Backends     *ebpf.MapSpec `ebpf:"backends"`
-	Events       *ebpf.MapSpec `ebpf:"events"`
-	FlowsV4      *ebpf.MapSpec `ebpf:"flows_v4"`
-	FlowsV6      *ebpf.MapSpec `ebpf:"flows_v6"`
-	LbCtl        *ebpf.MapSpec `ebpf:"lb_ctl"`
-	Rings        *ebpf.MapSpec `ebpf:"rings"`
-	Stats        *ebpf.MapSpec `ebpf:"stats"`
-	VipAddrs     *ebpf.MapSpec `ebpf:"vip_addrs"`
-	VipFilter    *ebpf.MapSpec `ebpf:"vip_filter"`
-	VipStats     *ebpf.MapSpec `ebpf:"vip_stats"`
-	Vips         *ebpf.MapSpec `ebpf:"vips"`
+	AdoptedV4      *ebpf.MapSpec `ebpf:"adopted_v4"`
+	AdoptedV6      *ebpf.MapSpec `ebpf:"adopted_v6"`
+	BackendStats   *ebpf.MapSpec `ebpf:"backend_stats"`
+	Backends       *ebpf.MapSpec `ebpf:"backends"`
+	Events         *ebpf.MapSpec `ebpf:"events"`
+	FlowsV4        *ebpf.MapSpec `ebpf:"flows_v4"`
+	FlowsV6        *ebpf.MapSpec `ebpf:"flows_v6"`
+	FlowsyncCtl    *ebpf.MapSpec `ebpf:"flowsync_ctl"`
+	FlowsyncEvents *ebpf.MapSpec `ebpf:"flowsync_events"`
+	LbCtl          *ebpf.MapSpec `ebpf:"lb_ctl"`
+	Rings          *ebpf.MapSpec `ebpf:"rings"`
+	Stats          *ebpf.MapSpec `ebpf:"stats"`
+	VipAddrs       *ebpf.MapSpec `ebpf:"vip_addrs"`
+	VipFilter      *ebpf.MapSpec `ebpf:"vip_filter"`
+	VipStats       *ebpf.MapSpec `ebpf:"vip_stats"`
+	Vips           *ebpf.MapSpec `ebpf:"vips"`
 }
 
 // lbVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbVariableSpecs struct {
-	EncapMtu   *ebpf.VariableSpec `ebpf:"encap_mtu"`
-	EncapSrcV4 *ebpf.VariableSpec `ebpf:"encap_src_v4"`
-	EncapSrcV6 *ebpf.VariableSpec `ebpf:"encap_src_v6"`
-	EventMax   *ebpf.VariableSpec `ebpf:"event_max"`
-	GuePort    *ebpf.VariableSpec `ebpf:"gue_port"`
-	HashSeed   *ebpf.VariableSpec `ebpf:"hash_seed"`
-	LbLimitBtf *ebpf.VariableSpec `ebpf:"lb_limit_btf"`
-	LbMac      *ebpf.VariableSpec `ebpf:"lb_mac"`
-	ReasonMax  *ebpf.VariableSpec `ebpf:"reason_max"`
+	EncapMtu         *ebpf.VariableSpec `ebpf:"encap_mtu"`
+	EncapSrcV4       *ebpf.VariableSpec `ebpf:"encap_src_v4"`
+	EncapSrcV6       *ebpf.VariableSpec `ebpf:"encap_src_v6"`
+	EventMax         *ebpf.VariableSpec `ebpf:"event_max"`
+	FlowsyncEventMax *ebpf.VariableSpec `ebpf:"flowsync_event_max"`
+	GuePort          *ebpf.VariableSpec `ebpf:"gue_port"`
+	HashSeed         *ebpf.VariableSpec `ebpf:"hash_seed"`
+	LbLimitBtf       *ebpf.VariableSpec `ebpf:"lb_limit_btf"`
+	LbMac            *ebpf.VariableSpec `ebpf:"lb_mac"`
+	ReasonMax        *ebpf.VariableSpec `ebpf:"reason_max"`
 }
 
 // lbObjects contains all objects after they have been loaded into the kernel.
@@ -260,27 +285,35 @@ func (o *lbObjects) Close() error {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbMaps struct {
-	BackendStats *ebpf.Map `ebpf:"backend_stats"`
-	Backends     *ebpf.Map `ebpf:"backends"`
-	Events       *ebpf.Map `ebpf:"events"`
-	FlowsV4      *ebpf.Map `ebpf:"flows_v4"`
-	FlowsV6      *ebpf.Map `ebpf:"flows_v6"`
-	LbCtl        *ebpf.Map `ebpf:"lb_ctl"`
-	Rings        *ebpf.Map `ebpf:"rings"`
-	Stats        *ebpf.Map `ebpf:"stats"`
-	VipAddrs     *ebpf.Map `ebpf:"vip_addrs"`
-	VipFilter    *ebpf.Map `ebpf:"vip_filter"`
-	VipStats     *ebpf.Map `ebpf:"vip_stats"`
-	Vips         *ebpf.Map `ebpf:"vips"`
+	AdoptedV4      *ebpf.Map `ebpf:"adopted_v4"`
+	AdoptedV6      *ebpf.Map `ebpf:"adopted_v6"`
+	BackendStats   *ebpf.Map `ebpf:"backend_stats"`
+	Backends       *ebpf.Map `ebpf:"backends"`
+	Events         *ebpf.Map `ebpf:"events"`
+	FlowsV4        *ebpf.Map `ebpf:"flows_v4"`
+	FlowsV6        *ebpf.Map `ebpf:"flows_v6"`
+	FlowsyncCtl    *ebpf.Map `ebpf:"flowsync_ctl"`
+	FlowsyncEvents *ebpf.Map `ebpf:"flowsync_events"`
+	LbCtl          *ebpf.Map `ebpf:"lb_ctl"`
+	Rings          *ebpf.Map `ebpf:"rings"`
+	Stats          *ebpf.Map `ebpf:"stats"`
+	VipAddrs       *ebpf.Map `ebpf:"vip_addrs"`
+	VipFilter      *ebpf.Map `ebpf:"vip_filter"`
+	VipStats       *ebpf.Map `ebpf:"vip_stats"`
+	Vips           *ebpf.Map `ebpf:"vips"`
 }
 
 func (m *lbMaps) Close() error {
 	return _LbClose(
+		m.AdoptedV4,
+		m.AdoptedV6,
 		m.BackendStats,
 		m.Backends,
 		m.Events,
 		m.FlowsV4,
 		m.FlowsV6,
+		m.FlowsyncCtl,
+		m.FlowsyncEvents,
 		m.LbCtl,
 		m.Rings,
 		m.Stats,
@@ -295,15 +328,16 @@ func (m *lbMaps) Close() error {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbVariables struct {
-	EncapMtu   *ebpf.Variable `ebpf:"encap_mtu"`
-	EncapSrcV4 *ebpf.Variable `ebpf:"encap_src_v4"`
-	EncapSrcV6 *ebpf.Variable `ebpf:"encap_src_v6"`
-	EventMax   *ebpf.Variable `ebpf:"event_max"`
-	GuePort    *ebpf.Variable `ebpf:"gue_port"`
-	HashSeed   *ebpf.Variable `ebpf:"hash_seed"`
-	LbLimitBtf *ebpf.Variable `ebpf:"lb_limit_btf"`
-	LbMac      *ebpf.Variable `ebpf:"lb_mac"`
-	ReasonMax  *ebpf.Variable `ebpf:"reason_max"`
+	EncapMtu         *ebpf.Variable `ebpf:"encap_mtu"`
+	EncapSrcV4       *ebpf.Variable `ebpf:"encap_src_v4"`
+	EncapSrcV6       *ebpf.Variable `ebpf:"encap_src_v6"`
+	EventMax         *ebpf.Variable `ebpf:"event_max"`
+	FlowsyncEventMax *ebpf.Variable `ebpf:"flowsync_event_max"`
+	GuePort          *ebpf.Variable `ebpf:"gue_port"`
+	HashSeed         *ebpf.Variable `ebpf:"hash_seed"`
+	LbLimitBtf       *ebpf.Variable `ebpf:"lb_limit_btf"`
+	LbMac            *ebpf.Variable `ebpf:"lb_mac"`
+	ReasonMax        *ebpf.Variable `ebpf:"reason_max"`
 }
 
 // lbPrograms contains all programs after they have been loaded into the kernel.

@@ -1,0 +1,375 @@
+// flowsync.go: the data path's side of flow sync (docs/ARCHITECTURE.md, "Flow sync"): finding
+// the flows at risk in the flow tables, and writing the flows other LB nodes shared into the
+// adopted-flow maps that xdp_lb reads on a flow-table miss (bpf/flowsync.h).
+
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/cilium/ebpf"
+)
+
+// MaxAdoptedFlows is how many flows each adopted-flow map (one per family) holds.
+const MaxAdoptedFlows = int(lbLbLimitLIMIT_ADOPTED_FLOWS)
+
+// SharedFlow is a flow as LB nodes share it: its 5-tuple, its VIP, and the backend that
+// holds it named by address (backend ids and generations are each node's own).
+type SharedFlow struct {
+	Flow    Flow
+	VIP     VIPKey
+	Backend netip.Addr
+}
+
+// ScanStats says what one scan of the flow tables saw.
+type ScanStats struct {
+	Scanned  int // flow-table entries read, both families
+	AtRisk   int // entries whose backend the ring no longer picks: visited
+	Down     int // entries on a backend that is down here: not shared
+	Stale    int // entries whose backend is gone or whose id was reused
+	Duration time.Duration
+}
+
+// scanBatch is how many entries one BPF_MAP_LOOKUP_BATCH reads. A hash map refuses a batch
+// smaller than one of its buckets (ENOSPC); buckets hold a handful.
+const scanBatch = 4096
+
+// FlowScanner scans an LB's flow tables for the flows at risk. It keeps the rings it read
+// (by inner map id: a ring swapped in is a new map) and its buffers between scans; it is
+// not safe for concurrent use.
+type FlowScanner struct {
+	lb    *LB
+	rings map[ebpf.MapID][]uint32
+	k4    []lbFlowKeyV4
+	k6    []lbFlowKeyV6
+	vals  []lbFlowVal
+}
+
+// NewFlowScanner returns a scanner of lb's flow tables.
+func (lb *LB) NewFlowScanner() *FlowScanner {
+	return &FlowScanner{lb: lb, rings: map[ebpf.MapID][]uint32{},
+		k4: make([]lbFlowKeyV4, scanBatch), k6: make([]lbFlowKeyV6, scanBatch), vals: make([]lbFlowVal, scanBatch)}
+}
+
+// scanBackend is what a scan needs to know of a backend id.
+type scanBackend struct {
+	ok   bool
+	down bool
+	gen  uint32
+	vip  VIPKey
+	addr netip.Addr
+	ring []uint32 // its VIP's ring, by slot: backend ids (empty: no usable backend)
+}
+
+// snapshot reads, under the LB's lock, every backend id in use with its VIP's ring.
+func (s *FlowScanner) snapshot() ([]scanBackend, error) {
+	lb := s.lb
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	byVIP := map[VIPKey][]uint32{}
+	live := map[ebpf.MapID]bool{}
+	for key, st := range lb.vips {
+		if st.ringSize == 0 {
+			byVIP[key] = nil
+			continue
+		}
+		var id ebpf.MapID
+		if err := lb.objs.Rings.Lookup(st.ringID, &id); err != nil {
+			return nil, fmt.Errorf("ring of %s: %w", key, err)
+		}
+		live[id] = true
+		ring, ok := s.rings[id]
+		if !ok {
+			var err error
+			if ring, err = readRing(id, st.ringSize); err != nil {
+				return nil, fmt.Errorf("ring of %s: %w", key, err)
+			}
+			s.rings[id] = ring
+		}
+		byVIP[key] = ring
+	}
+	for id := range s.rings {
+		if !live[id] {
+			delete(s.rings, id)
+		}
+	}
+	out := make([]scanBackend, backendIDs)
+	var be lbBackend
+	for pk, slot := range lb.pairs {
+		if err := lb.objs.Backends.Lookup(slot.id, &be); err != nil {
+			return nil, fmt.Errorf("backend %s of %s: %w", pk.addr, pk.vip, err)
+		}
+		out[slot.id] = scanBackend{ok: true, down: be.Flags&beFlagDown != 0, gen: slot.gen,
+			vip: pk.vip, addr: pk.addr, ring: byVIP[pk.vip]}
+	}
+	return out, nil
+}
+
+func readRing(id ebpf.MapID, size int) ([]uint32, error) {
+	m, err := ebpf.NewMapFromID(id)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	keys := make([]uint32, size)
+	ring := make([]uint32, size)
+	var cursor ebpf.MapBatchCursor
+	n, err := m.BatchLookup(&cursor, keys, ring, nil)
+	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return nil, err
+	}
+	if n != size {
+		return nil, fmt.Errorf("read %d of %d slots", n, size)
+	}
+	return ring, nil
+}
+
+// AtRisk scans both flow tables and calls visit with every flow whose recorded backend is
+// not the one its VIP's ring picks for it now: the flows that would break if the router
+// moved them to another LB node (whose ring picks what this one's does). Flows on a
+// backend that is down here, gone, or whose id was reused are not visited.
+func (s *FlowScanner) AtRisk(visit func(SharedFlow)) (ScanStats, error) {
+	start := time.Now()
+	var st ScanStats
+	bes, err := s.snapshot()
+	if err != nil {
+		return st, err
+	}
+	seed := s.lb.cfg.HashSeed
+	// judge is the verdict on one entry: at risk (and its backend), or why not
+	judge := func(fv lbFlowVal, hash uint32) *scanBackend {
+		if fv.BackendId >= uint32(len(bes)) || !bes[fv.BackendId].ok || bes[fv.BackendId].gen != fv.Gen {
+			st.Stale++
+			return nil
+		}
+		b := &bes[fv.BackendId]
+		if b.down {
+			st.Down++
+			return nil
+		}
+		if len(b.ring) > 0 && b.ring[hash%uint32(len(b.ring))] == fv.BackendId {
+			return nil
+		}
+		st.AtRisk++
+		return b
+	}
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := s.lb.objs.FlowsV4.BatchLookup(&cursor, s.k4, s.vals, nil)
+		done := errors.Is(err, ebpf.ErrKeyNotExist)
+		if err != nil && !done {
+			return st, fmt.Errorf("scan flows_v4: %w", err)
+		}
+		st.Scanned += n
+		for i := range n {
+			if b := judge(s.vals[i], hashKeyV4(&s.k4[i], seed)); b != nil {
+				visit(SharedFlow{Flow: flowFromKeyV4(&s.k4[i]), VIP: b.vip, Backend: b.addr})
+			}
+		}
+		if done {
+			break
+		}
+	}
+	cursor = ebpf.MapBatchCursor{}
+	for {
+		n, err := s.lb.objs.FlowsV6.BatchLookup(&cursor, s.k6, s.vals, nil)
+		done := errors.Is(err, ebpf.ErrKeyNotExist)
+		if err != nil && !done {
+			return st, fmt.Errorf("scan flows_v6: %w", err)
+		}
+		st.Scanned += n
+		for i := range n {
+			if b := judge(s.vals[i], hashKeyV6(&s.k6[i], seed)); b != nil {
+				visit(SharedFlow{Flow: flowFromKeyV6(&s.k6[i]), VIP: b.vip, Backend: b.addr})
+			}
+		}
+		if done {
+			break
+		}
+	}
+	st.Duration = time.Since(start)
+	return st, nil
+}
+
+// hashKeyV4 is Flow.Hash on a map key as it comes from the kernel, whose fields hold the
+// network-order bytes loaded little-endian, as the BPF program loads them (bpf/hash.h).
+func hashKeyV4(k *lbFlowKeyV4, seed uint32) uint32 {
+	ports := uint32(k.Dport)<<16 | uint32(k.Sport)
+	return hash3(k.Src, k.Dst, ports, seed^uint32(k.Proto))
+}
+
+func hashKeyV6(k *lbFlowKeyV6, seed uint32) uint32 {
+	ports := uint32(k.Dport)<<16 | uint32(k.Sport)
+	h := hash3(k.Src[0], k.Src[1], k.Src[2], seed)
+	h = hash3(k.Src[3], k.Dst[0], k.Dst[1], h)
+	return hash3(k.Dst[2], k.Dst[3], ports, h^uint32(k.Proto))
+}
+
+func flowFromKeyV4(k *lbFlowKeyV4) Flow {
+	return Flow{Src: addrFrom([4]uint32{k.Src}, false), Dst: addrFrom([4]uint32{k.Dst}, false),
+		SrcPort: htons(k.Sport), DstPort: htons(k.Dport), Proto: k.Proto}
+}
+
+func flowFromKeyV6(k *lbFlowKeyV6) Flow {
+	return Flow{Src: addrFrom(k.Src, true), Dst: addrFrom(k.Dst, true),
+		SrcPort: htons(k.Sport), DstPort: htons(k.Dport), Proto: k.Proto}
+}
+
+func keyV4(f Flow) lbFlowKeyV4 {
+	s, d := f.Src.As4(), f.Dst.As4()
+	return lbFlowKeyV4{Src: le(s[:]), Dst: le(d[:]), Sport: htons(f.SrcPort), Dport: htons(f.DstPort), Proto: f.Proto}
+}
+
+func keyV6(f Flow) lbFlowKeyV6 {
+	s, d := f.Src.As16(), f.Dst.As16()
+	k := lbFlowKeyV6{Sport: htons(f.SrcPort), Dport: htons(f.DstPort), Proto: f.Proto}
+	for i := range 4 {
+		k.Src[i], k.Dst[i] = le(s[4*i:]), le(d[4*i:])
+	}
+	return k
+}
+
+// validFlow reports whether f can be a flow-table key: both addresses of one family.
+func validFlow(f Flow) bool {
+	return f.Src.IsValid() && f.Dst.IsValid() && f.Src.Is4() == f.Dst.Is4() && f.Src.Zone() == "" && f.Dst.Zone() == ""
+}
+
+// PutAdopted writes flows into the adopted-flow maps, each naming its backend by this
+// node's id and generation for (VIP, backend address). Flows whose VIP or backend this
+// node does not serve are not written and come back in unresolved; a flow already there
+// is overwritten. Call SetAdoptedCounts after, so the data path looks them up.
+func (lb *LB) PutAdopted(flows []SharedFlow) (unresolved []SharedFlow, err error) {
+	var k4 []lbFlowKeyV4
+	var k6 []lbFlowKeyV6
+	var v4, v6 []lbFlowVal
+	lb.mu.Lock()
+	for _, f := range flows {
+		slot, ok := lb.pairs[pairKey{f.VIP, f.Backend}]
+		if !ok || !validFlow(f.Flow) {
+			unresolved = append(unresolved, f)
+			continue
+		}
+		v := lbFlowVal{BackendId: slot.id, Gen: slot.gen}
+		if f.Flow.Src.Is4() {
+			k4, v4 = append(k4, keyV4(f.Flow)), append(v4, v)
+		} else {
+			k6, v6 = append(k6, keyV6(f.Flow)), append(v6, v)
+		}
+	}
+	lb.mu.Unlock()
+	if len(k4) > 0 {
+		if _, err := lb.objs.AdoptedV4.BatchUpdate(k4, v4, nil); err != nil {
+			return unresolved, fmt.Errorf("write adopted_v4: %w", err)
+		}
+	}
+	if len(k6) > 0 {
+		if _, err := lb.objs.AdoptedV6.BatchUpdate(k6, v6, nil); err != nil {
+			return unresolved, fmt.Errorf("write adopted_v6: %w", err)
+		}
+	}
+	return unresolved, nil
+}
+
+// DeleteAdopted removes flows from the adopted-flow maps; flows not there are no error.
+func (lb *LB) DeleteAdopted(flows []Flow) error {
+	var errs []error
+	for _, f := range flows {
+		if !validFlow(f) {
+			continue
+		}
+		var err error
+		if f.Src.Is4() {
+			err = lb.objs.AdoptedV4.Delete(keyV4(f))
+		} else {
+			err = lb.objs.AdoptedV6.Delete(keyV6(f))
+		}
+		if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("delete adopted flows: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// SetAdoptedCounts tells the data path how many adopted flows each family holds: a family
+// with none skips the adopted lookup on a miss. Write it after adding flows and after
+// removing them.
+func (lb *LB) SetAdoptedCounts(v4, v6 int) error {
+	ctl := lbFlowsyncCtl{AdoptedV4: uint32(v4), AdoptedV6: uint32(v6)}
+	if err := lb.objs.FlowsyncCtl.Put(uint32(0), ctl); err != nil {
+		return fmt.Errorf("write flowsync_ctl: %w", err)
+	}
+	return nil
+}
+
+// ReadAdopted reads back the adopted flows a previous lbd left in the pinned maps, each
+// with its VIP and backend address; entries whose backend id is unknown or reused are
+// removed instead.
+func (lb *LB) ReadAdopted() ([]SharedFlow, error) {
+	lb.mu.Lock()
+	byID := map[uint32]pairKey{}
+	gens := map[uint32]uint32{}
+	for pk, slot := range lb.pairs {
+		byID[slot.id], gens[slot.id] = pk, slot.gen
+	}
+	lb.mu.Unlock()
+	var out []SharedFlow
+	var stale []Flow
+	take := func(f Flow, v lbFlowVal) {
+		pk, ok := byID[v.BackendId]
+		if !ok || gens[v.BackendId] != v.Gen {
+			stale = append(stale, f)
+			return
+		}
+		out = append(out, SharedFlow{Flow: f, VIP: pk.vip, Backend: pk.addr})
+	}
+	var k4 lbFlowKeyV4
+	var k6 lbFlowKeyV6
+	var v lbFlowVal
+	it := lb.objs.AdoptedV4.Iterate()
+	for it.Next(&k4, &v) {
+		take(flowFromKeyV4(&k4), v)
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read adopted_v4: %w", err)
+	}
+	it = lb.objs.AdoptedV6.Iterate()
+	for it.Next(&k6, &v) {
+		take(flowFromKeyV6(&k6), v)
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read adopted_v6: %w", err)
+	}
+	return out, lb.DeleteAdopted(stale)
+}
+
+// flowSyncEventNames name what the adopted lookup found (enum flowsync_event,
+// bpf/flowsync.h); a test checks every value of the enum has a name.
+var flowSyncEventNames = map[lbFlowsyncEvent]string{
+	lbFlowsyncEventFLOWSYNC_ADOPTED_HIT:   "hit",
+	lbFlowsyncEventFLOWSYNC_ADOPTED_STALE: "stale",
+}
+
+// FlowSyncEvents counts what the adopted lookup found on flow-table misses, summed over
+// CPUs: "hit" (a moved flow kept its backend) and "stale" (the entry named a backend that
+// is down, gone or of another VIP here, and the ring decided).
+func (lb *LB) FlowSyncEvents() (map[string]uint64, error) {
+	out := make(map[string]uint64, len(flowSyncEventNames))
+	for e, name := range flowSyncEventNames {
+		var per []uint64
+		if err := lb.objs.FlowsyncEvents.Lookup(uint32(e), &per); err != nil {
+			return nil, fmt.Errorf("read flow sync event %s: %w", name, err)
+		}
+		var n uint64
+		for _, p := range per {
+			n += p
+		}
+		out[name] = n
+	}
+	return out, nil
+}
