@@ -27,6 +27,7 @@ const (
 	DefaultAPIAddr     = "127.0.0.1:9177"
 	DefaultClusterPort = 7946 // cluster.bind's port when it names none; bind defaults to 0.0.0.0
 	DefaultQuorum      = cluster.QuorumMajority
+	DefaultFlowSync    = true // cluster.flow_sync
 	DefaultRingSize    = consistenthash.DefaultSize
 	DefaultEncap       = EncapIPIP
 	// DefaultHealthType probes a VIP without a health section with a TCP connect. The other
@@ -73,6 +74,8 @@ type Cluster struct {
 	Join       []string       // host:port of other LB nodes (a host may be a DNS name); the port defaults to Bind's
 	SecretFile string         // gossip key file; Load makes a relative path relative to the config file
 	Quorum     cluster.Quorum // default majority
+	// FlowSync shares the flows at risk with the other nodes (pkg/flowsync); default on.
+	FlowSync bool
 }
 
 // VIP is one virtual service: an address, a port (0 = all ports) and a protocol.
@@ -222,7 +225,7 @@ func (d *decoder) config(doc *yaml.Node) *Config {
 		f.missing("node")
 	}
 	if f.has("cluster") {
-		c.Cluster = d.cluster(f.sub("cluster", "bind", "join", "secret_file", "quorum"))
+		c.Cluster = d.cluster(f.sub("cluster", "bind", "join", "secret_file", "quorum", "flow_sync"))
 	}
 	c.VIPs = d.vips(f)
 	return c
