@@ -9,6 +9,7 @@ import (
 	"github.com/lbdproj/lbd/internal/dataplane"
 	"github.com/lbdproj/lbd/pkg/backends"
 	"github.com/lbdproj/lbd/pkg/cluster"
+	"github.com/lbdproj/lbd/pkg/flowsync"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -24,6 +25,8 @@ type Status struct {
 	Events       map[string]uint64            `json:"events"`
 	// Cluster is nil when the node decides alone.
 	Cluster *ClusterStatus `json:"cluster,omitempty"`
+	// FlowSync is nil when the node decides alone (flow sync needs a cluster).
+	FlowSync *flowsync.Status `json:"flow_sync,omitempty"`
 }
 
 // ClusterStatus is the node's view of the LB cluster.
@@ -84,9 +87,16 @@ func (d *Daemon) Status() (Status, error) {
 		st := d.cluster.Status()
 		cs = &st
 	}
+	var fs *flowsync.Status
+	if s := d.flowSync.Load(); s != nil {
+		st := s.Status()
+		fs = &st
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.statusLocked(stats, cs), nil
+	st := d.statusLocked(stats, cs)
+	st.FlowSync = fs
+	return st, nil
 }
 
 // statusLocked is the status of what is served, with the data path's counters stats and
