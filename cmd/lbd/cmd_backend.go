@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 	"syscall"
 
@@ -14,7 +15,7 @@ import (
 )
 
 func cmdBackend(ctx context.Context, e *env, args []string) int {
-	fs := newFlags(e, "backend", "--interface IF --lb-sources PREFIXES --vips VIPS [--pin-dir DIR]")
+	fs := newFlags(e, "backend", "--interface IF --lb-sources PREFIXES --vips VIPS [--pin-dir DIR] [--metrics ADDR]")
 	iface := fs.String("interface", "", "interface the tunnelled traffic arrives on and replies leave by")
 	pinDir := fs.String("pin-dir", config.DefaultPinDir, "bpffs directory for pins")
 	sources := fs.String("lb-sources", "", "comma-separated prefixes (or addresses) of the LB nodes' encapsulation sources; tunnelled packets from elsewhere are dropped (required)")
@@ -23,6 +24,7 @@ func cmdBackend(ctx context.Context, e *env, args []string) int {
 	generic := fs.Bool("generic", false, "attach XDP in generic (skb) mode, for drivers without native XDP")
 	detach := fs.Bool("detach-on-exit", false, "remove the programs and pins when stopping")
 	stats := fs.Bool("stats", false, "print the counters of the backend programs pinned in --pin-dir as JSON and exit")
+	metricsAddr := fs.String("metrics", "", "ip:port to serve Prometheus /metrics on (keep it on loopback: it has no authentication); empty: none")
 	if _, ok := parseFlags(fs, args); !ok {
 		return exitUsage
 	}
@@ -32,9 +34,14 @@ func cmdBackend(ctx context.Context, e *env, args []string) int {
 			fmt.Fprintf(e.stderr, "lbd backend: %v\n", err)
 			return exitFailure
 		}
+		mis, err := dataplane.ReadMisdelivered(*pinDir)
+		if err != nil && !errors.Is(err, os.ErrNotExist) { // programs of an lbd that did not count them
+			fmt.Fprintf(e.stderr, "lbd backend: %v\n", err)
+			return exitFailure
+		}
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(backendStatsJSON(st)); err != nil {
+		if err := enc.Encode(backendStatsJSON(st, mis)); err != nil {
 			fmt.Fprintf(e.stderr, "lbd backend: %v\n", err)
 			return exitFailure
 		}
@@ -69,6 +76,15 @@ func cmdBackend(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		fmt.Fprintf(e.stderr, "lbd backend: %v\n", err)
 		return exitFailure
+	}
+	if *metricsAddr != "" {
+		stopMetrics, err := serveBackendMetrics(log, *metricsAddr, b)
+		if err != nil {
+			b.Close()
+			fmt.Fprintf(e.stderr, "lbd backend: --metrics %s: %v\n", *metricsAddr, err)
+			return exitFailure
+		}
+		defer stopMetrics()
 	}
 	c := b.Config()
 	log.Info("backend ready: xdp_decap on ingress, tc_egress on egress", "interface", c.Interface,
@@ -165,16 +181,21 @@ func parseServedVIPs(s string) ([]dataplane.VIPKey, error) {
 	return out, nil
 }
 
-// backendStatsJSON is st as --stats prints it: JSON object keys must be strings, so the
-// per-VIP return counters are keyed by "addr:port/proto" (dataplane.VIPKey.String). Encoding
-// st itself fails on its VIPKey keys, and --stats used to print nothing.
-func backendStatsJSON(st dataplane.BackendHostStats) any {
-	ret := make(map[string]dataplane.Counter, len(st.Return))
-	for k, c := range st.Return {
-		ret[k.String()] = c
+// backendStatsJSON is st and the misdelivery counters as --stats prints them: JSON object
+// keys must be strings, so the per-VIP counters are keyed by "addr:port/proto"
+// (dataplane.VIPKey.String). Encoding st itself fails on its VIPKey keys, and --stats used
+// to print nothing.
+func backendStatsJSON(st dataplane.BackendHostStats, misdelivered map[dataplane.VIPKey]dataplane.Counter) any {
+	byVIP := func(m map[dataplane.VIPKey]dataplane.Counter) map[string]dataplane.Counter {
+		out := make(map[string]dataplane.Counter, len(m))
+		for k, c := range m {
+			out[k.String()] = c
+		}
+		return out
 	}
 	return struct {
-		Counters map[string]dataplane.Counter
-		Return   map[string]dataplane.Counter
-	}{st.Counters, ret}
+		Counters     map[string]dataplane.Counter
+		Return       map[string]dataplane.Counter
+		Misdelivered map[string]dataplane.Counter // TCP packets but SYNs for a VIP flow with no socket here
+	}{st.Counters, byVIP(st.Return), byVIP(misdelivered)}
 }

@@ -98,6 +98,7 @@ func printStatus(w io.Writer, st daemon.Status) {
 		}
 		tw.Flush()
 	}
+	printFlowSync(w, st.FlowSync)
 	printCounters(w, st.Verdicts, st.Events)
 }
 

@@ -37,6 +37,7 @@ type sandbox struct {
 	vip      netip.Addr
 	vipPort  uint16
 	startDur time.Duration
+	flowSync bool // cluster.flow_sync in the cluster configs
 }
 
 type backendServer struct {
@@ -54,6 +55,8 @@ type sandboxOptions struct {
 	// cluster gives every LB node a cluster section (bind on its address, join the others,
 	// a shared gossip key); router puts a router with ECMP over the LB nodes in front
 	cluster, router bool
+	// flowSyncOff sets cluster.flow_sync: false in the cluster sections
+	flowSyncOff bool
 	// beforeLB runs after the backends are up and before any lbd run starts
 	beforeLB func(*sandbox) error
 }
@@ -64,7 +67,7 @@ func raiseSandbox(o sandboxOptions) (_ *sandbox, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &sandbox{fleet: fleet, exe: o.exe, servers: map[string]*backendServer{}}
+	s := &sandbox{fleet: fleet, exe: o.exe, servers: map[string]*backendServer{}, flowSync: !o.flowSyncOff}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -101,7 +104,7 @@ func raiseSandbox(o sandboxOptions) (_ *sandbox, err error) {
 			return nil, err
 		}
 		p, err := fleet.Start(h, s.exe, "backend", "--interface", h.Link, "--pin-dir", s.pinDir(h),
-			"--lb-sources", strings.Join(sources, ","), "--vips", strings.Join(vips, ","))
+			"--lb-sources", strings.Join(sources, ","), "--vips", strings.Join(vips, ","), "--metrics", backendMetricsAddr)
 		if err != nil {
 			return nil, err
 		}
@@ -142,6 +145,10 @@ func raiseSandbox(o sandboxOptions) (_ *sandbox, err error) {
 
 func (s *sandbox) pinDir(h *testbed.Host) string { return filepath.Join(s.fleet.PinDir, h.Name) }
 
+// backendMetricsAddr is where each backend's `lbd backend --metrics` listens, in its own
+// namespace.
+const backendMetricsAddr = "127.0.0.1:9178"
+
 // clusterConfig writes LB node i's config: base plus its name and a cluster section that
 // binds its own address and joins the other nodes, all sharing one gossip key.
 func (s *sandbox) clusterConfig(base []byte, i int) (string, error) {
@@ -158,7 +165,8 @@ func (s *sandbox) clusterConfig(base []byte, i int) (string, error) {
 	h := s.fleet.LBs[i]
 	var b strings.Builder
 	b.WriteString(strings.Replace(string(base), "node:\n", fmt.Sprintf("node:\n  name: %s\n", h.Name), 1))
-	fmt.Fprintf(&b, "\ncluster:\n  bind: %s:7946\n  secret_file: %s\n  quorum: majority\n  join:\n", h.Addr, key)
+	fmt.Fprintf(&b, "\ncluster:\n  bind: %s:7946\n  secret_file: %s\n  quorum: majority\n  flow_sync: %v\n  join:\n",
+		h.Addr, key, s.flowSync)
 	for j, o := range s.fleet.LBs {
 		if j != i {
 			fmt.Fprintf(&b, "    - %s:7946\n", o.Addr)
