@@ -5,7 +5,7 @@ export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 GOFLAGS_TEST ?= -count=1 -p 2 -timeout 30m
 
-.PHONY: all deps build generate check-generated fmt-bpf check-format vet lint test fuzz demo bench bench-throughput clean
+.PHONY: all deps build generate check-generated fmt-bpf check-format vet lint test fuzz demo bench bench-throughput bench-flowsync clean
 
 all: build
 
@@ -51,7 +51,7 @@ test: deps
 # the fuzz targets, each for FUZZTIME (a duration, or a count of inputs: 1000000x);
 # `make test` runs them briefly, the seed corpora run in every `go test`
 FUZZTIME ?= 10s
-FUZZ_TARGETS := ./internal/dataplane:FuzzXDPLB ./internal/dataplane:FuzzBackend ./pkg/config:FuzzParse
+FUZZ_TARGETS := ./internal/dataplane:FuzzXDPLB ./internal/dataplane:FuzzBackend ./pkg/config:FuzzParse ./pkg/flowsync:FuzzDecode
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; name=$${t##*:}; echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
@@ -64,6 +64,7 @@ demo: deps build
 bench: deps
 	bench/datapath.sh
 bench-throughput: deps ; bench/throughput.sh
+bench-flowsync: deps ; bench/flowsync.sh
 
 clean:
 	rm -rf bin
