@@ -32,10 +32,12 @@ volatile const enum flowsync_event flowsync_event_max = FLOWSYNC_EVENT_MAX;
 
 /* adopted flows, keyed like the flow tables; the value names a backend by this node's id
  * and generation, resolved by the daemon from the (VIP, backend address) another node sent.
- * A plain hash: the daemon bounds and ages the entries itself. */
+ * A plain hash, not preallocated (its memory follows the flows at risk): the daemon bounds
+ * and ages the entries itself, and only the daemon writes. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_ADOPTED_FLOWS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct flow_key_v4);
 	__type(value, struct flow_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -44,6 +46,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_ADOPTED_FLOWS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct flow_key_v6);
 	__type(value, struct flow_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);

@@ -14,9 +14,10 @@
 #ifndef MAX_FLOWS
 #define MAX_FLOWS 262144
 #endif
-/* entries of each adopted-flow table (per family): flows other LB nodes shared (flowsync.h) */
+/* entries of each adopted-flow table (per family): flows other LB nodes shared (flowsync.h);
+ * allocated as they come, so the bound costs nothing until it is used */
 #ifndef MAX_ADOPTED_FLOWS
-#define MAX_ADOPTED_FLOWS 65536
+#define MAX_ADOPTED_FLOWS MAX_FLOWS
 #endif
 /* the VIP address filter: one bit per hash of a destination address, so traffic for
  * other addresses passes without a hash map lookup */

@@ -37,7 +37,7 @@ const (
 	backendhostLbLimitLIMIT_BE_F_DOWN        backendhostLbLimit = 2
 	backendhostLbLimitLIMIT_AF_INET          backendhostLbLimit = 4
 	backendhostLbLimitLIMIT_AF_INET6         backendhostLbLimit = 6
-	backendhostLbLimitLIMIT_ADOPTED_FLOWS    backendhostLbLimit = 65536
+	backendhostLbLimitLIMIT_ADOPTED_FLOWS    backendhostLbLimit = 262144
 )
 
 type backendhostLpmKeyV4 struct {

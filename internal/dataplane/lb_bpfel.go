@@ -107,7 +107,7 @@ const (
 	lbLbLimitLIMIT_BE_F_DOWN        lbLbLimit = 2
 	lbLbLimitLIMIT_AF_INET          lbLbLimit = 4
 	lbLbLimitLIMIT_AF_INET6         lbLbLimit = 6
-	lbLbLimitLIMIT_ADOPTED_FLOWS    lbLbLimit = 65536
+	lbLbLimitLIMIT_ADOPTED_FLOWS    lbLbLimit = 262144
 )
 
 type lbReason uint32

@@ -163,8 +163,26 @@ func New(o Options) (*Syncer, error) {
 	if err := s.m.register(reg); err != nil {
 		return nil, fmt.Errorf("flowsync: register metrics: %w", err)
 	}
-	s.setEnabled(o.Enabled)
+	if o.Enabled {
+		s.setEnabled(true)
+	} else {
+		s.purge()
+	}
 	return s, nil
+}
+
+// purge removes the adopted flows a previous run left in the pinned maps, when this run
+// starts with sync off.
+func (s *Syncer) purge() {
+	flows, err := s.o.DataPath.ReadAdopted()
+	if err != nil {
+		s.log.Warn("read adopted flows left by a previous run", "err", err)
+	}
+	gone := make([]dataplane.Flow, len(flows))
+	for i, f := range flows {
+		gone[i] = f.Flow
+	}
+	s.apply(change{remove: gone})
 }
 
 // Receive takes a message from another node. It never blocks: when the queue is full the

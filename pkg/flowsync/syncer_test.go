@@ -394,6 +394,18 @@ func TestSwitchedOff(t *testing.T) {
 	}
 }
 
+// A run that starts with sync off removes what a previous run left pinned.
+func TestStartedOffPurgesPins(t *testing.T) {
+	c := newClock()
+	n := newFakeNet()
+	p := newFakePath(be1)
+	p.leftover = flows(web, be1, 0, 3)
+	n.node(t, c, "lb0", p, nil, func(o *Options) { o.Enabled = false })
+	if held := p.held(t); len(held) != 0 {
+		t.Errorf("started off, the data path still holds %d adopted flows", len(held))
+	}
+}
+
 // Adopted flows a previous run left pinned are taken back, and age like the others.
 func TestRestoredFromPins(t *testing.T) {
 	ctx := context.Background()

@@ -1,6 +1,7 @@
 package flowsync
 
 import (
+	"slices"
 	"time"
 
 	"github.com/lbdproj/lbd/internal/dataplane"
@@ -22,8 +23,29 @@ type table struct {
 
 type adopted struct {
 	flow    dataplane.SharedFlow
-	origins map[string]time.Time // node → when it last shared the flow
+	origins []origin // the nodes that share the flow: one, or a few when it moved
 	inMap   bool
+}
+
+type origin struct {
+	node string
+	at   time.Time // when it last shared the flow
+}
+
+// set records that node shared the flow at.
+func (e *adopted) set(node string, at time.Time) {
+	for i := range e.origins {
+		if e.origins[i].node == node {
+			e.origins[i].at = at
+			return
+		}
+	}
+	e.origins = append(e.origins, origin{node, at})
+}
+
+// unset forgets node.
+func (e *adopted) unset(node string) {
+	e.origins = slices.DeleteFunc(e.origins, func(o origin) bool { return o.node == node })
 }
 
 func newTable(max int, ttl time.Duration) *table {
@@ -54,7 +76,7 @@ func (t *table) share(node string, flows []dataplane.SharedFlow, now time.Time) 
 				full++
 				continue
 			}
-			e = &adopted{flow: f, origins: map[string]time.Time{}}
+			e = &adopted{flow: f}
 			t.entries[f.Flow] = e
 			t.count[fam(f.Flow)]++
 			c.put = append(c.put, f)
@@ -64,7 +86,7 @@ func (t *table) share(node string, flows []dataplane.SharedFlow, now time.Time) 
 			e.flow = f
 			c.put = append(c.put, f)
 		}
-		e.origins[node] = now
+		e.set(node, now)
 	}
 	return c, full
 }
@@ -77,7 +99,7 @@ func (t *table) withdraw(node string, flows []dataplane.Flow) (c change) {
 		if !ok {
 			continue
 		}
-		delete(e.origins, node)
+		e.unset(node)
 		if len(e.origins) == 0 {
 			c.remove = append(c.remove, t.drop(f, e)...)
 		}
@@ -100,11 +122,7 @@ func (t *table) drop(f dataplane.Flow, e *adopted) []dataplane.Flow {
 // none.
 func (t *table) expire(now time.Time) (c change) {
 	for f, e := range t.entries {
-		for node, at := range e.origins {
-			if now.Sub(at) > t.ttl {
-				delete(e.origins, node)
-			}
-		}
+		e.origins = slices.DeleteFunc(e.origins, func(o origin) bool { return now.Sub(o.at) > t.ttl })
 		if len(e.origins) == 0 {
 			c.remove = append(c.remove, t.drop(f, e)...)
 		}
@@ -168,7 +186,7 @@ func (t *table) restore(flows []dataplane.SharedFlow, now time.Time) {
 		if _, ok := t.entries[f.Flow]; ok || t.count[fam(f.Flow)] >= t.max {
 			continue
 		}
-		t.entries[f.Flow] = &adopted{flow: f, origins: map[string]time.Time{restoredOrigin: now}, inMap: true}
+		t.entries[f.Flow] = &adopted{flow: f, origins: []origin{{restoredOrigin, now}}, inMap: true}
 		t.count[fam(f.Flow)]++
 		t.inMap[fam(f.Flow)]++
 	}
