@@ -60,6 +60,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } flowsync_ctl SEC(".maps");
 
+/* bit hash >> ADOPTED_FILTER_SHIFT is set while an adopted flow has that hash (the daemon
+ * counts the flows of each bit): a clear bit means no adopted flow is this one */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, ADOPTED_FILTER_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} adopted_filter SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, FLOWSYNC_EVENT_MAX);
@@ -76,19 +86,25 @@ static __always_inline void flowsync_event(__u32 e)
 		(*n)++;
 }
 
-/* a non-SYN packet of VIP meta that missed the flow table (flows, key fk): the backend an
- * adopted flow names, if it is still usable here and serves this VIP. The flow then enters
- * this node's flow table, so its next packets hit there. NULL: the ring decides. */
+/* a non-SYN packet of VIP meta that missed the flow table (flows, key fk, flow hash hash):
+ * the backend an adopted flow names, if it is still usable here and serves this VIP. The
+ * flow then enters this node's flow table, so its next packets hit there. NULL: the ring
+ * decides. */
 static __always_inline struct backend *adopted_backend(const struct vip_meta *meta, void *flows,
-						       const void *fk, int v6, __u32 *bid)
+						       const void *fk, int v6, __u32 hash,
+						       __u32 *bid)
 {
+	__u32 zero = 0, bit = hash >> ADOPTED_FILTER_SHIFT, word = bit / 64;
 	struct flowsync_ctl *ctl;
 	struct flow_val *fv;
 	struct backend *be;
-	__u32 zero = 0;
+	__u64 *w;
 
 	ctl = bpf_map_lookup_elem(&flowsync_ctl, &zero);
 	if (!ctl || !(v6 ? ctl->adopted_v6 : ctl->adopted_v4))
+		return NULL;
+	w = bpf_map_lookup_elem(&adopted_filter, &word);
+	if (!w || !(*w & (1ULL << (bit % 64))))
 		return NULL;
 	fv = bpf_map_lookup_elem(v6 ? (void *)&adopted_v6 : (void *)&adopted_v4, fk);
 	if (!fv)

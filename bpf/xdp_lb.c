@@ -298,7 +298,7 @@ static __always_inline int balance(struct xdp_md *ctx, const struct pkt *p, stru
 	event(p->syn ? EVENT_SYN : stale ? EVENT_LRU_SKIP_DOWN : EVENT_LRU_MISS);
 	hash = flow_hash(fk, p->v6);
 	/* flow sync (flowsync.h): a flow another LB node shared keeps the backend it recorded */
-	be = p->syn ? NULL : adopted_backend(meta, flows, fk, p->v6, &bid);
+	be = p->syn ? NULL : adopted_backend(meta, flows, fk, p->v6, hash, &bid);
 	if (!be)
 		be = new_flow(meta, hash, flows, fk, &bid);
 	if (!be)

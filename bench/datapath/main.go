@@ -53,9 +53,9 @@ func main() {
 
 	// flow sync (bench/datapath/flowsync.go): the same VIP on LBs whose adopted-flow maps
 	// hold flows, so a miss pays the adopted lookup, or finds its backend there
-	adoptedLB, adoptedMiss, adoptedHit, err := flowSyncScenarios(*backends, *rounds**per+200)
+	fsync, err := newFlowSyncBench(*backends, *rounds**per+200)
 	check(err)
-	defer adoptedLB.Close()
+	defer fsync.lb.Close()
 
 	ack := frame(client, vip, 40000, false, true)
 	syn := frame(client, vip, 40001, true, false)
@@ -86,8 +86,8 @@ func main() {
 			f[14+20], f[14+20+1] = byte(missN), byte(missN>>24)|0x80
 			return lb.Measure(f)
 		}, 3},
-		{"lru miss, 1000 adopted flows", func() (uint32, time.Duration, error) { return adoptedLB.Measure(adoptedMiss()) }, 3},
-		{"lru miss, adopted hit", func() (uint32, time.Duration, error) { return adoptedLB.Measure(adoptedHit()) }, 3},
+		{"lru miss, 1000 adopted flows", fsync.miss, 3},
+		{"lru miss, adopted hit", fsync.hit, 3},
 		{"syn", lbRun(syn), 3},
 		{"non-vip pass", lbRun(pass), 2},
 		{"icmp (non-vip)", lbRun(icmp), 2},

@@ -22,22 +22,24 @@ type backendhostCounter struct {
 type backendhostLbLimit uint32
 
 const (
-	backendhostLbLimitLIMIT_VIPS             backendhostLbLimit = 1024
-	backendhostLbLimitLIMIT_BACKEND_IDS      backendhostLbLimit = 16384
-	backendhostLbLimitLIMIT_FLOWS            backendhostLbLimit = 262144
-	backendhostLbLimitLIMIT_DSR_FLOWS        backendhostLbLimit = 262144
-	backendhostLbLimitLIMIT_LB_SOURCES       backendhostLbLimit = 256
-	backendhostLbLimitLIMIT_VIP_FILTER_WORDS backendhostLbLimit = 1024
-	backendhostLbLimitLIMIT_VIP_FILTER_MUL   backendhostLbLimit = 2654435761
-	backendhostLbLimitLIMIT_GUE_PORT         backendhostLbLimit = 6080
-	backendhostLbLimitLIMIT_PROBE_MARK       backendhostLbLimit = 1279393792
-	backendhostLbLimitLIMIT_PROBE_MARK_MASK  backendhostLbLimit = 4294901760
-	backendhostLbLimitLIMIT_VIP_F_GUE        backendhostLbLimit = 1
-	backendhostLbLimitLIMIT_BE_F_V6          backendhostLbLimit = 1
-	backendhostLbLimitLIMIT_BE_F_DOWN        backendhostLbLimit = 2
-	backendhostLbLimitLIMIT_AF_INET          backendhostLbLimit = 4
-	backendhostLbLimitLIMIT_AF_INET6         backendhostLbLimit = 6
-	backendhostLbLimitLIMIT_ADOPTED_FLOWS    backendhostLbLimit = 262144
+	backendhostLbLimitLIMIT_VIPS                 backendhostLbLimit = 1024
+	backendhostLbLimitLIMIT_BACKEND_IDS          backendhostLbLimit = 16384
+	backendhostLbLimitLIMIT_FLOWS                backendhostLbLimit = 262144
+	backendhostLbLimitLIMIT_DSR_FLOWS            backendhostLbLimit = 262144
+	backendhostLbLimitLIMIT_LB_SOURCES           backendhostLbLimit = 256
+	backendhostLbLimitLIMIT_VIP_FILTER_WORDS     backendhostLbLimit = 1024
+	backendhostLbLimitLIMIT_VIP_FILTER_MUL       backendhostLbLimit = 2654435761
+	backendhostLbLimitLIMIT_GUE_PORT             backendhostLbLimit = 6080
+	backendhostLbLimitLIMIT_PROBE_MARK           backendhostLbLimit = 1279393792
+	backendhostLbLimitLIMIT_PROBE_MARK_MASK      backendhostLbLimit = 4294901760
+	backendhostLbLimitLIMIT_VIP_F_GUE            backendhostLbLimit = 1
+	backendhostLbLimitLIMIT_BE_F_V6              backendhostLbLimit = 1
+	backendhostLbLimitLIMIT_BE_F_DOWN            backendhostLbLimit = 2
+	backendhostLbLimitLIMIT_AF_INET              backendhostLbLimit = 4
+	backendhostLbLimitLIMIT_AF_INET6             backendhostLbLimit = 6
+	backendhostLbLimitLIMIT_ADOPTED_FLOWS        backendhostLbLimit = 262144
+	backendhostLbLimitLIMIT_ADOPTED_FILTER_SHIFT backendhostLbLimit = 12
+	backendhostLbLimitLIMIT_ADOPTED_FILTER_WORDS backendhostLbLimit = 16384
 )
 
 type backendhostLpmKeyV4 struct {

@@ -1,6 +1,6 @@
 // flowsync.go: the data path's side of flow sync (docs/ARCHITECTURE.md, "Flow sync"): finding
-// the flows at risk in the flow tables, and writing the flows other LB nodes shared into the
-// adopted-flow maps that xdp_lb reads on a flow-table miss (bpf/flowsync.h).
+// the flows at risk in the flow tables (adopted.go writes the flows other LB nodes shared
+// into the maps xdp_lb reads on a flow-table miss, bpf/flowsync.h).
 
 package dataplane
 
@@ -12,9 +12,6 @@ import (
 
 	"github.com/cilium/ebpf"
 )
-
-// MaxAdoptedFlows is how many flows each adopted-flow map (one per family) holds.
-const MaxAdoptedFlows = int(lbLbLimitLIMIT_ADOPTED_FLOWS)
 
 // SharedFlow is a flow as LB nodes share it: its 5-tuple, its VIP, and the backend that
 // holds it named by address (backend ids and generations are each node's own).
@@ -230,122 +227,6 @@ func keyV6(f Flow) lbFlowKeyV6 {
 		k.Src[i], k.Dst[i] = le(s[4*i:]), le(d[4*i:])
 	}
 	return k
-}
-
-// validFlow reports whether f can be a flow-table key: both addresses of one family.
-func validFlow(f Flow) bool {
-	return f.Src.IsValid() && f.Dst.IsValid() && f.Src.Is4() == f.Dst.Is4() && f.Src.Zone() == "" && f.Dst.Zone() == ""
-}
-
-// PutAdopted writes flows into the adopted-flow maps, each naming its backend by this
-// node's id and generation for (VIP, backend address). Flows whose VIP or backend this
-// node does not serve are not written and come back in unresolved; a flow already there
-// is overwritten. Call SetAdoptedCounts after, so the data path looks them up.
-func (lb *LB) PutAdopted(flows []SharedFlow) (unresolved []SharedFlow, err error) {
-	var k4 []lbFlowKeyV4
-	var k6 []lbFlowKeyV6
-	var v4, v6 []lbFlowVal
-	lb.mu.Lock()
-	for _, f := range flows {
-		slot, ok := lb.pairs[pairKey{f.VIP, f.Backend}]
-		if !ok || !validFlow(f.Flow) {
-			unresolved = append(unresolved, f)
-			continue
-		}
-		v := lbFlowVal{BackendId: slot.id, Gen: slot.gen}
-		if f.Flow.Src.Is4() {
-			k4, v4 = append(k4, keyV4(f.Flow)), append(v4, v)
-		} else {
-			k6, v6 = append(k6, keyV6(f.Flow)), append(v6, v)
-		}
-	}
-	lb.mu.Unlock()
-	if len(k4) > 0 {
-		if _, err := lb.objs.AdoptedV4.BatchUpdate(k4, v4, nil); err != nil {
-			return unresolved, fmt.Errorf("write adopted_v4: %w", err)
-		}
-	}
-	if len(k6) > 0 {
-		if _, err := lb.objs.AdoptedV6.BatchUpdate(k6, v6, nil); err != nil {
-			return unresolved, fmt.Errorf("write adopted_v6: %w", err)
-		}
-	}
-	return unresolved, nil
-}
-
-// DeleteAdopted removes flows from the adopted-flow maps; flows not there are no error.
-func (lb *LB) DeleteAdopted(flows []Flow) error {
-	var errs []error
-	for _, f := range flows {
-		if !validFlow(f) {
-			continue
-		}
-		var err error
-		if f.Src.Is4() {
-			err = lb.objs.AdoptedV4.Delete(keyV4(f))
-		} else {
-			err = lb.objs.AdoptedV6.Delete(keyV6(f))
-		}
-		if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			errs = append(errs, err)
-		}
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("delete adopted flows: %w", errors.Join(errs...))
-	}
-	return nil
-}
-
-// SetAdoptedCounts tells the data path how many adopted flows each family holds: a family
-// with none skips the adopted lookup on a miss. Write it after adding flows and after
-// removing them.
-func (lb *LB) SetAdoptedCounts(v4, v6 int) error {
-	ctl := lbFlowsyncCtl{AdoptedV4: uint32(v4), AdoptedV6: uint32(v6)}
-	if err := lb.objs.FlowsyncCtl.Put(uint32(0), ctl); err != nil {
-		return fmt.Errorf("write flowsync_ctl: %w", err)
-	}
-	return nil
-}
-
-// ReadAdopted reads back the adopted flows a previous lbd left in the pinned maps, each
-// with its VIP and backend address; entries whose backend id is unknown or reused are
-// removed instead.
-func (lb *LB) ReadAdopted() ([]SharedFlow, error) {
-	lb.mu.Lock()
-	byID := map[uint32]pairKey{}
-	gens := map[uint32]uint32{}
-	for pk, slot := range lb.pairs {
-		byID[slot.id], gens[slot.id] = pk, slot.gen
-	}
-	lb.mu.Unlock()
-	var out []SharedFlow
-	var stale []Flow
-	take := func(f Flow, v lbFlowVal) {
-		pk, ok := byID[v.BackendId]
-		if !ok || gens[v.BackendId] != v.Gen {
-			stale = append(stale, f)
-			return
-		}
-		out = append(out, SharedFlow{Flow: f, VIP: pk.vip, Backend: pk.addr})
-	}
-	var k4 lbFlowKeyV4
-	var k6 lbFlowKeyV6
-	var v lbFlowVal
-	it := lb.objs.AdoptedV4.Iterate()
-	for it.Next(&k4, &v) {
-		take(flowFromKeyV4(&k4), v)
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read adopted_v4: %w", err)
-	}
-	it = lb.objs.AdoptedV6.Iterate()
-	for it.Next(&k6, &v) {
-		take(flowFromKeyV6(&k6), v)
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read adopted_v6: %w", err)
-	}
-	return out, lb.DeleteAdopted(stale)
 }
 
 // flowSyncEventNames name what the adopted lookup found (enum flowsync_event,

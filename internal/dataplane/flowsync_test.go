@@ -173,20 +173,27 @@ func TestAtRiskIsWhatTheRingNoLongerPicks(t *testing.T) {
 	}
 }
 
-// adopt puts adopted flows and turns the lookup on.
-func adopt(t *testing.T, lb *LB, flows ...SharedFlow) {
+// mustAdopted takes charge of lb's adopted-flow maps.
+func mustAdopted(t *testing.T, lb *LB) *Adopted {
 	t.Helper()
-	un, err := lb.PutAdopted(flows)
-	if err != nil || len(un) != 0 {
-		t.Fatalf("put adopted: %v, unresolved %v", err, un)
-	}
-	if err := lb.SetAdoptedCounts(len(flows), len(flows)); err != nil {
+	a, _, err := lb.OpenAdopted()
+	if err != nil {
 		t.Fatal(err)
+	}
+	return a
+}
+
+// adopt puts adopted flows, all of which must resolve.
+func adopt(t *testing.T, a *Adopted, flows ...SharedFlow) {
+	t.Helper()
+	if un, err := a.Put(flows); err != nil || len(un) != 0 {
+		t.Fatalf("put adopted: %v, unresolved %v", err, un)
 	}
 }
 
 func TestAdoptedFlowKeepsItsBackend(t *testing.T) {
 	lb := mustLoadLB(t)
+	a := mustAdopted(t, lb)
 	bes := testBackends(beAddrs)
 	v := VIP{Key: webKey, Backends: bes, Ring: roundRobinRing(ringLen, 3)}
 	v6 := VIP{Key: web6Key, Backends: testBackends(beAddrs6), Ring: roundRobinRing(ringLen, 3)}
@@ -198,13 +205,13 @@ func TestAdoptedFlowKeepsItsBackend(t *testing.T) {
 			flows = append(flows, f)
 		}
 	}
-	f, syn, downF, unused := flows[0], flows[1], flows[2], flows[3]
+	f, syn, downF, noCount, noBit := flows[0], flows[1], flows[2], flows[3], flows[4]
 	f6 := Flow{Src: client6, Dst: vip6, SrcPort: 51000, DstPort: 80, Proto: 6}
 	other6 := beAddrs6[0]
 	if owner(v6, f6).Addr == other6 {
 		other6 = beAddrs6[1]
 	}
-	adopt(t, lb, SharedFlow{f, webKey, beAddrs[2]}, SharedFlow{syn, webKey, beAddrs[2]},
+	adopt(t, a, SharedFlow{f, webKey, beAddrs[2]}, SharedFlow{syn, webKey, beAddrs[2]},
 		SharedFlow{downF, webKey, beAddrs[1]}, SharedFlow{f6, web6Key, other6})
 
 	if got := sentTo(t, lb, f, false); got != beAddrs[2] {
@@ -218,7 +225,7 @@ func TestAdoptedFlowKeepsItsBackend(t *testing.T) {
 		t.Errorf("SYN of an adopted tuple went to %s, want the ring's %s", got, owner(v, syn).Addr)
 	}
 	// the flow entered this node's flow table: it stays when the adopted entry goes
-	if err := lb.DeleteAdopted([]Flow{f, f6}); err != nil {
+	if err := a.Delete([]Flow{f, f6}); err != nil {
 		t.Fatal(err)
 	}
 	if got := sentTo(t, lb, f, false); got != beAddrs[2] {
@@ -231,13 +238,24 @@ func TestAdoptedFlowKeepsItsBackend(t *testing.T) {
 	if got := sentTo(t, lb, downF, false); got != owner(v, downF).Addr {
 		t.Errorf("adopted flow on a down backend went to %s, want the ring's %s", got, owner(v, downF).Addr)
 	}
-	// the counts say a family holds none: the lookup is skipped
-	adopt(t, lb, SharedFlow{unused, webKey, beAddrs[2]})
-	if err := lb.SetAdoptedCounts(0, 0); err != nil {
+	// the guards: counts that say the family holds none, or a clear filter bit, skip the
+	// lookup (written by hand here; Adopted keeps them true)
+	adopt(t, a, SharedFlow{noCount, webKey, beAddrs[2]}, SharedFlow{noBit, webKey, beAddrs[2]})
+	if err := lb.objs.FlowsyncCtl.Put(uint32(0), lbFlowsyncCtl{AdoptedV6: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if got := sentTo(t, lb, unused, false); got != owner(v, unused).Addr {
-		t.Errorf("with the lookup off the flow went to %s, want the ring's %s", got, owner(v, unused).Addr)
+	if got := sentTo(t, lb, noCount, false); got != owner(v, noCount).Addr {
+		t.Errorf("with no IPv4 count the flow went to %s, want the ring's %s", got, owner(v, noCount).Addr)
+	}
+	if err := lb.objs.FlowsyncCtl.Put(uint32(0), lbFlowsyncCtl{AdoptedV4: 9, AdoptedV6: 9}); err != nil {
+		t.Fatal(err)
+	}
+	word := filterBit(lb, noBit) / 64
+	if err := lb.objs.AdoptedFilter.Put(word, uint64(0)); err != nil {
+		t.Fatal(err)
+	}
+	if got := sentTo(t, lb, noBit, false); got != owner(v, noBit).Addr {
+		t.Errorf("with its filter bit clear the flow went to %s, want the ring's %s", got, owner(v, noBit).Addr)
 	}
 	ev, err := lb.FlowSyncEvents()
 	if err != nil {
@@ -248,15 +266,18 @@ func TestAdoptedFlowKeepsItsBackend(t *testing.T) {
 	}
 }
 
+func filterBit(lb *LB, f Flow) uint32 { return f.Hash(lb.cfg.HashSeed) >> adoptedFilterShift }
+
 // An adopted entry can only send a flow to a backend of the flow's own VIP, whatever the
 // map holds; and flows whose VIP or backend this node does not serve are not written.
 func TestAdoptedEntriesAreChecked(t *testing.T) {
 	lb := mustLoadLB(t)
+	a := mustAdopted(t, lb)
 	v := VIP{Key: webKey, Backends: testBackends(beAddrs[:2]), Ring: roundRobinRing(ringLen, 2)}
 	d := VIP{Key: dnsKey, Backends: testBackends(beAddrs[2:]), Ring: roundRobinRing(ringLen, 1)}
 	mustApply(t, lb, v, d)
 	f := Flow{Src: client, Dst: vip, SrcPort: 52000, DstPort: 80, Proto: 6}
-	un, err := lb.PutAdopted([]SharedFlow{
+	un, err := a.Put([]SharedFlow{
 		{f, webKey, beAddrs[2]}, // not a backend of web here
 		{f, VIPKey{Addr: netip.MustParseAddr("198.18.0.77"), Port: 80, Proto: 6}, beAddrs[0]},
 		{Flow{Src: client, Dst: vip6}, webKey, beAddrs[0]}, // families differ
@@ -264,14 +285,15 @@ func TestAdoptedEntriesAreChecked(t *testing.T) {
 	if err != nil || len(un) != 3 {
 		t.Fatalf("unresolved %v (err %v), want all 3", un, err)
 	}
-	// written by hand: dns's backend for a web flow
+	if v4, v6 := a.Len(); v4+v6 != 0 {
+		t.Fatalf("%d and %d adopted flows written", v4, v6)
+	}
+	// a flow adopted on a web backend, then its entry overwritten by hand with dns's
+	adopt(t, a, SharedFlow{f, webKey, beAddrs[1]})
 	lb.mu.Lock()
 	other := lb.pairs[pairKey{dnsKey, beAddrs[2]}]
 	lb.mu.Unlock()
 	if err := lb.objs.AdoptedV4.Put(keyV4(f), lbFlowVal{BackendId: other.id, Gen: other.gen}); err != nil {
-		t.Fatal(err)
-	}
-	if err := lb.SetAdoptedCounts(1, 0); err != nil {
 		t.Fatal(err)
 	}
 	if got := sentTo(t, lb, f, false); got != owner(v, f).Addr {
@@ -282,42 +304,124 @@ func TestAdoptedEntriesAreChecked(t *testing.T) {
 	}
 }
 
-func TestReadAdoptedAfterRestart(t *testing.T) {
+// checkAdoptedMaps: the filter in the data path is exactly the bits of the flows in the
+// adopted maps, and the counts their sizes.
+func checkAdoptedMaps(t *testing.T, lb *LB) {
+	t.Helper()
+	want := make([]uint64, adoptedFilterWords)
+	var n4, n6 uint32
+	var k4 lbFlowKeyV4
+	var k6 lbFlowKeyV6
+	var v lbFlowVal
+	for it := lb.objs.AdoptedV4.Iterate(); it.Next(&k4, &v); {
+		bit := hashKeyV4(&k4, lb.cfg.HashSeed) >> adoptedFilterShift
+		want[bit/64] |= 1 << (bit % 64)
+		n4++
+	}
+	for it := lb.objs.AdoptedV6.Iterate(); it.Next(&k6, &v); {
+		bit := hashKeyV6(&k6, lb.cfg.HashSeed) >> adoptedFilterShift
+		want[bit/64] |= 1 << (bit % 64)
+		n6++
+	}
+	for w := range want {
+		var got uint64
+		if err := lb.objs.AdoptedFilter.Lookup(uint32(w), &got); err != nil {
+			t.Fatal(err)
+		}
+		if got != want[w] {
+			t.Fatalf("filter word %d is %#x, the adopted flows make it %#x", w, got, want[w])
+		}
+	}
+	var ctl lbFlowsyncCtl
+	if err := lb.objs.FlowsyncCtl.Lookup(uint32(0), &ctl); err != nil {
+		t.Fatal(err)
+	}
+	if ctl.AdoptedV4 != n4 || ctl.AdoptedV6 != n6 {
+		t.Fatalf("counts %+v, the maps hold %d and %d", ctl, n4, n6)
+	}
+}
+
+// Whatever is put and deleted, the filter and the counts follow the maps; flows that share
+// a filter bit keep it set until the last goes.
+func TestAdoptedFilterFollowsTheMaps(t *testing.T) {
 	lb := mustLoadLB(t)
+	a := mustAdopted(t, lb)
+	mustApply(t, lb, VIP{Key: webKey, Backends: testBackends(beAddrs), Ring: roundRobinRing(ringLen, 3)},
+		VIP{Key: web6Key, Backends: testBackends(beAddrs6), Ring: roundRobinRing(ringLen, 3)})
+	r := rand.New(rand.NewPCG(5, 6))
+	var pool []SharedFlow
+	for i := range 200 {
+		pool = append(pool, SharedFlow{Flow{Src: client, Dst: vip, SrcPort: uint16(10000 + i), DstPort: 80, Proto: 6}, webKey, beAddrs[i%3]})
+		pool = append(pool, SharedFlow{Flow{Src: client6, Dst: vip6, SrcPort: uint16(10000 + i), DstPort: 80, Proto: 6}, web6Key, beAddrs6[i%3]})
+	}
+	// two flows of one filter bit
+	bits := map[uint32]Flow{}
+	for i := 0; ; i++ {
+		f := Flow{Src: client, Dst: vip, SrcPort: 20000 + uint16(i), DstPort: 80, Proto: 6}
+		if g, ok := bits[filterBit(lb, f)]; ok {
+			pool = append(pool, SharedFlow{g, webKey, beAddrs[0]}, SharedFlow{f, webKey, beAddrs[1]})
+			break
+		}
+		bits[filterBit(lb, f)] = f
+	}
+	for range 30 {
+		var put []SharedFlow
+		var del []Flow
+		for range 20 {
+			put = append(put, pool[r.IntN(len(pool))])
+			del = append(del, pool[r.IntN(len(pool))].Flow)
+		}
+		adopt(t, a, put...)
+		checkAdoptedMaps(t, lb)
+		if err := a.Delete(del); err != nil {
+			t.Fatal(err)
+		}
+		checkAdoptedMaps(t, lb)
+	}
+	last := pool[len(pool)-2:]
+	adopt(t, a, last...)
+	if err := a.Delete([]Flow{last[0].Flow}); err != nil {
+		t.Fatal(err)
+	}
+	checkAdoptedMaps(t, lb)
+	if got := sentTo(t, lb, last[1].Flow, false); got != beAddrs[1] {
+		t.Errorf("the flow that shares a filter bit with a deleted one went to %s, want %s", got, beAddrs[1])
+	}
+}
+
+// A restarted lbd takes back what the pinned maps hold, drops what no longer resolves, and
+// rebuilds the filter.
+func TestOpenAdoptedAfterRestart(t *testing.T) {
+	lb := mustLoadLB(t)
+	a := mustAdopted(t, lb)
 	bes := testBackends(beAddrs)
 	mustApply(t, lb, VIP{Key: webKey, Backends: bes, Ring: roundRobinRing(ringLen, 3)})
 	want := []SharedFlow{
 		{Flow{Src: client, Dst: vip, SrcPort: 53000, DstPort: 80, Proto: 6}, webKey, beAddrs[0]},
 		{Flow{Src: client, Dst: vip, SrcPort: 53001, DstPort: 80, Proto: 6}, webKey, beAddrs[2]},
 	}
-	adopt(t, lb, want...)
-	got, err := lb.ReadAdopted()
+	adopt(t, a, want...)
+	// a stray filter bit a previous run left: the restart clears it
+	if err := lb.objs.AdoptedFilter.Put(uint32(7), uint64(0xff)); err != nil {
+		t.Fatal(err)
+	}
+	_, got, err := lb.OpenAdopted()
 	if err != nil {
 		t.Fatal(err)
 	}
-	sortShared := func(s []SharedFlow) {
-		slices.SortFunc(s, func(a, b SharedFlow) int { return int(a.Flow.SrcPort) - int(b.Flow.SrcPort) })
-	}
-	sortShared(got)
+	slices.SortFunc(got, func(a, b SharedFlow) int { return int(a.Flow.SrcPort) - int(b.Flow.SrcPort) })
 	if d := cmp.Diff(want, got, addrCmp); d != "" {
 		t.Fatalf("read back (-want +got):\n%s", d)
 	}
+	checkAdoptedMaps(t, lb)
 	// backend 2 leaves the VIP: its adopted flow is stale and goes
 	mustApply(t, lb, VIP{Key: webKey, Backends: bes[:2], Ring: roundRobinRing(ringLen, 2)})
-	got, err = lb.ReadAdopted()
+	_, got, err = lb.OpenAdopted()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 1 || got[0] != want[0] {
 		t.Fatalf("after backend 2 left: %v, want %v", got, want[:1])
 	}
-	var k lbFlowKeyV4
-	var v lbFlowVal
-	left := 0
-	for it := lb.objs.AdoptedV4.Iterate(); it.Next(&k, &v); {
-		left++
-	}
-	if left != 1 {
-		t.Errorf("%d entries left in adopted_v4, want 1", left)
-	}
+	checkAdoptedMaps(t, lb)
 }

@@ -18,7 +18,6 @@ import (
 func adoptForFuzz(tb testing.TB, lb *LB, vips map[VIPKey]VIP) [][]byte {
 	tb.Helper()
 	var flows []SharedFlow
-	n4, n6 := 0, 0
 	for _, k := range []VIPKey{webKey, dnsKey, web6Key, web46Key, gueKey, gue6Key} {
 		v := vips[k]
 		src := client
@@ -29,24 +28,22 @@ func adoptForFuzz(tb testing.TB, lb *LB, vips map[VIPKey]VIP) [][]byte {
 			f := Flow{Src: src, Dst: k.Addr, SrcPort: sport, DstPort: k.Port, Proto: k.Proto}
 			i := slices.IndexFunc(v.Backends, func(b Backend) bool { return b.Addr == owner(v, f).Addr })
 			flows = append(flows, SharedFlow{Flow: f, VIP: k, Backend: v.Backends[(i+1)%len(v.Backends)].Addr})
-			if src.Is4() {
-				n4++
-			} else {
-				n6++
-			}
 		}
 	}
-	if un, err := lb.PutAdopted(flows); err != nil || len(un) != 0 {
+	a, _, err := lb.OpenAdopted()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// the wrong entry: adopted on a web backend, then overwritten with dns's
+	wrong := Flow{Src: client, Dst: vip, SrcPort: 40100, DstPort: 80, Proto: 6}
+	flows = append(flows, SharedFlow{Flow: wrong, VIP: webKey, Backend: beAddrs[0]})
+	if un, err := a.Put(flows); err != nil || len(un) != 0 {
 		tb.Fatalf("adopt: %v, unresolved %v", err, un)
 	}
 	lb.mu.Lock()
 	other := lb.pairs[pairKey{dnsKey, beAddrs[0]}]
 	lb.mu.Unlock()
-	wrong := Flow{Src: client, Dst: vip, SrcPort: 40100, DstPort: 80, Proto: 6}
 	if err := lb.objs.AdoptedV4.Put(keyV4(wrong), lbFlowVal{BackendId: other.id, Gen: other.gen}); err != nil {
-		tb.Fatal(err)
-	}
-	if err := lb.SetAdoptedCounts(n4+1, n6); err != nil {
 		tb.Fatal(err)
 	}
 	return [][]byte{packet(tb, client, vip, tcp(wrong.SrcPort, wrong.DstPort, false, true))}

@@ -92,22 +92,24 @@ type lbLbCtl struct {
 type lbLbLimit uint32
 
 const (
-	lbLbLimitLIMIT_VIPS             lbLbLimit = 1024
-	lbLbLimitLIMIT_BACKEND_IDS      lbLbLimit = 16384
-	lbLbLimitLIMIT_FLOWS            lbLbLimit = 262144
-	lbLbLimitLIMIT_DSR_FLOWS        lbLbLimit = 262144
-	lbLbLimitLIMIT_LB_SOURCES       lbLbLimit = 256
-	lbLbLimitLIMIT_VIP_FILTER_WORDS lbLbLimit = 1024
-	lbLbLimitLIMIT_VIP_FILTER_MUL   lbLbLimit = 2654435761
-	lbLbLimitLIMIT_GUE_PORT         lbLbLimit = 6080
-	lbLbLimitLIMIT_PROBE_MARK       lbLbLimit = 1279393792
-	lbLbLimitLIMIT_PROBE_MARK_MASK  lbLbLimit = 4294901760
-	lbLbLimitLIMIT_VIP_F_GUE        lbLbLimit = 1
-	lbLbLimitLIMIT_BE_F_V6          lbLbLimit = 1
-	lbLbLimitLIMIT_BE_F_DOWN        lbLbLimit = 2
-	lbLbLimitLIMIT_AF_INET          lbLbLimit = 4
-	lbLbLimitLIMIT_AF_INET6         lbLbLimit = 6
-	lbLbLimitLIMIT_ADOPTED_FLOWS    lbLbLimit = 262144
+	lbLbLimitLIMIT_VIPS                 lbLbLimit = 1024
+	lbLbLimitLIMIT_BACKEND_IDS          lbLbLimit = 16384
+	lbLbLimitLIMIT_FLOWS                lbLbLimit = 262144
+	lbLbLimitLIMIT_DSR_FLOWS            lbLbLimit = 262144
+	lbLbLimitLIMIT_LB_SOURCES           lbLbLimit = 256
+	lbLbLimitLIMIT_VIP_FILTER_WORDS     lbLbLimit = 1024
+	lbLbLimitLIMIT_VIP_FILTER_MUL       lbLbLimit = 2654435761
+	lbLbLimitLIMIT_GUE_PORT             lbLbLimit = 6080
+	lbLbLimitLIMIT_PROBE_MARK           lbLbLimit = 1279393792
+	lbLbLimitLIMIT_PROBE_MARK_MASK      lbLbLimit = 4294901760
+	lbLbLimitLIMIT_VIP_F_GUE            lbLbLimit = 1
+	lbLbLimitLIMIT_BE_F_V6              lbLbLimit = 1
+	lbLbLimitLIMIT_BE_F_DOWN            lbLbLimit = 2
+	lbLbLimitLIMIT_AF_INET              lbLbLimit = 4
+	lbLbLimitLIMIT_AF_INET6             lbLbLimit = 6
+	lbLbLimitLIMIT_ADOPTED_FLOWS        lbLbLimit = 262144
+	lbLbLimitLIMIT_ADOPTED_FILTER_SHIFT lbLbLimit = 12
+	lbLbLimitLIMIT_ADOPTED_FILTER_WORDS lbLbLimit = 16384
 )
 
 type lbReason uint32
@@ -151,6 +153,7 @@ type lbVipMeta struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	lbMapAdoptedFilter    = "adopted_filter"
 	lbMapAdoptedV4        = "adopted_v4"
 	lbMapAdoptedV6        = "adopted_v6"
 	lbMapBackendStats     = "backend_stats"
@@ -231,6 +234,7 @@ type lbProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbMapSpecs struct {
+	AdoptedFilter  *ebpf.MapSpec `ebpf:"adopted_filter"`
 	AdoptedV4      *ebpf.MapSpec `ebpf:"adopted_v4"`
 	AdoptedV6      *ebpf.MapSpec `ebpf:"adopted_v6"`
 	BackendStats   *ebpf.MapSpec `ebpf:"backend_stats"`
@@ -285,6 +289,7 @@ func (o *lbObjects) Close() error {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbMaps struct {
+	AdoptedFilter  *ebpf.Map `ebpf:"adopted_filter"`
 	AdoptedV4      *ebpf.Map `ebpf:"adopted_v4"`
 	AdoptedV6      *ebpf.Map `ebpf:"adopted_v6"`
 	BackendStats   *ebpf.Map `ebpf:"backend_stats"`
@@ -305,6 +310,7 @@ type lbMaps struct {
 
 func (m *lbMaps) Close() error {
 	return _LbClose(
+		m.AdoptedFilter,
 		m.AdoptedV4,
 		m.AdoptedV6,
 		m.BackendStats,

@@ -41,12 +41,16 @@ const (
 	inboxSize = 256
 )
 
-// DataPath is the data path's side (internal/dataplane.LB and its FlowScanner).
+// DataPath is the data path's side (internal/dataplane: a FlowScanner, the Adopted maps and
+// the LB's counters).
 type DataPath interface {
+	// AtRisk visits the flows at risk in the flow tables.
 	AtRisk(visit func(dataplane.SharedFlow)) (dataplane.ScanStats, error)
+	// PutAdopted writes flows into the adopted-flow maps; those whose VIP or backend this
+	// node does not serve come back unwritten.
 	PutAdopted(flows []dataplane.SharedFlow) (unresolved []dataplane.SharedFlow, err error)
 	DeleteAdopted(flows []dataplane.Flow) error
-	SetAdoptedCounts(v4, v6 int) error
+	// ReadAdopted is what a previous run left in the (pinned) adopted-flow maps.
 	ReadAdopted() ([]dataplane.SharedFlow, error)
 	FlowSyncEvents() (map[string]uint64, error)
 }
@@ -321,8 +325,7 @@ func (s *Syncer) resolveAgain() {
 	}
 }
 
-// apply tells the data path what changed in the table: removals first (then the counts
-// may fall), writes, then the counts.
+// apply tells the data path what changed in the table: removals, then writes.
 func (s *Syncer) apply(c change) {
 	if len(c.remove) > 0 {
 		if err := s.o.DataPath.DeleteAdopted(c.remove); err != nil {
@@ -341,9 +344,6 @@ func (s *Syncer) apply(c change) {
 				s.log.Warn("remove adopted flows", "err", err)
 			}
 		}
-	}
-	if err := s.o.DataPath.SetAdoptedCounts(s.table.inMap[0], s.table.inMap[1]); err != nil {
-		s.log.Warn("write adopted flow counts", "err", err)
 	}
 	s.updateStatus(func(st *Status) {
 		st.Adopted = s.table.inMap[0] + s.table.inMap[1]

@@ -24,7 +24,6 @@ type fakePath struct {
 	risk     []dataplane.SharedFlow
 	adopted  map[dataplane.Flow]dataplane.SharedFlow
 	serves   map[netip.Addr]bool
-	counts   [2]int
 	leftover []dataplane.SharedFlow
 	hits     uint64
 }
@@ -69,13 +68,6 @@ func (p *fakePath) DeleteAdopted(flows []dataplane.Flow) error {
 	return nil
 }
 
-func (p *fakePath) SetAdoptedCounts(v4, v6 int) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.counts = [2]int{v4, v6}
-	return nil
-}
-
 func (p *fakePath) ReadAdopted() ([]dataplane.SharedFlow, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -89,18 +81,11 @@ func (p *fakePath) FlowSyncEvents() (map[string]uint64, error) {
 	return map[string]uint64{"hit": p.hits, "stale": 0}, nil
 }
 
-// held is what the adopted maps hold, and checks the counts the data path was given.
+// held is what the adopted maps hold.
 func (p *fakePath) held(t *testing.T) map[dataplane.Flow]dataplane.SharedFlow {
 	t.Helper()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var n [2]int
-	for f := range p.adopted {
-		n[fam(f)]++
-	}
-	if n != p.counts {
-		t.Errorf("data path told it holds %v adopted flows, it holds %v", p.counts, n)
-	}
 	return maps.Clone(p.adopted)
 }
 
