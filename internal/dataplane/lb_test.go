@@ -393,6 +393,7 @@ func TestNamesCoverEnumsAndMapsFitLimits(t *testing.T) {
 		{lbSpec, "adopted_v4", MaxAdoptedFlows},
 		{lbSpec, "adopted_v6", MaxAdoptedFlows},
 		{lbSpec, "flowsync_events", int(lbFlowsyncEventFLOWSYNC_EVENT_MAX)},
+		{lbSpec, "adopted_filter", adoptedFilterWords},
 		{hostSpec, "served_vips", MaxVIPs},
 		{hostSpec, "misdelivered", MaxVIPs},
 		{hostSpec, "lb_sources_v4", MaxLBSources},
