@@ -5,7 +5,7 @@ export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 GOFLAGS_TEST ?= -count=1 -p 2 -timeout 30m
 
-.PHONY: all deps build generate check-generated fmt-bpf check-format vet lint test fuzz demo bench bench-throughput bench-flowsync clean
+.PHONY: all deps build generate check-generated fmt-bpf check-format vet lint test rules fuzz soak demo bench bench-throughput bench-flowsync install clean
 
 all: build
 
@@ -44,14 +44,25 @@ lint:
 	GOBIN=$(CURDIR)/bin $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 	bin/golangci-lint run ./...
 
-test: deps
+test: deps rules
 	$(GO) test $(GOFLAGS_TEST) ./...
 	$(MAKE) --no-print-directory fuzz
+
+# the alert rules: valid, and their unit tests (each alert fires and stays silent) pass
+rules: deps
+	promtool check rules configs/prometheus/lbd.rules.yml
+	promtool test rules configs/prometheus/lbd.rules.test.yml
+
+# the long soak (opt-in): 200 busy connections through the VIP while the config is reloaded
+# every 100 ms for SOAK (5m), lbd restarted 10 times and upgraded once; make test runs 20 s
+SOAK ?= 5m
+soak: deps
+	LBD_SOAK=$(SOAK) $(GO) test -count=1 -timeout 60m -run TestSoakReloadsRestartsUpgrade -v ./cmd/lbd
 
 # the fuzz targets, each for FUZZTIME (a duration, or a count of inputs: 1000000x);
 # `make test` runs them briefly, the seed corpora run in every `go test`
 FUZZTIME ?= 10s
-FUZZ_TARGETS := ./internal/dataplane:FuzzXDPLB ./internal/dataplane:FuzzBackend ./pkg/config:FuzzParse ./pkg/flowsync:FuzzDecode
+FUZZ_TARGETS := ./internal/dataplane:FuzzXDPLB ./internal/dataplane:FuzzBackend ./pkg/config:FuzzParse ./cmd/lbd:FuzzPlan ./pkg/flowsync:FuzzDecode
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; name=$${t##*:}; echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
@@ -65,6 +76,25 @@ bench: deps
 	bench/datapath.sh
 bench-throughput: deps ; bench/throughput.sh
 bench-flowsync: deps ; bench/flowsync.sh
+
+# lbd in $(PREFIX)/bin, its systemd units in /etc/systemd/system (ExecStart names
+# $(PREFIX)/bin/lbd), /etc/lbd/example.yaml (every field, for writing /etc/lbd/lbd.yaml),
+# /etc/lbd/lbd-backend.env unless there is one, and the dashboards and alert rules in
+# $(PREFIX)/share/lbd. DESTDIR stages it elsewhere.
+PREFIX ?= /usr/local
+DESTDIR ?=
+install: build
+	install -D -m 0755 bin/lbd $(DESTDIR)$(PREFIX)/bin/lbd
+	install -d -m 0755 $(DESTDIR)/etc/systemd/system $(DESTDIR)/etc/lbd
+	for u in lbd.service lbd-backend.service; do \
+	  sed 's|/usr/local/bin/lbd|$(PREFIX)/bin/lbd|g' configs/systemd/$$u >$(DESTDIR)/etc/systemd/system/$$u && \
+	  chmod 0644 $(DESTDIR)/etc/systemd/system/$$u || exit 1; \
+	done
+	install -m 0644 configs/example.yaml $(DESTDIR)/etc/lbd/example.yaml
+	test -e $(DESTDIR)/etc/lbd/lbd-backend.env || install -m 0644 configs/systemd/lbd-backend.env $(DESTDIR)/etc/lbd/lbd-backend.env
+	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/lbd/grafana configs/grafana/lbd-lb-nodes.json configs/grafana/lbd-backends.json
+	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/lbd/prometheus configs/prometheus/lbd.rules.yml
+	@echo "installed; next: write /etc/lbd/lbd.yaml (see /etc/lbd/example.yaml), systemctl daemon-reload && systemctl enable --now lbd"
 
 clean:
 	rm -rf bin

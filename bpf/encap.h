@@ -24,6 +24,32 @@
 /* outer source addresses, set by the daemon before load (network byte order) */
 volatile const __be32 encap_src_v4 = 0;
 volatile const __be32 encap_src_v6[4] = {0, 0, 0, 0};
+/* or, for the backends' RSS (a NIC hashes IPIP by the outer addresses alone), a source per
+ * flow inside a prefix: the network (network order) and a mask of its host bits (host
+ * order; in the last word for IPv6); a zero mask keeps the fixed source above */
+volatile const __be32 encap_prefix_v4 = 0;
+volatile const __u32 encap_prefix_v4_host = 0;
+volatile const __be32 encap_prefix_v6[4] = {0, 0, 0, 0};
+volatile const __u32 encap_prefix_v6_host = 0;
+
+/* the host part of a source picked by the flow hash from host bits mask, never the
+ * prefix's first or last address (mask is at least 3: a /30 or wider) */
+static __always_inline __u32 host_part(__u32 hash, __u32 mask)
+{
+	__u32 h = hash & mask;
+
+	if (h == 0)
+		return 1;
+	if (h == mask)
+		return mask - 1;
+	return h;
+}
+
+/* whether the outer source depends on the flow hash */
+static __always_inline int encap_src_hashed(void)
+{
+	return encap_prefix_v4_host || encap_prefix_v6_host;
+}
 
 /* after bpf_xdp_adjust_head grew the front by 'grow' bytes, write a fresh L2 header
  * (addresses toward the backend, the old VLAN tag if there was one) */
@@ -105,6 +131,8 @@ static __always_inline int encap_4in4(struct xdp_md *ctx, __u32 l2len, const str
 	}
 	oip->check = 0;
 	oip->saddr = encap_src_v4;
+	if (encap_prefix_v4_host)
+		oip->saddr = encap_prefix_v4 | bpf_htonl(host_part(hash, encap_prefix_v4_host));
 	oip->daddr = be->addr.v4;
 	oip->check = ipv4_hdr_csum(oip);
 	return ENCAP_OK;
@@ -141,10 +169,18 @@ static __always_inline int encap_ip6(struct xdp_md *ctx, __u32 l2len, const stru
 	}
 	oip->hop_limit = ENCAP_TTL;
 	/* word by word: a volatile read, or clang folds the zero initialiser */
-	oip->saddr.in6_u.u6_addr32[0] = encap_src_v6[0];
-	oip->saddr.in6_u.u6_addr32[1] = encap_src_v6[1];
-	oip->saddr.in6_u.u6_addr32[2] = encap_src_v6[2];
-	oip->saddr.in6_u.u6_addr32[3] = encap_src_v6[3];
+	if (encap_prefix_v6_host) {
+		oip->saddr.in6_u.u6_addr32[0] = encap_prefix_v6[0];
+		oip->saddr.in6_u.u6_addr32[1] = encap_prefix_v6[1];
+		oip->saddr.in6_u.u6_addr32[2] = encap_prefix_v6[2];
+		oip->saddr.in6_u.u6_addr32[3] =
+			encap_prefix_v6[3] | bpf_htonl(host_part(hash, encap_prefix_v6_host));
+	} else {
+		oip->saddr.in6_u.u6_addr32[0] = encap_src_v6[0];
+		oip->saddr.in6_u.u6_addr32[1] = encap_src_v6[1];
+		oip->saddr.in6_u.u6_addr32[2] = encap_src_v6[2];
+		oip->saddr.in6_u.u6_addr32[3] = encap_src_v6[3];
+	}
 	__builtin_memcpy(&oip->daddr, be->addr.v6, sizeof(oip->daddr));
 	return ENCAP_OK;
 }

@@ -24,6 +24,9 @@
  * 4 MiB, are a cache miss away) for one read of a 128 KiB array */
 #define ADOPTED_FILTER_SHIFT 12
 #define ADOPTED_FILTER_WORDS ((1U << (32 - ADOPTED_FILTER_SHIFT)) / 64)
+/* the SYN flood guard counts new flows per CPU over windows this long */
+#define SYN_FLOOD_WINDOW_NS 1000000000ULL
+
 /* the VIP address filter: one bit per hash of a destination address, so traffic for
  * other addresses passes without a hash map lookup */
 #define VIP_FILTER_BITS	 65536

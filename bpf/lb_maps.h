@@ -37,6 +37,7 @@ enum flow_event {
 	EVENT_LRU_MISS,
 	EVENT_LRU_SKIP_DOWN, /* hit on a backend that is down or gone: re-hashed */
 	EVENT_SYN,
+	EVENT_SYN_UNRECORDED, /* a SYN during a flood: sent by the ring, not recorded */
 	EVENT_MAX,
 };
 
@@ -113,6 +114,20 @@ struct {
 	__type(value, struct flow_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } flows_v6 SEC(".maps");
+
+/* the SYN flood guard's window, per CPU; not pinned: it starts afresh with each program */
+struct flood_state {
+	__u64 window_start; /* ns, bpf_ktime_get_coarse_ns */
+	__u64 new_flows;    /* in this window */
+	__u64 flooding;	    /* the last window was over the threshold */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct flood_state);
+} flood SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -29,7 +29,8 @@
 
 /* load-time configuration, set by the daemon through the spec */
 volatile const __u32 hash_seed = 0;
-volatile const __u32 encap_mtu = 1500; /* largest outer L3 packet we may send */
+volatile const __u32 syn_flood_threshold = 0; /* new flows per second per CPU; 0: no guard */
+volatile const __u32 encap_mtu = 1500;	      /* largest outer L3 packet we may send */
 /* unused by the program: they put the enums into BTF, so bpf2go emits their names */
 volatile const enum reason reason_max = REASON_MAX;
 volatile const enum flow_event event_max = EVENT_MAX;
@@ -206,14 +207,45 @@ static __always_inline int martian_src(const void *fk, int v6)
 }
 
 /* a new flow: the ring's backend for hash, recorded in the flow table (flows, key) */
+/* the SYN flood guard: counts this CPU's new flows per second and says whether they are
+ * over syn_flood_threshold, in this window or the last. Over it, SYNs go by the ring without
+ * entering the flow table, so a flood of spoofed SYNs (whose senders never answer) cannot
+ * evict established flows, however long it lasts; a real client's flow is recorded on its
+ * first ACK, which misses and enters as usual. */
+static __always_inline int syn_flood(void)
+{
+	struct flood_state *f;
+	__u32 zero = 0;
+	__u64 now;
+
+	if (!syn_flood_threshold)
+		return 0;
+	f = bpf_map_lookup_elem(&flood, &zero);
+	if (!f)
+		return 0;
+	now = bpf_ktime_get_coarse_ns(); /* a jiffy's resolution is plenty for a 1 s window */
+	if (now - f->window_start >= SYN_FLOOD_WINDOW_NS) {
+		f->flooding = f->new_flows > syn_flood_threshold;
+		f->window_start = now;
+		f->new_flows = 0;
+	}
+	return ++f->new_flows > syn_flood_threshold || f->flooding;
+}
+
+/* a new flow: the ring's backend for hash, recorded in the flow table (flows, key) unless
+ * it is a SYN during a flood */
 static __always_inline struct backend *new_flow(const struct vip_meta *meta, __u32 hash,
-						void *flows, const void *key, __u32 *bid)
+						void *flows, const void *key, __u32 *bid, int syn)
 {
 	struct backend *be = ring_backend(meta, hash, bid);
 	struct flow_val fv;
 
 	if (!be)
 		return NULL;
+	if (syn_flood() && syn) {
+		event(EVENT_SYN_UNRECORDED);
+		return be;
+	}
 	fv.backend_id = *bid;
 	fv.gen = be->gen;
 	bpf_map_update_elem(flows, key, &fv, BPF_ANY);
@@ -287,8 +319,10 @@ static __always_inline int balance(struct xdp_md *ctx, const struct pkt *p, stru
 		be = flow_backend(bpf_map_lookup_elem(flows, fk), &bid, &stale);
 	if (be) {
 		event(EVENT_LRU_HIT);
-		/* the hash also picks the outer IPv6 flow label and the GUE source port */
-		if (p->v6 || (be->flags & BE_F_V6) || (be->vip_flags & VIP_F_GUE))
+		/* the hash also picks the outer IPv6 flow label, the GUE source port and an
+		 * outer source from a prefix */
+		if (p->v6 || (be->flags & BE_F_V6) || (be->vip_flags & VIP_F_GUE) ||
+		    encap_src_hashed())
 			hash = flow_hash(fk, p->v6);
 		return send(ctx, p, be, bid, hash);
 	}
@@ -300,7 +334,7 @@ static __always_inline int balance(struct xdp_md *ctx, const struct pkt *p, stru
 	/* flow sync (flowsync.h): a flow another LB node shared keeps the backend it recorded */
 	be = p->syn ? NULL : adopted_backend(meta, flows, fk, p->v6, hash, &bid);
 	if (!be)
-		be = new_flow(meta, hash, flows, fk, &bid);
+		be = new_flow(meta, hash, flows, fk, &bid, p->syn);
 	if (!be)
 		return verdict(ctx, REASON_DROP_NO_BACKEND, XDP_DROP);
 	return send(ctx, p, be, bid, hash);

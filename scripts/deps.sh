@@ -14,6 +14,8 @@ have clang-format-19 || need+=(clang-format-19)
 [ -f /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
 [ -f /usr/include/x86_64-linux-gnu/asm/types.h ] || [ -f /usr/include/asm/types.h ] || need+=(linux-libc-dev)
 have curl || need+=(curl)
+# promtool checks the alert rules; the Prometheus end-to-end test runs prometheus itself
+have promtool && have prometheus || need+=(prometheus)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -22,6 +24,14 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
   echo "deps: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # the tests run their own copies of the daemons they need (prometheus): keep the
+  # packages' services from starting on install (policy-rc.d, "action forbidden", is how
+  # Debian's invoke-rc.d and deb-systemd-invoke are told so), unless a policy is already set
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi

@@ -10,6 +10,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/lbdproj/lbd/internal/dataplane"
+	"github.com/lbdproj/lbd/pkg/config"
 	"github.com/lbdproj/lbd/pkg/consistenthash"
 )
 
@@ -17,6 +18,7 @@ import (
 type traffic struct {
 	name  string
 	flows uint32 // gen.c: 0 one tuple, ~0 never repeat, else cycle over this many per CPU
+	syn   bool   // SYNs instead of ACKs
 	gen   *genObjects
 }
 
@@ -111,9 +113,10 @@ func (b *bench) loadGenerators() error {
 		{name: "same flow (LRU hit)", flows: 0},
 		{name: fmt.Sprintf("%d flows/thread cycled", *cycled), flows: uint32(*cycled)},
 		{name: "new flow every packet (LRU miss)", flows: ^uint32(0)},
+		{name: "SYN flood (spoofed, guard on)", flows: ^uint32(0), syn: true},
 	}
 	for _, p := range b.patterns {
-		g, err := newGen(b.t.lbInMAC, b.t.genMAC, p.flows)
+		g, err := newGen(b.t.lbInMAC, b.t.genMAC, p.flows, p.syn)
 		if err != nil {
 			return err
 		}
@@ -133,6 +136,8 @@ func (b *bench) openLB() error {
 			HashSeed:    hashSeed,
 			EncapSource: lbOut,
 			MTU:         lbOutMTU,
+			// the daemon's default guard, as an edge node runs it
+			SynFloodThreshold: config.DefaultSynFloodThreshold,
 		})
 		return err
 	})

@@ -41,15 +41,17 @@ func TestFrames(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		flows uint32
+		syn   bool
 		want  func(i int) (netip.Addr, uint16)
 	}{
-		{"same flow", 0, func(int) (netip.Addr, uint16) { return client, 40000 }},
-		{"cycled", 3, func(i int) (netip.Addr, uint16) { return flowNet, uint16(i % 3) }},
-		{"never repeat", ^uint32(0), func(i int) (netip.Addr, uint16) { return flowNet, uint16(i) }},
+		{"same flow", 0, false, func(int) (netip.Addr, uint16) { return client, 40000 }},
+		{"cycled", 3, false, func(i int) (netip.Addr, uint16) { return flowNet, uint16(i % 3) }},
+		{"never repeat", ^uint32(0), false, func(i int) (netip.Addr, uint16) { return flowNet, uint16(i) }},
+		{"syn flood", ^uint32(0), true, func(i int) (netip.Addr, uint16) { return flowNet, uint16(i) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pinCPU0(t)
-			g, err := newGen(lbMAC, genMAC, tc.flows)
+			g, err := newGen(lbMAC, genMAC, tc.flows, tc.syn)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -77,7 +79,7 @@ func TestFrames(t *testing.T) {
 				gotDst, _ := netip.AddrFromSlice(ip.DstIP)
 				if eth.DstMAC.String() != lbMAC.String() || eth.SrcMAC.String() != genMAC.String() ||
 					gotSrc != src || gotDst != vip || uint16(tcp.SrcPort) != sport || tcp.DstPort != 80 ||
-					!tcp.ACK || tcp.SYN || int(ip.Length) != len(out)-14 {
+					tcp.ACK == tc.syn || tcp.SYN != tc.syn || int(ip.Length) != len(out)-14 {
 					t.Fatalf("frame %d: %v", i, p)
 				}
 				act, enc, err := lb.TestRun(out)

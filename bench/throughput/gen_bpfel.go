@@ -25,6 +25,7 @@ const (
 	genVarFlows   = "flows"
 	genVarSrcIp   = "src_ip"
 	genVarSrcMac  = "src_mac"
+	genVarSyn     = "syn"
 )
 
 // loadGen returns the embedded CollectionSpec for gen.
@@ -90,6 +91,7 @@ type genVariableSpecs struct {
 	Flows   *ebpf.VariableSpec `ebpf:"flows"`
 	SrcIp   *ebpf.VariableSpec `ebpf:"src_ip"`
 	SrcMac  *ebpf.VariableSpec `ebpf:"src_mac"`
+	Syn     *ebpf.VariableSpec `ebpf:"syn"`
 }
 
 // genObjects contains all objects after they have been loaded into the kernel.
@@ -132,6 +134,7 @@ type genVariables struct {
 	Flows   *ebpf.Variable `ebpf:"flows"`
 	SrcIp   *ebpf.Variable `ebpf:"src_ip"`
 	SrcMac  *ebpf.Variable `ebpf:"src_mac"`
+	Syn     *ebpf.Variable `ebpf:"syn"`
 }
 
 // genPrograms contains all programs after they have been loaded into the kernel.

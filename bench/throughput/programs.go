@@ -14,7 +14,7 @@ import (
 )
 
 // newGen loads the generator: frames from src to dst (MACs), flows as in gen.c.
-func newGen(dst, src net.HardwareAddr, flows uint32) (*genObjects, error) {
+func newGen(dst, src net.HardwareAddr, flows uint32, syn bool) (*genObjects, error) {
 	spec, err := loadGen()
 	if err != nil {
 		return nil, err
@@ -27,6 +27,7 @@ func newGen(dst, src net.HardwareAddr, flows uint32) (*genObjects, error) {
 		"dst_ip":   be32(vip),
 		"dst_port": uint16(80),
 		"flows":    flows,
+		"syn":      b2u8(syn),
 	}); err != nil {
 		return nil, fmt.Errorf("gen: %w", err)
 	}
@@ -161,4 +162,11 @@ func percpuSum(m *ebpf.Map) (uint64, error) {
 		n += v
 	}
 	return n, nil
+}
+
+func b2u8(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -53,10 +53,11 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"run", "--config FILE [--pin-dir DIR]", "run an LB node: attach xdp_lb, serve the VIPs of FILE", cmdRun},
-		{"backend", "--interface IF --lb-sources PREFIXES --vips VIPS [--pin-dir DIR]", "run a backend: decap on ingress, restore the VIP on egress (DSR)", cmdBackend},
+		{"backend", "--interface IF --lb-sources PREFIXES --vips VIPS [--pin-dir DIR] [--api ADDR]", "run a backend: decap on ingress, restore the VIP on egress (DSR)", cmdBackend},
 		{"validate", "FILE", "check a config; print its VIPs or its errors (file:line:col)", cmdValidate},
 		{"plan", "OLD.yaml NEW.yaml [--json]", "show what a config change does to each VIP's flows (read-only)", cmdPlan},
 		{"status", "[--api ADDR] [--json]", "show a running lbd's VIPs, backends and counters", cmdStatus},
+		{"explain", "[--api ADDR] [--json] PROTO SRC:PORT DST:PORT", "which backend a flow goes to, and why (read-only)", cmdExplain},
 		{"detach", "--pin-dir DIR", "remove the programs and pins an lbd left behind", cmdDetach},
 		{"demo", "", "raise a sandbox fleet in network namespaces and balance 300 requests", cmdDemo},
 	}

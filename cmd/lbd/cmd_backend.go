@@ -5,28 +5,40 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"strings"
 	"syscall"
+	"time"
 
+	sd "github.com/coreos/go-systemd/v22/daemon"
 	"github.com/lbdproj/lbd/internal/dataplane"
 	"github.com/lbdproj/lbd/pkg/config"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 func cmdBackend(ctx context.Context, e *env, args []string) int {
-	fs := newFlags(e, "backend", "--interface IF --lb-sources PREFIXES --vips VIPS [--pin-dir DIR] [--metrics ADDR]")
+	fs := newFlags(e, "backend", "--interface IF --lb-sources PREFIXES --vips VIPS [--pin-dir DIR] [--api ADDR]")
 	iface := fs.String("interface", "", "interface the tunnelled traffic arrives on and replies leave by")
 	pinDir := fs.String("pin-dir", config.DefaultPinDir, "bpffs directory for pins")
 	sources := fs.String("lb-sources", "", "comma-separated prefixes (or addresses) of the LB nodes' encapsulation sources; tunnelled packets from elsewhere are dropped (required)")
 	vips := fs.String("vips", "", "comma-separated VIPs served here, ADDR (every port) or ADDR:PORT/tcp|udp ([ADDR]:PORT/… for IPv6); tunnelled packets for others are dropped (required)")
 	local4 := fs.String("local4", "", "this backend's IPv4 address for 4in6 traffic (default: the interface's first)")
+	tableSize := fs.Uint("flow-table-size", 1<<20, "entries of each reply flow table (IPv4, IPv6): a flow whose entry is evicted gets replies from this host's address, which its client drops; 104 bytes per IPv4 entry, 128 per IPv6. A restart with another size copies the flows")
 	generic := fs.Bool("generic", false, "attach XDP in generic (skb) mode, for drivers without native XDP")
 	detach := fs.Bool("detach-on-exit", false, "remove the programs and pins when stopping")
 	stats := fs.Bool("stats", false, "print the counters of the backend programs pinned in --pin-dir as JSON and exit")
-	metricsAddr := fs.String("metrics", "", "ip:port to serve Prometheus /metrics on (keep it on loopback: it has no authentication); empty: none")
+	api := fs.String("api", defaultBackendAPI, `address to serve /metrics and /healthz on ("": none); unauthenticated, keep it on loopback`)
+	metrics := fs.String("metrics", "", "the same as --api: the address /metrics is served on")
 	if _, ok := parseFlags(fs, args); !ok {
 		return exitUsage
+	}
+	if *metrics != "" {
+		*api = *metrics
 	}
 	if *stats {
 		st, err := dataplane.ReadBackendHostStats(*pinDir)
@@ -51,7 +63,12 @@ func cmdBackend(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintln(e.stderr, "lbd backend: --interface is required")
 		return exitUsage
 	}
-	cfg := dataplane.BackendHostConfig{Interface: *iface, PinDir: *pinDir, Generic: *generic, Logger: e.logger()}
+	if *tableSize < 4096 || *tableSize > 1<<32-1 {
+		fmt.Fprintf(e.stderr, "lbd backend: --flow-table-size %d: want 4096 to %d\n", *tableSize, uint32(1<<32-1))
+		return exitUsage
+	}
+	cfg := dataplane.BackendHostConfig{Interface: *iface, PinDir: *pinDir, Generic: *generic, Logger: e.logger(),
+		FlowTableSize: uint32(*tableSize)}
 	var err error
 	if cfg.LBSources, err = parsePrefixes(*sources); err != nil || len(cfg.LBSources) == 0 {
 		fmt.Fprintf(e.stderr, "lbd backend: --lb-sources %q: %v\n", *sources, orRequired(err))
@@ -77,19 +94,32 @@ func cmdBackend(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "lbd backend: %v\n", err)
 		return exitFailure
 	}
-	if *metricsAddr != "" {
-		stopMetrics, err := serveBackendMetrics(log, *metricsAddr, b)
+	c := b.Config()
+	if *api != "" {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(backendCollector{stats: b.Stats, misdelivered: b.Misdelivered}, collectors.NewGoCollector(),
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		ln, err := net.Listen("tcp", *api)
 		if err != nil {
 			b.Close()
-			fmt.Fprintf(e.stderr, "lbd backend: --metrics %s: %v\n", *metricsAddr, err)
+			fmt.Fprintf(e.stderr, "lbd backend: api listener: %v\n", err)
 			return exitFailure
 		}
-		defer stopMetrics()
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("api server stopped", "err", err)
+			}
+		}()
+		defer srv.Close()
 	}
-	c := b.Config()
-	log.Info("backend ready: xdp_decap on ingress, tc_egress on egress", "interface", c.Interface,
+	log.Info("backend ready: xdp_decap on ingress, tc_egress on egress", "interface", c.Interface, "api", *api,
 		"local4", c.Local4, "local6", c.Local6, "lb_sources", c.LBSources, "vips", c.VIPs,
-		"pin_dir", c.PinDir, "adopted", b.Adopted)
+		"flow_table_size", c.FlowTableSize, "flows_copied", b.Resized, "pin_dir", c.PinDir, "adopted", b.Adopted)
+	notify(log, sd.SdNotifyReady, fmt.Sprintf("STATUS=decapsulating on %s for %d VIPs", c.Interface, len(c.VIPs)))
 wait:
 	for {
 		select {
@@ -101,6 +131,7 @@ wait:
 			}
 		}
 	}
+	notify(log, sd.SdNotifyStopping)
 	if st, err := b.Stats(); err == nil {
 		log.Info("backend counters", "decap", st.Counters["decap"].Packets,
 			"restored", st.Counters["restored"].Packets, "decap_malformed", st.Counters["decap_malformed"].Packets,
@@ -118,6 +149,10 @@ wait:
 	log.Info("stopped; the backend programs keep running from their pinned links")
 	return exitOK
 }
+
+// defaultBackendAPI is lbd backend's /metrics address: lbd run's default port plus one, so
+// a host that runs both serves both.
+const defaultBackendAPI = "127.0.0.1:9178"
 
 func orRequired(err error) error {
 	if err == nil {

@@ -42,7 +42,11 @@ func cmdValidate(ctx context.Context, e *env, args []string) int {
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "VIP\tADDRESS\tBACKENDS\tRING\tHEALTH\n")
 	for _, v := range cfg.VIPs {
-		fmt.Fprintf(tw, "%s\t%s/%s\t%d\t%d\t%s\n", v.Name, netip.AddrPortFrom(v.Address, v.Port), v.Protocol, len(v.Backends), v.RingSize, v.Health.Type)
+		ring := strconv.Itoa(int(v.RingSize))
+		if v.RingSizeAuto {
+			ring += " (auto)"
+		}
+		fmt.Fprintf(tw, "%s\t%s/%s\t%d\t%s\t%s\n", v.Name, netip.AddrPortFrom(v.Address, v.Port), v.Protocol, len(v.Backends), ring, v.Health.Type)
 	}
 	tw.Flush()
 	fmt.Fprintf(e.stdout, "%s: ok (digest %s)\n", pos[0], cfg.Digest()[:12])
@@ -69,7 +73,10 @@ func fetchStatus(ctx context.Context, client *http.Client, api string) (daemon.S
 }
 
 func printStatus(w io.Writer, st daemon.Status) {
-	fmt.Fprintf(w, "node %s  interface %s  config %s\n", st.Node, st.Interface, shortDigest(st.ConfigDigest))
+	fmt.Fprintf(w, "node %s  interface %s  xdp %s  config %s\n", st.Node, st.Interface, st.XDPMode, shortDigest(st.ConfigDigest))
+	if st.XDPModeNote != "" {
+		fmt.Fprintf(w, "WARNING: xdp_lb runs in %s mode: %s\n", st.XDPMode, st.XDPModeNote)
+	}
 	for _, v := range st.VIPs {
 		fmt.Fprintf(w, "\nVIP %s  %s/%s  ring %d slots (%s)  packets %d\n", v.Name, net.JoinHostPort(v.Address, strconv.Itoa(int(v.Port))),
 			v.Protocol, v.RingSize, v.Fingerprint, v.Packets)
@@ -100,16 +107,30 @@ func printStatus(w io.Writer, st daemon.Status) {
 	}
 	printFlowSync(w, st.FlowSync)
 	printCounters(w, st.Verdicts, st.Events)
+	printFlowTables(w, st.FlowTables)
 }
 
 func printCounters(w io.Writer, verdicts map[string]dataplane.Counter, events map[string]uint64) {
 	fmt.Fprintf(w, "\ncounters:")
-	for _, k := range []string{"tx", "pass", "pass_fragment", "drop_malformed", "drop_no_backend", "drop_encap_failed", "drop_too_big"} {
+	for _, k := range []string{"tx", "pass", "pass_fragment", "drop_malformed", "drop_no_backend", "drop_encap_failed", "drop_too_big", "drop_bad_source"} {
 		fmt.Fprintf(w, " %s=%d", k, verdicts[k].Packets)
 	}
 	fmt.Fprintf(w, "\nflow table:")
-	for _, k := range []string{"lru_hit", "lru_miss", "lru_skip_down", "syn"} {
+	for _, k := range []string{"lru_hit", "lru_miss", "lru_skip_down", "syn", "syn_unrecorded"} {
 		fmt.Fprintf(w, " %s=%d", k, events[k])
+	}
+	fmt.Fprintln(w)
+}
+
+// printFlowTables says how full the flow tables are, "ipv4 12 of 1048576 (0.0%)".
+func printFlowTables(w io.Writer, fill map[string]dataplane.TableFill) {
+	if len(fill) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "flow tables:")
+	for _, fam := range []string{"ipv4", "ipv6"} {
+		f := fill[fam]
+		fmt.Fprintf(w, " %s %d of %d (%.1f%%)", fam, f.Entries, f.Size, 100*float64(f.Entries)/float64(max(f.Size, 1)))
 	}
 	fmt.Fprintln(w)
 }

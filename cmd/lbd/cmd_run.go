@@ -8,8 +8,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"syscall"
 	"time"
+
+	sd "github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/lbdproj/lbd/internal/daemon"
 	"github.com/lbdproj/lbd/pkg/config"
@@ -70,6 +73,7 @@ func cmdRun(ctx context.Context, e *env, args []string) int {
 	}()
 	reg.MustRegister(d.Collector(), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reloads := newReloadMetrics(reg, time.Now())
 	ln, err := net.Listen("tcp", cfg.Node.APIAddr.String())
 	if err != nil {
 		d.Close()
@@ -84,18 +88,25 @@ func cmdRun(ctx context.Context, e *env, args []string) int {
 	}()
 	defer srv.Close()
 	log.Info("lbd serving", "vips", len(cfg.VIPs), "api", ln.Addr().String(), "config", *path)
+	// daemon.New attached xdp_lb and wrote every VIP with its ring: the VIPs answer now
+	notify(log, sd.SdNotifyReady, fmt.Sprintf("STATUS=serving %d VIPs, config %s", len(cfg.VIPs), cfg.Digest()[:12]))
 
 	reload := func(why string) {
+		notifyReloading(log)
 		lastMod = modTime(*path)
 		next, err := loadConfig(e, log, *path, *pinDir)
 		if err == nil {
 			err = d.Apply(ctx, next)
 		}
+		reloads.observe(err, time.Now())
 		if err != nil {
 			log.Error("reload refused; still serving the previous config", "why", why, "err", err)
+			// the old config keeps serving: ready again, and the status says why
+			notify(log, sd.SdNotifyReady, "STATUS=reload refused, still serving the previous config: "+firstLine(err.Error()))
 			return
 		}
 		log.Info("config reloaded", "why", why, "vips", len(next.VIPs), "digest", next.Digest()[:12])
+		notify(log, sd.SdNotifyReady, fmt.Sprintf("STATUS=serving %d VIPs, config %s", len(next.VIPs), next.Digest()[:12]))
 	}
 	var tick <-chan time.Time
 	if *watch > 0 {
@@ -130,7 +141,14 @@ func modTime(path string) time.Time {
 	return st.ModTime()
 }
 
+// firstLine is s up to its first newline: a config's errors come one per line.
+func firstLine(s string) string {
+	first, _, _ := strings.Cut(s, "\n")
+	return first
+}
+
 func shutdown(e *env, log *slog.Logger, d *daemon.Daemon, detach bool) int {
+	notify(log, sd.SdNotifyStopping)
 	if detach {
 		if err := d.Detach(); err != nil {
 			log.Error("detach", "err", err)

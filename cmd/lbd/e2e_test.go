@@ -187,11 +187,33 @@ func TestRestartKeepsEstablishedFlows(t *testing.T) {
 	if got := k.get(t); got != first {
 		t.Fatalf("with lbd stopped the connection moved from %s to %s", first, got)
 	}
+	// the new lbd has flow tables of another size: the pinned ones' flows are copied over
+	cfg, err := os.ReadFile(s.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resized := strings.Replace(string(cfg), "node:\n", "node:\n  flow_table_size: 131072\n", 1)
+	if resized == string(cfg) {
+		t.Fatal("demo config has no node section to resize")
+	}
+	if err := os.WriteFile(s.cfgPath, []byte(resized), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.StartLB(0); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(s.lbProcs[0].Output(), "adopted pinned link") {
 		t.Errorf("restarted lbd did not adopt the pinned link:\n%s", s.lbProcs[0].Output())
+	}
+	if !strings.Contains(s.lbProcs[0].Output(), "flow tables resized") {
+		t.Errorf("restarted lbd did not copy its flows into tables of the new size:\n%s", s.lbProcs[0].Output())
+	}
+	st, err := s.LBStatus(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := st.FlowTables["ipv4"]; f.Size != 131072 || f.Entries == 0 {
+		t.Errorf("ipv4 flow table after the restart: %+v, want 131072 entries with the connection's flow", f)
 	}
 	for range 5 {
 		if got := k.get(t); got != first {

@@ -286,14 +286,14 @@ func (s *sandbox) waitFlowsShared(ctx context.Context, t *testing.T) {
 }
 
 // misdelivered sums the backends' misdelivered packets of the VIP, read from each
-// backend's /metrics (`lbd backend --metrics`), which must agree with its pinned counters
-// (`lbd backend --stats` reads those).
+// backend's /metrics (`lbd backend --api`, alias --metrics), which must agree with its
+// pinned counters (`lbd backend --stats` reads those).
 func (s *sandbox) misdelivered(ctx context.Context, t *testing.T) uint64 {
 	t.Helper()
 	vip := fmt.Sprintf("%s/tcp", netip.AddrPortFrom(s.vip, s.vipPort))
 	var total uint64
 	for i, h := range s.fleet.Backends {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+backendMetricsAddr+"/metrics", nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.backendAPI(h).String()+"/metrics", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -308,7 +308,7 @@ func (s *sandbox) misdelivered(ctx context.Context, t *testing.T) uint64 {
 			t.Fatalf("%s /metrics: %v", h.Name, err)
 		}
 		var scraped uint64
-		if f, ok := fams["lbd_backendhost_misdelivered_packets_total"]; ok {
+		if f, ok := fams["lbd_tunnel_misdelivered_packets_total"]; ok {
 			for _, m := range f.GetMetric() {
 				for _, l := range m.GetLabel() {
 					if l.GetName() == "vip" && l.GetValue() == vip {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/lbdproj/lbd/internal/testbed"
@@ -15,7 +17,10 @@ const testPrefix = "lbdcmd"
 // The test binary doubles as lbd: the sandbox starts it in namespaces with LBD_TEST_MAIN=1,
 // so end-to-end tests run the very code under test without a separate build.
 func TestMain(m *testing.M) {
-	if os.Getenv("LBD_TEST_MAIN") == "1" {
+	// the fuzzing engine's workers are this binary too, and inherit the variable
+	if os.Getenv("LBD_TEST_MAIN") == "1" && !slices.ContainsFunc(os.Args, func(a string) bool {
+		return strings.HasPrefix(a, "-test.fuzzworker")
+	}) {
 		os.Exit(run(context.Background(), newEnv(), os.Args[1:]))
 	}
 	os.Setenv("LBD_TEST_MAIN", "1") // inherited by the lbd processes the tests start

@@ -99,3 +99,38 @@ func TestPlanInvalidConfig(t *testing.T) {
 		t.Fatalf("error does not name the place:\n%s", errOut)
 	}
 }
+
+// A VIP without ring_size whose backends outgrow 65537 slots gets the next size, and lbd plan
+// says so.
+func TestPlanShowsRingSizeFollowingBackends(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, n int) string {
+		var b strings.Builder
+		b.WriteString("node:\n  interface: eth0\nvips:\n  - name: big\n    address: 198.18.0.10\n    port: 80\n    backends:\n")
+		for i := range n {
+			fmt.Fprintf(&b, "      - address: 198.19.%d.%d\n", i/250, i%250+1)
+		}
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	old, new := write("old.yaml", 600), write("new.yaml", 700)
+	code, out, errOut := runPlan(t, old, new)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(out, "ring size 65537 -> 131071") || !strings.Contains(out, "+ 198.19.2.101 (weight 1)") {
+		t.Errorf("plan does not show the ring growing with the backends:\n%s", out)
+	}
+	var stdout, stderr bytes.Buffer
+	e := newEnv()
+	e.stdout, e.stderr = &stdout, &stderr
+	if code := run(context.Background(), e, []string{"validate", new}); code != exitOK {
+		t.Fatalf("validate: exit %d: %s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "700       131071 (auto)") {
+		t.Errorf("validate does not show the chosen ring size:\n%s", stdout.String())
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -37,7 +38,8 @@ type sandbox struct {
 	vip      netip.Addr
 	vipPort  uint16
 	startDur time.Duration
-	flowSync bool // cluster.flow_sync in the cluster configs
+	wrap     []string // sandboxOptions.wrap
+	flowSync bool     // cluster.flow_sync in the cluster configs
 }
 
 type backendServer struct {
@@ -55,10 +57,16 @@ type sandboxOptions struct {
 	// cluster gives every LB node a cluster section (bind on its address, join the others,
 	// a shared gossip key); router puts a router with ECMP over the LB nodes in front
 	cluster, router bool
+	// lbSources, when set, is what the backends accept tunnelled packets from (lbd backend
+	// --lb-sources) instead of the LB nodes' addresses and encap source prefixes
+	lbSources []string
 	// flowSyncOff sets cluster.flow_sync: false in the cluster sections
 	flowSyncOff bool
 	// beforeLB runs after the backends are up and before any lbd run starts
 	beforeLB func(*sandbox) error
+	// wrap is a command every lbd process is started through, as systemd would set it up:
+	// env NOTIFY_SOCKET=…, or setpriv --bounding-set=… (it must exec lbd, keeping its pid)
+	wrap []string
 }
 
 func raiseSandbox(o sandboxOptions) (_ *sandbox, err error) {
@@ -67,7 +75,8 @@ func raiseSandbox(o sandboxOptions) (_ *sandbox, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &sandbox{fleet: fleet, exe: o.exe, servers: map[string]*backendServer{}, flowSync: !o.flowSyncOff}
+	s := &sandbox{fleet: fleet, exe: o.exe, servers: map[string]*backendServer{}, wrap: o.wrap,
+		flowSync: !o.flowSyncOff}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -96,6 +105,14 @@ func raiseSandbox(o sandboxOptions) (_ *sandbox, err error) {
 			}
 		}
 	}
+	for _, p := range []netip.Prefix{cfg.Node.EncapSourcePrefix, cfg.Node.EncapSourcePrefix6} {
+		if p.IsValid() { // outer sources picked per flow inside a prefix
+			sources = append(sources, p.String())
+		}
+	}
+	if o.lbSources != nil {
+		sources = o.lbSources
+	}
 	for _, v := range cfg.VIPs {
 		vips = append(vips, v.Address.String())
 	}
@@ -103,8 +120,9 @@ func raiseSandbox(o sandboxOptions) (_ *sandbox, err error) {
 		if err := s.startServer(h); err != nil {
 			return nil, err
 		}
-		p, err := fleet.Start(h, s.exe, "backend", "--interface", h.Link, "--pin-dir", s.pinDir(h),
-			"--lb-sources", strings.Join(sources, ","), "--vips", strings.Join(vips, ","), "--metrics", backendMetricsAddr)
+		p, err := s.startLbd(h, "backend", "--interface", h.Link, "--pin-dir", s.pinDir(h),
+			"--lb-sources", strings.Join(sources, ","), "--vips", strings.Join(vips, ","),
+			"--api", s.backendAPI(h).String())
 		if err != nil {
 			return nil, err
 		}
@@ -145,9 +163,9 @@ func raiseSandbox(o sandboxOptions) (_ *sandbox, err error) {
 
 func (s *sandbox) pinDir(h *testbed.Host) string { return filepath.Join(s.fleet.PinDir, h.Name) }
 
-// backendMetricsAddr is where each backend's `lbd backend --metrics` listens, in its own
-// namespace.
-const backendMetricsAddr = "127.0.0.1:9178"
+// backendAPI is where backend h's lbd serves /metrics: its address on the bridge, so that
+// a Prometheus on an LB node can scrape it.
+func (s *sandbox) backendAPI(h *testbed.Host) netip.AddrPort { return netip.AddrPortFrom(h.Addr, 9178) }
 
 // clusterConfig writes LB node i's config: base plus its name and a cluster section that
 // binds its own address and joins the other nodes, all sharing one gossip key.
@@ -179,7 +197,7 @@ func (s *sandbox) clusterConfig(base []byte, i int) (string, error) {
 // StartLB starts `lbd run` on LB node i and waits until it serves.
 func (s *sandbox) StartLB(i int) error {
 	h := s.fleet.LBs[i]
-	p, err := s.fleet.Start(h, s.exe, "run", "--config", s.lbCfgs[i], "--pin-dir", s.pinDir(h), "--watch", "200ms")
+	p, err := s.startLbd(h, "run", "--config", s.lbCfgs[i], "--pin-dir", s.pinDir(h), "--watch", "200ms")
 	if err != nil {
 		return err
 	}
@@ -192,6 +210,14 @@ func (s *sandbox) StartLB(i int) error {
 		s.lbProcs = append(s.lbProcs, p)
 	}
 	return nil
+}
+
+// startLbd starts the lbd binary with args on h, through s.wrap.
+func (s *sandbox) startLbd(h *testbed.Host, args ...string) (*testbed.Process, error) {
+	if len(s.wrap) == 0 {
+		return s.fleet.Start(h, s.exe, args...)
+	}
+	return s.fleet.Start(h, s.wrap[0], append(append(slices.Clone(s.wrap[1:]), s.exe), args...)...)
 }
 
 // startServer serves HTTP on port 80 of every address of h, answering with h's name.

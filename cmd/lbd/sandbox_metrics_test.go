@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/lbdproj/lbd/internal/testbed"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -16,11 +17,22 @@ import (
 // LBMetrics scrapes LB node i's /metrics from inside its namespace, as a Gatherer for
 // prometheus/testutil.
 func (s *sandbox) LBMetrics(ctx context.Context, i int) (prometheus.Gatherer, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.cfg.Node.APIAddr.String()+"/metrics", nil)
+	return scrape(ctx, s.fleet.LBs[i], s.cfg.Node.APIAddr.String())
+}
+
+// BackendMetrics scrapes lbd backend's /metrics on backend i.
+func (s *sandbox) BackendMetrics(ctx context.Context, i int) (prometheus.Gatherer, error) {
+	h := s.fleet.Backends[i]
+	return scrape(ctx, h, s.backendAPI(h).String())
+}
+
+// scrape reads http://addr/metrics from h's namespace.
+func scrape(ctx context.Context, h *testbed.Host, addr string) (prometheus.Gatherer, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := s.fleet.LBs[i].HTTPClient(3 * time.Second).Do(req)
+	resp, err := h.HTTPClient(3 * time.Second).Do(req)
 	if err != nil {
 		return nil, err
 	}

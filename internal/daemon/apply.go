@@ -47,8 +47,11 @@ func (d *Daemon) Apply(ctx context.Context, cfg *config.Config) error {
 // it takes effect at the next start.
 func checkReload(old, new config.Node) error {
 	if old.Interface != new.Interface || old.PinDir != new.PinDir || old.HashSeed != new.HashSeed ||
-		old.EncapSource != new.EncapSource || old.EncapSource6 != new.EncapSource6 {
-		return fmt.Errorf("node section changed (interface, pin_dir, hash_seed or encap source): %w", ErrRestartNeeded)
+		old.EncapSource != new.EncapSource || old.EncapSource6 != new.EncapSource6 ||
+		old.SynFloodThreshold != new.SynFloodThreshold || old.FlowTableSize != new.FlowTableSize ||
+		old.XDPMode != new.XDPMode || old.EncapSourcePrefix != new.EncapSourcePrefix ||
+		old.EncapSourcePrefix6 != new.EncapSourcePrefix6 {
+		return fmt.Errorf("node section changed (interface, pin_dir, hash_seed, encap source, syn_flood_threshold, flow_table_size or xdp_mode): %w", ErrRestartNeeded)
 	}
 	return nil
 }

@@ -66,6 +66,10 @@ type Daemon struct {
 	nexthops         map[netip.Addr]backends.NextHop
 	resolvedAt       time.Time
 	unresolvedWarned map[netip.Addr]bool
+
+	fillMu sync.Mutex // the flow tables' fill, counted now and then (status.go)
+	fill   map[string]dataplane.TableFill
+	fillAt time.Time
 }
 
 // New loads and attaches the data path for cfg (adopting a pinned one) and writes cfg's
@@ -75,12 +79,17 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 		opts.Logger = slog.Default()
 	}
 	lb, err := dataplane.OpenLB(dataplane.Config{
-		Interface:    cfg.Node.Interface,
-		PinDir:       cfg.Node.PinDir,
-		HashSeed:     cfg.Node.HashSeed,
-		EncapSource:  cfg.Node.EncapSource,
-		EncapSource6: cfg.Node.EncapSource6,
-		Logger:       opts.Logger,
+		Interface:         cfg.Node.Interface,
+		PinDir:            cfg.Node.PinDir,
+		HashSeed:          cfg.Node.HashSeed,
+		EncapSource:       cfg.Node.EncapSource,
+		EncapSource6:      cfg.Node.EncapSource6,
+		SynFloodThreshold: cfg.Node.SynFloodThreshold,
+		FlowTableSize:     cfg.Node.FlowTableSize,
+		XDPMode:           cfg.Node.XDPMode,
+		EncapPrefix:       cfg.Node.EncapSourcePrefix,
+		EncapPrefix6:      cfg.Node.EncapSourcePrefix6,
+		Logger:            opts.Logger,
 	})
 	if err != nil {
 		return nil, err
@@ -92,8 +101,15 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 	if lb.Adopted {
 		verb = "adopted pinned link, program swapped in place (flows kept)"
 	}
-	d.log.Info("xdp_lb "+verb, "interface", dc.Interface, "pin_dir", dc.PinDir, "mtu", dc.MTU,
-		"encap_source", dc.EncapSource, "hash_seed", fmt.Sprintf("%#x", dc.HashSeed))
+	if lb.ModeNote != "" {
+		d.log.Warn("xdp_lb not in the mode asked for", "mode", lb.Mode, "asked", cfg.Node.XDPMode, "why", lb.ModeNote)
+	}
+	d.log.Info("xdp_lb "+verb, "interface", dc.Interface, "xdp_mode", lb.Mode, "pin_dir", dc.PinDir, "mtu", dc.MTU,
+		"encap_source", dc.EncapSource, "hash_seed", fmt.Sprintf("%#x", dc.HashSeed),
+		"flow_table_size", dc.FlowTableSize, "syn_flood_threshold", dc.SynFloodThreshold)
+	if lb.Resized > 0 {
+		d.log.Info("flow tables resized: established flows copied into the new ones", "flows", lb.Resized, "size", dc.FlowTableSize)
+	}
 	if err := d.Apply(ctx, cfg); err != nil {
 		lb.Close()
 		return nil, err

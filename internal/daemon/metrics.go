@@ -29,7 +29,7 @@ var (
 	descBytes = prometheus.NewDesc("lbd_dataplane_bytes_total",
 		"Bytes seen by xdp_lb, by what happened to them.", []string{"reason"}, nil)
 	descEvents = prometheus.NewDesc("lbd_dataplane_flow_events_total",
-		"Flow table events: lru_hit, lru_miss, lru_skip_down, syn.", []string{"event"}, nil)
+		"Flow table events: lru_hit, lru_miss, lru_skip_down, syn, syn_unrecorded.", []string{"event"}, nil)
 	descVIPPackets = prometheus.NewDesc("lbd_vip_packets_total",
 		"Packets sent to a VIP's backends.", []string{"vip"}, nil)
 	descVIPBytes = prometheus.NewDesc("lbd_vip_bytes_total",
@@ -40,13 +40,19 @@ var (
 		"Ring slots a backend owns in a VIP's ring.", []string{"vip", "backend"}, nil)
 	descBackendActive = prometheus.NewDesc("lbd_backend_active",
 		"1 when the backend takes new flows (healthy, weight > 0).", []string{"vip", "backend"}, nil)
+	descXDPMode = prometheus.NewDesc("lbd_dataplane_xdp_mode",
+		"1 for the mode xdp_lb runs in (native, generic, offload).", []string{"mode"}, nil)
+	descFlowEntries = prometheus.NewDesc("lbd_dataplane_flow_table_entries",
+		"Flows in xdp_lb's flow table, by family (counted at most every 10 s).", []string{"family"}, nil)
+	descFlowSize = prometheus.NewDesc("lbd_dataplane_flow_table_size",
+		"Entries xdp_lb's flow table holds, by family (node.flow_table_size).", []string{"family"}, nil)
 	descBackendUp = prometheus.NewDesc("lbd_backend_up",
 		"1 unless the backend is down in this node's rings: the health verdict (the cluster's, or this node's alone) has it down, or its next hop did not resolve.", []string{"vip", "backend"}, nil)
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPackets, descBytes, descEvents, descVIPPackets, descVIPBytes,
-		descBackendPackets, descBackendSlots, descBackendActive, descBackendUp} {
+		descBackendPackets, descBackendSlots, descBackendActive, descBackendUp, descFlowEntries, descFlowSize, descXDPMode} {
 		ch <- d
 	}
 }
@@ -63,6 +69,13 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for ev, n := range st.Events {
 		ch <- prometheus.MustNewConstMetric(descEvents, prometheus.CounterValue, float64(n), ev)
+	}
+	if st.XDPMode != "" {
+		ch <- prometheus.MustNewConstMetric(descXDPMode, prometheus.GaugeValue, 1, st.XDPMode)
+	}
+	for fam, f := range st.FlowTables {
+		ch <- prometheus.MustNewConstMetric(descFlowEntries, prometheus.GaugeValue, float64(f.Entries), fam)
+		ch <- prometheus.MustNewConstMetric(descFlowSize, prometheus.GaugeValue, float64(f.Size), fam)
 	}
 	for _, v := range st.VIPs {
 		ch <- prometheus.MustNewConstMetric(descVIPPackets, prometheus.CounterValue, float64(v.Packets), v.Name)

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lbdproj/lbd/internal/dataplane"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -17,7 +18,9 @@ func TestCollector(t *testing.T) {
 	reg.MustRegister(collector{status: func() (Status, error) {
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		return d.statusLocked(stats, cs), nil
+		st := d.statusLocked(stats, cs)
+		st.FlowTables = map[string]dataplane.TableFill{"ipv4": {Entries: 1200, Size: 4096}, "ipv6": {Entries: 3, Size: 4096}}
+		return st, nil
 	}})
 	want := `# HELP lbd_backend_active 1 when the backend takes new flows (healthy, weight > 0).
 # TYPE lbd_backend_active gauge
@@ -47,10 +50,18 @@ lbd_backend_up{backend="198.18.0.13",vip="web"} 0
 # TYPE lbd_dataplane_bytes_total counter
 lbd_dataplane_bytes_total{reason="pass"} 400
 lbd_dataplane_bytes_total{reason="tx"} 3000
-# HELP lbd_dataplane_flow_events_total Flow table events: lru_hit, lru_miss, lru_skip_down, syn.
+# HELP lbd_dataplane_flow_events_total Flow table events: lru_hit, lru_miss, lru_skip_down, syn, syn_unrecorded.
 # TYPE lbd_dataplane_flow_events_total counter
 lbd_dataplane_flow_events_total{event="lru_hit"} 20
 lbd_dataplane_flow_events_total{event="lru_miss"} 10
+# HELP lbd_dataplane_flow_table_entries Flows in xdp_lb's flow table, by family (counted at most every 10 s).
+# TYPE lbd_dataplane_flow_table_entries gauge
+lbd_dataplane_flow_table_entries{family="ipv4"} 1200
+lbd_dataplane_flow_table_entries{family="ipv6"} 3
+# HELP lbd_dataplane_flow_table_size Entries xdp_lb's flow table holds, by family (node.flow_table_size).
+# TYPE lbd_dataplane_flow_table_size gauge
+lbd_dataplane_flow_table_size{family="ipv4"} 4096
+lbd_dataplane_flow_table_size{family="ipv6"} 4096
 # HELP lbd_dataplane_packets_total Packets seen by xdp_lb, by what happened to them.
 # TYPE lbd_dataplane_packets_total counter
 lbd_dataplane_packets_total{reason="pass"} 5

@@ -5,6 +5,7 @@ package daemon
 import (
 	"encoding/json"
 	"net/http"
+	"time"
 
 	"github.com/lbdproj/lbd/internal/dataplane"
 	"github.com/lbdproj/lbd/pkg/backends"
@@ -23,6 +24,11 @@ type Status struct {
 	VIPs         []VIPStatus                  `json:"vips"`
 	Verdicts     map[string]dataplane.Counter `json:"verdicts"`
 	Events       map[string]uint64            `json:"events"`
+	// XDPMode is the mode xdp_lb runs in, and XDPModeNote why it is not the one asked for
+	XDPMode     string `json:"xdp_mode"`
+	XDPModeNote string `json:"xdp_mode_note,omitempty"`
+	// FlowTables is how full the flow tables are, by family ("ipv4", "ipv6")
+	FlowTables map[string]dataplane.TableFill `json:"flow_tables"`
 	// Cluster is nil when the node decides alone.
 	Cluster *ClusterStatus `json:"cluster,omitempty"`
 	// FlowSync is nil when the node decides alone (flow sync needs a cluster).
@@ -92,11 +98,33 @@ func (d *Daemon) Status() (Status, error) {
 		st := s.Status()
 		fs = &st
 	}
+	fill := d.flowTables()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	st := d.statusLocked(stats, cs)
+	st.FlowTables = fill
+	st.XDPMode, st.XDPModeNote = string(d.lb.Mode), d.lb.ModeNote
 	st.FlowSync = fs
 	return st, nil
+}
+
+// flowTableTTL is how long a count of the flow tables is reused: counting reads every key.
+const flowTableTTL = 10 * time.Second
+
+// flowTables is how full the flow tables are, counted at most every flowTableTTL.
+func (d *Daemon) flowTables() map[string]dataplane.TableFill {
+	d.fillMu.Lock()
+	defer d.fillMu.Unlock()
+	if d.fill != nil && time.Since(d.fillAt) < flowTableTTL {
+		return d.fill
+	}
+	v4, v6, err := d.lb.FlowTables()
+	if err != nil {
+		d.log.Warn("count flow tables", "err", err)
+		return d.fill
+	}
+	d.fill, d.fillAt = map[string]dataplane.TableFill{"ipv4": v4, "ipv6": v6}, time.Now()
+	return d.fill
 }
 
 // statusLocked is the status of what is served, with the data path's counters stats and
@@ -143,10 +171,11 @@ func (d *Daemon) statusLocked(stats dataplane.Stats, cs *cluster.Status) Status 
 	return st
 }
 
-// Handler serves the read-only API: /status (JSON), /metrics (from g), /healthz.
-func (d *Daemon) Handler(g prometheus.Gatherer) http.Handler { return handler(d.Status, g) }
+// Handler serves the read-only API: /status (JSON), /explain?proto=tcp&src=ADDR:PORT&dst=ADDR:PORT
+// (JSON), /metrics (from g), /healthz.
+func (d *Daemon) Handler(g prometheus.Gatherer) http.Handler { return handler(d.Status, d.Explain, g) }
 
-func handler(status func() (Status, error), g prometheus.Gatherer) http.Handler {
+func handler(status func() (Status, error), explain func(dataplane.Flow) (Explanation, error), g prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		st, err := status()
@@ -154,14 +183,32 @@ func handler(status func() (Status, error), g prometheus.Gatherer) http.Handler 
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(st)
+		writeJSON(w, st)
+	})
+	mux.HandleFunc("GET /explain", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		f, err := ParseFlow(q.Get("proto"), q.Get("src"), q.Get("dst"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		ex, err := explain(f)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeJSON(w, ex)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
 	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
 }

@@ -103,11 +103,17 @@ func TestHandler(t *testing.T) {
 		defer d.mu.Unlock()
 		return d.statusLocked(stats, cs), nil
 	}})
+	explain := func(f dataplane.Flow) (Explanation, error) {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.explainLocked(f, dataplane.Explanation{IsVIP: true, VIP: dataplane.VIPKey{Addr: f.Dst, Port: f.DstPort, Proto: f.Proto},
+			Ring: dataplane.RingSlot{Size: 1009, Backend: addr("198.18.0.11")}, Backend: addr("198.18.0.11")}, nil), nil
+	}
 	srv := httptest.NewServer(handler(func() (Status, error) {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		return d.statusLocked(stats, cs), nil
-	}, reg))
+	}, explain, reg))
 	defer srv.Close()
 	get := func(path string) (int, string) {
 		t.Helper()
@@ -134,6 +140,14 @@ func TestHandler(t *testing.T) {
 	}
 	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, `lbd_backend_up{backend="198.18.0.13",vip="web"} 0`) {
 		t.Errorf("/metrics: %d\n%s", code, body)
+	}
+	code, body = get("/explain?proto=tcp&src=198.18.0.1:40000&dst=198.18.0.10:80")
+	var ex Explanation
+	if err := json.Unmarshal([]byte(body), &ex); code != 200 || err != nil || ex.VIP != "web" || ex.Backend != "198.18.0.11" || ex.By != "ring" {
+		t.Errorf("/explain: %d %v %+v\n%s", code, err, ex, body)
+	}
+	if code, body := get("/explain?proto=icmp&src=198.18.0.1:1&dst=198.18.0.10:80"); code != 400 || !strings.Contains(body, "want tcp or udp") {
+		t.Errorf("/explain of icmp: %d %s", code, body)
 	}
 	if code, body := get("/healthz"); code != 200 || body != "ok\n" {
 		t.Errorf("/healthz: %d %q", code, body)

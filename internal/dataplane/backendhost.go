@@ -25,9 +25,12 @@ type BackendHostConfig struct {
 	LBSources []netip.Prefix
 	// the VIPs served here: Port 0 stands for every port of Proto, Proto 0 for every
 	// protocol of Addr; tunnelled packets for other VIPs are refused
-	VIPs    []VIPKey
-	Generic bool // generic (skb) mode XDP
-	Logger  *slog.Logger
+	VIPs []VIPKey
+	// FlowTableSize is the entries of each reply flow table (IPv4, IPv6); 0: MAX_DSR_FLOWS.
+	// A restart with another size copies the pinned tables' flows into new ones.
+	FlowTableSize uint32
+	Generic       bool // generic (skb) mode XDP
+	Logger        *slog.Logger
 }
 
 // BackendHost is a backend host's loaded xdp_decap and tc_egress programs and their maps.
@@ -37,6 +40,10 @@ type BackendHost struct {
 	xdp     link.Link
 	tcx     link.Link
 	Adopted bool
+	// Resized is how many flows were copied into reply flow tables of a new size at start
+	Resized int
+
+	resizing *resizing // tables of another size, until the last copy after the swap
 }
 
 const (
@@ -109,7 +116,38 @@ func OpenBackendHost(cfg BackendHostConfig) (*BackendHost, error) {
 		return nil, fmt.Errorf("attach tc_egress to %s: %w", cfg.Interface, err)
 	}
 	b.xdp, b.tcx, b.Adopted = xl, tl, adoptedX && adoptedT
+	if b.resizing != nil {
+		n, err := b.resizing.finish(b.flowMaps())
+		b.resizing = nil
+		if err != nil {
+			cfg.Logger.Warn("reply flow tables of a new size: the last copy failed; flows recorded since the first copy may be lost", "err", err)
+		}
+		b.Resized = max(b.Resized, n)
+	}
 	return b, nil
+}
+
+// hostFlowTables are the backend's tables whose size is configurable.
+var hostFlowTables = []table{
+	tableOf[backendhostReplyKeyV4, backendhostReplyVal]("dsr_flows_v4"),
+	tableOf[backendhostReplyKeyV6, backendhostReplyVal]("dsr_flows_v6"),
+}
+
+func (b *BackendHost) flowMaps() map[string]*ebpf.Map {
+	return map[string]*ebpf.Map{"dsr_flows_v4": b.objs.DsrFlowsV4, "dsr_flows_v6": b.objs.DsrFlowsV6}
+}
+
+// FlowTables says how full the IPv4 and IPv6 reply flow tables are (it reads every key).
+func (b *BackendHost) FlowTables() (v4, v6 TableFill, err error) {
+	n4, err := countEntries[backendhostReplyKeyV4, backendhostReplyVal](b.objs.DsrFlowsV4)
+	if err != nil {
+		return v4, v6, fmt.Errorf("count ipv4 reply flows: %w", err)
+	}
+	n6, err := countEntries[backendhostReplyKeyV6, backendhostReplyVal](b.objs.DsrFlowsV6)
+	if err != nil {
+		return v4, v6, fmt.Errorf("count ipv6 reply flows: %w", err)
+	}
+	return TableFill{n4, int(b.objs.DsrFlowsV4.MaxEntries())}, TableFill{n6, int(b.objs.DsrFlowsV6.MaxEntries())}, nil
 }
 
 // loadBackendHost loads the programs and maps without attaching them; maps are pinned in
@@ -143,8 +181,14 @@ func loadBackendHost(cfg BackendHostConfig, dir string) (*BackendHost, error) {
 			m.Pinning = ebpf.PinNone
 		}
 	}
+	rz, err := sizeTables(spec, dir, hostFlowTables, cfg.FlowTableSize, cfg.Logger.Warn)
+	if err != nil {
+		return nil, err
+	}
+	cfg.FlowTableSize = spec.Maps["dsr_flows_v4"].MaxEntries
 	b := &BackendHost{cfg: cfg}
 	if err := spec.LoadAndAssign(&b.objs, opts); err != nil {
+		rz.close()
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			cfg.Logger.Error("verifier rejected the backend programs", "log", fmt.Sprintf("%+v", ve))
@@ -152,9 +196,17 @@ func loadBackendHost(cfg BackendHostConfig, dir string) (*BackendHost, error) {
 		return nil, fmt.Errorf("load backend programs: %w", err)
 	}
 	if err := b.writeTrust(); err != nil {
+		rz.close()
 		b.objs.Close()
 		return nil, err
 	}
+	n, err := rz.copyInto(b.flowMaps(), false)
+	if err != nil {
+		rz.close()
+		b.objs.Close()
+		return nil, fmt.Errorf("copy reply flows into tables of the new size: %w", err)
+	}
+	b.Resized, b.resizing = n, rz
 	return b, nil
 }
 
@@ -268,7 +320,16 @@ func (b *BackendHost) Stats() (BackendHostStats, error) {
 
 // Close releases this process's hold; the pinned links keep the programs running.
 func (b *BackendHost) Close() error {
-	return errors.Join(b.xdp.Close(), b.tcx.Close(), b.objs.Close())
+	if b.resizing != nil {
+		b.resizing.close()
+	}
+	var errs []error
+	for _, l := range []link.Link{b.xdp, b.tcx} {
+		if l != nil {
+			errs = append(errs, l.Close())
+		}
+	}
+	return errors.Join(append(errs, b.objs.Close())...)
 }
 
 // Detach removes both programs and every pin made for them.

@@ -27,6 +27,7 @@ type ScanStats struct {
 	AtRisk   int // entries whose backend the ring no longer picks: visited
 	Down     int // entries on a backend that is down here: not shared
 	Stale    int // entries whose backend is gone or whose id was reused
+	Unknown  int // entries of a VIP whose ring this lbd has not written yet (just restarted)
 	Duration time.Duration
 }
 
@@ -34,94 +35,49 @@ type ScanStats struct {
 // smaller than one of its buckets (ENOSPC); buckets hold a handful.
 const scanBatch = 4096
 
-// FlowScanner scans an LB's flow tables for the flows at risk. It keeps the rings it read
-// (by inner map id: a ring swapped in is a new map) and its buffers between scans; it is
-// not safe for concurrent use.
+// FlowScanner scans an LB's flow tables for the flows at risk, with buffers it keeps
+// between scans; it is not safe for concurrent use.
 type FlowScanner struct {
-	lb    *LB
-	rings map[ebpf.MapID][]uint32
-	k4    []lbFlowKeyV4
-	k6    []lbFlowKeyV6
-	vals  []lbFlowVal
+	lb   *LB
+	k4   []lbFlowKeyV4
+	k6   []lbFlowKeyV6
+	vals []lbFlowVal
 }
 
 // NewFlowScanner returns a scanner of lb's flow tables.
 func (lb *LB) NewFlowScanner() *FlowScanner {
-	return &FlowScanner{lb: lb, rings: map[ebpf.MapID][]uint32{},
-		k4: make([]lbFlowKeyV4, scanBatch), k6: make([]lbFlowKeyV6, scanBatch), vals: make([]lbFlowVal, scanBatch)}
+	return &FlowScanner{lb: lb, k4: make([]lbFlowKeyV4, scanBatch), k6: make([]lbFlowKeyV6, scanBatch), vals: make([]lbFlowVal, scanBatch)}
 }
 
 // scanBackend is what a scan needs to know of a backend id.
 type scanBackend struct {
-	ok   bool
-	down bool
-	gen  uint32
-	vip  VIPKey
-	addr netip.Addr
-	ring []uint32 // its VIP's ring, by slot: backend ids (empty: no usable backend)
+	ok       bool
+	down     bool
+	gen      uint32
+	vip      VIPKey
+	addr     netip.Addr
+	ring     []uint32 // its VIP's ring, by slot: an index into ringIDs (empty: no usable backend)
+	ringIDs  []uint32
+	ringSeen bool // the ring is known (an Apply wrote it since this lbd started)
 }
 
-// snapshot reads, under the LB's lock, every backend id in use with its VIP's ring.
+// snapshot reads, under the LB's lock, every backend id in use with its VIP's ring as last
+// applied (no inner map is opened: that takes CAP_SYS_ADMIN, which lbd runs without).
 func (s *FlowScanner) snapshot() ([]scanBackend, error) {
 	lb := s.lb
 	lb.mu.Lock()
 	defer lb.mu.Unlock()
-	byVIP := map[VIPKey][]uint32{}
-	live := map[ebpf.MapID]bool{}
-	for key, st := range lb.vips {
-		if st.ringSize == 0 {
-			byVIP[key] = nil
-			continue
-		}
-		var id ebpf.MapID
-		if err := lb.objs.Rings.Lookup(st.ringID, &id); err != nil {
-			return nil, fmt.Errorf("ring of %s: %w", key, err)
-		}
-		live[id] = true
-		ring, ok := s.rings[id]
-		if !ok {
-			var err error
-			if ring, err = readRing(id, st.ringSize); err != nil {
-				return nil, fmt.Errorf("ring of %s: %w", key, err)
-			}
-			s.rings[id] = ring
-		}
-		byVIP[key] = ring
-	}
-	for id := range s.rings {
-		if !live[id] {
-			delete(s.rings, id)
-		}
-	}
 	out := make([]scanBackend, backendIDs)
 	var be lbBackend
 	for pk, slot := range lb.pairs {
 		if err := lb.objs.Backends.Lookup(slot.id, &be); err != nil {
 			return nil, fmt.Errorf("backend %s of %s: %w", pk.addr, pk.vip, err)
 		}
-		out[slot.id] = scanBackend{ok: true, down: be.Flags&beFlagDown != 0, gen: slot.gen,
-			vip: pk.vip, addr: pk.addr, ring: byVIP[pk.vip]}
+		st := lb.vips[pk.vip]
+		out[slot.id] = scanBackend{ok: true, down: be.Flags&beFlagDown != 0, gen: slot.gen, vip: pk.vip, addr: pk.addr,
+			ring: st.ring, ringIDs: st.ids, ringSeen: st.ids != nil}
 	}
 	return out, nil
-}
-
-func readRing(id ebpf.MapID, size int) ([]uint32, error) {
-	m, err := ebpf.NewMapFromID(id)
-	if err != nil {
-		return nil, err
-	}
-	defer m.Close()
-	keys := make([]uint32, size)
-	ring := make([]uint32, size)
-	var cursor ebpf.MapBatchCursor
-	n, err := m.BatchLookup(&cursor, keys, ring, nil)
-	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return nil, err
-	}
-	if n != size {
-		return nil, fmt.Errorf("read %d of %d slots", n, size)
-	}
-	return ring, nil
 }
 
 // AtRisk scans both flow tables and calls visit with every flow whose recorded backend is
@@ -147,7 +103,11 @@ func (s *FlowScanner) AtRisk(visit func(SharedFlow)) (ScanStats, error) {
 			st.Down++
 			return nil
 		}
-		if len(b.ring) > 0 && b.ring[hash%uint32(len(b.ring))] == fv.BackendId {
+		if !b.ringSeen {
+			st.Unknown++
+			return nil
+		}
+		if len(b.ring) > 0 && b.ringIDs[b.ring[hash%uint32(len(b.ring))]] == fv.BackendId {
 			return nil
 		}
 		st.AtRisk++

@@ -62,19 +62,6 @@ func sendFlows(t *testing.T, lb *LB, flows []Flow) map[Flow]netip.Addr {
 	return out
 }
 
-// sentTo sends one packet of f (a SYN, or an ACK) and returns the outer destination.
-func sentTo(t *testing.T, lb *LB, f Flow, syn bool) netip.Addr {
-	t.Helper()
-	ret, out := run(t, lb.objs.XdpLb, packet(t, f.Src, f.Dst, tcp(f.SrcPort, f.DstPort, syn, !syn)))
-	if ret != xdpTX {
-		t.Fatalf("%+v: verdict %d, want XDP_TX", f, ret)
-	}
-	if out[12] == 0x86 && out[13] == 0xdd {
-		return netip.AddrFrom16([16]byte(out[14+24 : 14+40]))
-	}
-	return netip.AddrFrom4([4]byte(out[14+16 : 14+20]))
-}
-
 func flowsTo(dst netip.Addr, src netip.Addr, first uint16, n int) []Flow {
 	var out []Flow
 	for i := range n {
@@ -424,4 +411,41 @@ func TestOpenAdoptedAfterRestart(t *testing.T) {
 		t.Fatalf("after backend 2 left: %v, want %v", got, want[:1])
 	}
 	checkAdoptedMaps(t, lb)
+}
+
+// Across a restart: the adopted flows stay in the pinned maps and keep working; the scan
+// judges nothing until an apply has told this lbd the rings (it cannot read them back).
+func TestFlowSyncAcrossRestart(t *testing.T) {
+	dir := mustBPFFS(t)
+	v := VIP{Key: webKey, Backends: testBackends(beAddrs), Ring: roundRobinRing(ringLen, 3)}
+	first := loadPinnedLB(t, dir, 0)
+	mustApply(t, first, v)
+	var f Flow
+	for _, c := range flowsTo(vip, client, 54000, 10) {
+		if owner(v, c).Addr != beAddrs[0] {
+			f = c
+			break
+		}
+	}
+	sentTo(t, first, Flow{Src: client, Dst: vip, SrcPort: 54100, DstPort: 80, Proto: 6}, false)
+	adopt(t, mustAdopted(t, first), SharedFlow{f, webKey, beAddrs[0]})
+	first.Close()
+
+	lb := loadPinnedLB(t, dir, 0)
+	_, restored, err := lb.OpenAdopted()
+	if err != nil || len(restored) != 1 || restored[0] != (SharedFlow{f, webKey, beAddrs[0]}) {
+		t.Fatalf("restored %v (%v), want the one adopted flow", restored, err)
+	}
+	checkAdoptedMaps(t, lb)
+	st, err := lb.NewFlowScanner().AtRisk(func(SharedFlow) { t.Errorf("a flow judged before the rings are known") })
+	if err != nil || st.Unknown != 1 || st.Scanned != 1 {
+		t.Errorf("scan before an apply: %+v (%v), want the one flow unknown", st, err)
+	}
+	mustApply(t, lb, v)
+	if st, err := lb.NewFlowScanner().AtRisk(func(SharedFlow) {}); err != nil || st.Unknown != 0 {
+		t.Errorf("scan after the apply: %+v (%v)", st, err)
+	}
+	if got := sentTo(t, lb, f, false); got != beAddrs[0] {
+		t.Errorf("after a restart the adopted flow went to %s, want %s", got, beAddrs[0])
+	}
 }

@@ -67,3 +67,22 @@ func (f Flow) Hash(seed uint32) uint32 {
 func (f Flow) Slot(seed, ringSize uint32) uint32 {
 	return f.Hash(seed) % ringSize
 }
+
+// EncapSource is the outer source xdp_lb gives flow f inside prefix (Config.EncapPrefix):
+// the flow hash picks the host part, never the prefix's first or last address.
+func EncapSource(prefix netip.Prefix, f Flow, seed uint32) netip.Addr {
+	bits := prefix.Addr().BitLen() - prefix.Bits()
+	mask := uint32(1)<<bits - 1
+	h := f.Hash(seed) & mask
+	switch h {
+	case 0:
+		h = 1
+	case mask:
+		h = mask - 1
+	}
+	b := prefix.Masked().Addr().AsSlice()
+	n := len(b)
+	binary.BigEndian.PutUint32(b[n-4:], binary.BigEndian.Uint32(b[n-4:])|h)
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}

@@ -65,13 +65,29 @@ type Config struct {
 	EncapSource6 netip.Addr       // zero: the interface's first global IPv6 address
 	MTU          int              // zero: the interface's MTU
 	MAC          net.HardwareAddr // the interface's address, which ICMP answers leave from; nil: the interface's
-	Generic      bool             // attach in generic (skb) mode instead of driver mode
-	Logger       *slog.Logger
+	// SynFloodThreshold is the SYN flood guard's trigger: new flows per second on one CPU
+	// above which SYNs go by the ring without entering the flow table; 0 turns it off
+	SynFloodThreshold uint32
+	// EncapPrefix and EncapPrefix6, when valid, give each flow an outer source inside them
+	// (the flow hash picks the host part), so a backend's NIC spreads IPIP flows over its
+	// receive queues; IPv4 /8 to /30, IPv6 /96 to /126
+	EncapPrefix, EncapPrefix6 netip.Prefix
+	// XDPMode is how xdp_lb is attached; "" is XDPAuto
+	XDPMode XDPMode
+	// FlowTableSize is the entries of each flow table (IPv4, IPv6); 0: MAX_FLOWS. A
+	// restart with another size copies the pinned tables' flows into new ones.
+	FlowTableSize uint32
+	Generic       bool // attach in generic (skb) mode instead of driver mode
+	Logger        *slog.Logger
 }
 
 type vipState struct {
 	id, ringID uint32
 	ringSize   int
+	// the ring as last applied, for flow sync's scan (flowsync.go), which may not open the
+	// inner map by id: ring is the VIP's Ring (indices into ids, the caller's slice, never
+	// modified), ids the backend id of each index; nil after a restart until an Apply
+	ring, ids []uint32
 }
 
 type pairKey struct {
@@ -92,6 +108,13 @@ type LB struct {
 	probe   link.Link // tc_probe on egress
 	ifindex int
 	Adopted bool // the program was swapped into a link a previous lbd left pinned
+	// Resized is how many flows were copied into flow tables of a new size at start
+	Resized int
+	// Mode is the XDP mode in effect, and ModeNote why it is not the one asked for
+	Mode     XDPMode
+	ModeNote string
+
+	resizing *resizing // flow tables of another size, until the last copy after the swap
 
 	vips    map[VIPKey]vipState
 	pairs   map[pairKey]beSlot
@@ -127,15 +150,25 @@ func OpenLB(cfg Config) (*LB, error) {
 		return nil, err
 	}
 	lb.ifindex = iface.Attrs().Index
-	flags := link.XDPDriverMode
+	var mode XDPMode
+	var note string
 	l, adopted, err := adoptOrAttach(filepath.Join(cfg.PinDir, xdpLinkName), lb.ifindex, lb.objs.XdpLb,
 		func() (link.Link, error) {
-			return link.AttachXDP(link.XDPOptions{Program: lb.objs.XdpLb, Interface: lb.ifindex, Flags: flags})
+			l, m, why, err := attachXDP(lb.objs.XdpLb, lb.ifindex, cfg.Interface, cfg.XDPMode)
+			mode, note = m, why
+			return l, err
 		})
 	if err != nil {
 		lb.objs.Close()
 		return nil, fmt.Errorf("attach xdp to %s: %w", cfg.Interface, err)
 	}
+	if adopted {
+		mode = attachedMode(lb.ifindex)
+		if cfg.XDPMode != "" && cfg.XDPMode != XDPAuto && cfg.XDPMode != mode {
+			note = fmt.Sprintf("the pinned link lbd adopted is attached in %s mode, not %s: run `lbd detach` and restart to change it (traffic pauses while it re-attaches)", mode, cfg.XDPMode)
+		}
+	}
+	lb.Mode, lb.ModeNote = mode, note
 	lb.link, lb.Adopted = l, adopted
 	pl, _, err := adoptOrAttach(filepath.Join(cfg.PinDir, probeLinkName), lb.ifindex, lb.objs.TcProbe,
 		func() (link.Link, error) {
@@ -147,7 +180,45 @@ func OpenLB(cfg Config) (*LB, error) {
 		return nil, fmt.Errorf("attach tc_probe to %s egress: %w", cfg.Interface, err)
 	}
 	lb.probe = pl
+	if n, err := lb.finishResize(); err != nil {
+		cfg.Logger.Warn("flow tables of a new size: the last copy failed; flows the old program recorded since the first copy may be lost", "err", err)
+	} else if n > 0 {
+		lb.Resized = n
+	}
 	return lb, nil
+}
+
+// lbFlowTables are the LB's tables whose size is configurable.
+var lbFlowTables = []table{tableOf[lbFlowKeyV4, lbFlowVal]("flows_v4"), tableOf[lbFlowKeyV6, lbFlowVal]("flows_v6")}
+
+func (lb *LB) flowMaps() map[string]*ebpf.Map {
+	return map[string]*ebpf.Map{"flows_v4": lb.objs.FlowsV4, "flows_v6": lb.objs.FlowsV6}
+}
+
+// finishResize makes the copy from resized tables that follows the program's swap.
+func (lb *LB) finishResize() (int, error) {
+	if lb.resizing == nil {
+		return 0, nil
+	}
+	r := lb.resizing
+	lb.resizing = nil
+	first := lb.Resized
+	n, err := r.finish(lb.flowMaps())
+	return max(first, n), err
+}
+
+// FlowTables says how full the IPv4 and IPv6 flow tables are (it reads every key: a few
+// milliseconds per 100,000 flows).
+func (lb *LB) FlowTables() (v4, v6 TableFill, err error) {
+	n4, err := countEntries[lbFlowKeyV4, lbFlowVal](lb.objs.FlowsV4)
+	if err != nil {
+		return v4, v6, fmt.Errorf("count ipv4 flows: %w", err)
+	}
+	n6, err := countEntries[lbFlowKeyV6, lbFlowVal](lb.objs.FlowsV6)
+	if err != nil {
+		return v4, v6, fmt.Errorf("count ipv6 flows: %w", err)
+	}
+	return TableFill{n4, int(lb.objs.FlowsV4.MaxEntries())}, TableFill{n6, int(lb.objs.FlowsV6.MaxEntries())}, nil
 }
 
 // ProbeMark is the socket mark that makes tc_probe encapsulate a probe's packets to the
@@ -173,6 +244,9 @@ func (lb *LB) Close() error {
 		}
 	}
 	errs = append(errs, lb.objs.Close())
+	if lb.resizing != nil {
+		lb.resizing.close()
+	}
 	return errors.Join(errs...)
 }
 

@@ -34,14 +34,22 @@ type lbCounter struct {
 	Bytes   uint64
 }
 
+type lbFloodState struct {
+	_           structs.HostLayout
+	WindowStart uint64
+	NewFlows    uint64
+	Flooding    uint64
+}
+
 type lbFlowEvent uint32
 
 const (
-	lbFlowEventEVENT_LRU_HIT       lbFlowEvent = 0
-	lbFlowEventEVENT_LRU_MISS      lbFlowEvent = 1
-	lbFlowEventEVENT_LRU_SKIP_DOWN lbFlowEvent = 2
-	lbFlowEventEVENT_SYN           lbFlowEvent = 3
-	lbFlowEventEVENT_MAX           lbFlowEvent = 4
+	lbFlowEventEVENT_LRU_HIT        lbFlowEvent = 0
+	lbFlowEventEVENT_LRU_MISS       lbFlowEvent = 1
+	lbFlowEventEVENT_LRU_SKIP_DOWN  lbFlowEvent = 2
+	lbFlowEventEVENT_SYN            lbFlowEvent = 3
+	lbFlowEventEVENT_SYN_UNRECORDED lbFlowEvent = 4
+	lbFlowEventEVENT_MAX            lbFlowEvent = 5
 )
 
 type lbFlowKeyV4 struct {
@@ -153,35 +161,41 @@ type lbVipMeta struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	lbMapAdoptedFilter    = "adopted_filter"
-	lbMapAdoptedV4        = "adopted_v4"
-	lbMapAdoptedV6        = "adopted_v6"
-	lbMapBackendStats     = "backend_stats"
-	lbMapBackends         = "backends"
-	lbMapEvents           = "events"
-	lbMapFlowsV4          = "flows_v4"
-	lbMapFlowsV6          = "flows_v6"
-	lbMapFlowsyncCtl      = "flowsync_ctl"
-	lbMapFlowsyncEvents   = "flowsync_events"
-	lbMapLbCtl            = "lb_ctl"
-	lbMapRings            = "rings"
-	lbMapStats            = "stats"
-	lbMapVipAddrs         = "vip_addrs"
-	lbMapVipFilter        = "vip_filter"
-	lbMapVipStats         = "vip_stats"
-	lbMapVips             = "vips"
-	lbProgTcProbe         = "tc_probe"
-	lbProgXdpLb           = "xdp_lb"
-	lbVarEncapMtu         = "encap_mtu"
-	lbVarEncapSrcV4       = "encap_src_v4"
-	lbVarEncapSrcV6       = "encap_src_v6"
-	lbVarEventMax         = "event_max"
-	lbVarFlowsyncEventMax = "flowsync_event_max"
-	lbVarGuePort          = "gue_port"
-	lbVarHashSeed         = "hash_seed"
-	lbVarLbLimitBtf       = "lb_limit_btf"
-	lbVarLbMac            = "lb_mac"
-	lbVarReasonMax        = "reason_max"
+	lbMapAdoptedFilter     = "adopted_filter"
+	lbMapAdoptedV4         = "adopted_v4"
+	lbMapAdoptedV6         = "adopted_v6"
+	lbMapBackendStats      = "backend_stats"
+	lbMapBackends          = "backends"
+	lbMapEvents            = "events"
+	lbMapFlood             = "flood"
+	lbMapFlowsV4           = "flows_v4"
+	lbMapFlowsV6           = "flows_v6"
+	lbMapFlowsyncCtl       = "flowsync_ctl"
+	lbMapFlowsyncEvents    = "flowsync_events"
+	lbMapLbCtl             = "lb_ctl"
+	lbMapRings             = "rings"
+	lbMapStats             = "stats"
+	lbMapVipAddrs          = "vip_addrs"
+	lbMapVipFilter         = "vip_filter"
+	lbMapVipStats          = "vip_stats"
+	lbMapVips              = "vips"
+	lbProgTcProbe          = "tc_probe"
+	lbProgXdpLb            = "xdp_lb"
+	lbVarEncapMtu          = "encap_mtu"
+	lbVarEncapPrefixV4     = "encap_prefix_v4"
+	lbVarEncapPrefixV4Host = "encap_prefix_v4_host"
+	lbVarEncapPrefixV6     = "encap_prefix_v6"
+	lbVarEncapPrefixV6Host = "encap_prefix_v6_host"
+	lbVarEncapSrcV4        = "encap_src_v4"
+	lbVarEncapSrcV6        = "encap_src_v6"
+	lbVarEventMax          = "event_max"
+	lbVarFlowsyncEventMax  = "flowsync_event_max"
+	lbVarGuePort           = "gue_port"
+	lbVarHashSeed          = "hash_seed"
+	lbVarLbLimitBtf        = "lb_limit_btf"
+	lbVarLbMac             = "lb_mac"
+	lbVarReasonMax         = "reason_max"
+	lbVarSynFloodThreshold = "syn_flood_threshold"
 )
 
 // loadLb returns the embedded CollectionSpec for lb.
@@ -240,6 +254,7 @@ type lbMapSpecs struct {
 	BackendStats   *ebpf.MapSpec `ebpf:"backend_stats"`
 	Backends       *ebpf.MapSpec `ebpf:"backends"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
+	Flood          *ebpf.MapSpec `ebpf:"flood"`
 	FlowsV4        *ebpf.MapSpec `ebpf:"flows_v4"`
 	FlowsV6        *ebpf.MapSpec `ebpf:"flows_v6"`
 	FlowsyncCtl    *ebpf.MapSpec `ebpf:"flowsync_ctl"`
@@ -257,16 +272,21 @@ type lbMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbVariableSpecs struct {
-	EncapMtu         *ebpf.VariableSpec `ebpf:"encap_mtu"`
-	EncapSrcV4       *ebpf.VariableSpec `ebpf:"encap_src_v4"`
-	EncapSrcV6       *ebpf.VariableSpec `ebpf:"encap_src_v6"`
-	EventMax         *ebpf.VariableSpec `ebpf:"event_max"`
-	FlowsyncEventMax *ebpf.VariableSpec `ebpf:"flowsync_event_max"`
-	GuePort          *ebpf.VariableSpec `ebpf:"gue_port"`
-	HashSeed         *ebpf.VariableSpec `ebpf:"hash_seed"`
-	LbLimitBtf       *ebpf.VariableSpec `ebpf:"lb_limit_btf"`
-	LbMac            *ebpf.VariableSpec `ebpf:"lb_mac"`
-	ReasonMax        *ebpf.VariableSpec `ebpf:"reason_max"`
+	EncapMtu          *ebpf.VariableSpec `ebpf:"encap_mtu"`
+	EncapPrefixV4     *ebpf.VariableSpec `ebpf:"encap_prefix_v4"`
+	EncapPrefixV4Host *ebpf.VariableSpec `ebpf:"encap_prefix_v4_host"`
+	EncapPrefixV6     *ebpf.VariableSpec `ebpf:"encap_prefix_v6"`
+	EncapPrefixV6Host *ebpf.VariableSpec `ebpf:"encap_prefix_v6_host"`
+	EncapSrcV4        *ebpf.VariableSpec `ebpf:"encap_src_v4"`
+	EncapSrcV6        *ebpf.VariableSpec `ebpf:"encap_src_v6"`
+	EventMax          *ebpf.VariableSpec `ebpf:"event_max"`
+	FlowsyncEventMax  *ebpf.VariableSpec `ebpf:"flowsync_event_max"`
+	GuePort           *ebpf.VariableSpec `ebpf:"gue_port"`
+	HashSeed          *ebpf.VariableSpec `ebpf:"hash_seed"`
+	LbLimitBtf        *ebpf.VariableSpec `ebpf:"lb_limit_btf"`
+	LbMac             *ebpf.VariableSpec `ebpf:"lb_mac"`
+	ReasonMax         *ebpf.VariableSpec `ebpf:"reason_max"`
+	SynFloodThreshold *ebpf.VariableSpec `ebpf:"syn_flood_threshold"`
 }
 
 // lbObjects contains all objects after they have been loaded into the kernel.
@@ -295,6 +315,7 @@ type lbMaps struct {
 	BackendStats   *ebpf.Map `ebpf:"backend_stats"`
 	Backends       *ebpf.Map `ebpf:"backends"`
 	Events         *ebpf.Map `ebpf:"events"`
+	Flood          *ebpf.Map `ebpf:"flood"`
 	FlowsV4        *ebpf.Map `ebpf:"flows_v4"`
 	FlowsV6        *ebpf.Map `ebpf:"flows_v6"`
 	FlowsyncCtl    *ebpf.Map `ebpf:"flowsync_ctl"`
@@ -316,6 +337,7 @@ func (m *lbMaps) Close() error {
 		m.BackendStats,
 		m.Backends,
 		m.Events,
+		m.Flood,
 		m.FlowsV4,
 		m.FlowsV6,
 		m.FlowsyncCtl,
@@ -334,16 +356,21 @@ func (m *lbMaps) Close() error {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbVariables struct {
-	EncapMtu         *ebpf.Variable `ebpf:"encap_mtu"`
-	EncapSrcV4       *ebpf.Variable `ebpf:"encap_src_v4"`
-	EncapSrcV6       *ebpf.Variable `ebpf:"encap_src_v6"`
-	EventMax         *ebpf.Variable `ebpf:"event_max"`
-	FlowsyncEventMax *ebpf.Variable `ebpf:"flowsync_event_max"`
-	GuePort          *ebpf.Variable `ebpf:"gue_port"`
-	HashSeed         *ebpf.Variable `ebpf:"hash_seed"`
-	LbLimitBtf       *ebpf.Variable `ebpf:"lb_limit_btf"`
-	LbMac            *ebpf.Variable `ebpf:"lb_mac"`
-	ReasonMax        *ebpf.Variable `ebpf:"reason_max"`
+	EncapMtu          *ebpf.Variable `ebpf:"encap_mtu"`
+	EncapPrefixV4     *ebpf.Variable `ebpf:"encap_prefix_v4"`
+	EncapPrefixV4Host *ebpf.Variable `ebpf:"encap_prefix_v4_host"`
+	EncapPrefixV6     *ebpf.Variable `ebpf:"encap_prefix_v6"`
+	EncapPrefixV6Host *ebpf.Variable `ebpf:"encap_prefix_v6_host"`
+	EncapSrcV4        *ebpf.Variable `ebpf:"encap_src_v4"`
+	EncapSrcV6        *ebpf.Variable `ebpf:"encap_src_v6"`
+	EventMax          *ebpf.Variable `ebpf:"event_max"`
+	FlowsyncEventMax  *ebpf.Variable `ebpf:"flowsync_event_max"`
+	GuePort           *ebpf.Variable `ebpf:"gue_port"`
+	HashSeed          *ebpf.Variable `ebpf:"hash_seed"`
+	LbLimitBtf        *ebpf.Variable `ebpf:"lb_limit_btf"`
+	LbMac             *ebpf.Variable `ebpf:"lb_mac"`
+	ReasonMax         *ebpf.Variable `ebpf:"reason_max"`
+	SynFloodThreshold *ebpf.Variable `ebpf:"syn_flood_threshold"`
 }
 
 // lbPrograms contains all programs after they have been loaded into the kernel.

@@ -46,8 +46,14 @@ func loadLB(cfg Config) (*LB, error) {
 			m.Pinning = ebpf.PinNone
 		}
 	}
+	rz, err := sizeTables(spec, mapDir, lbFlowTables, cfg.FlowTableSize, cfg.Logger.Warn)
+	if err != nil {
+		return nil, err
+	}
+	cfg.FlowTableSize = spec.Maps["flows_v4"].MaxEntries
 	lb := &LB{cfg: cfg, vips: map[VIPKey]vipState{}, pairs: map[pairKey]beSlot{}}
 	if err := spec.LoadAndAssign(&lb.objs, opts); err != nil {
+		rz.close()
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			cfg.Logger.Error("verifier rejected xdp_lb", "log", fmt.Sprintf("%+v", ve))
@@ -58,16 +64,26 @@ func loadLB(cfg Config) (*LB, error) {
 		return nil, fmt.Errorf("load xdp_lb: %w", err)
 	}
 	if err := lb.recover(); err != nil {
+		rz.close()
 		lb.objs.Close()
 		return nil, fmt.Errorf("read pinned state: %w", err)
 	}
+	// the bulk of a resize, while the old program still runs; the rest after the swap
+	n, err := rz.copyInto(lb.flowMaps(), false)
+	if err != nil {
+		rz.close()
+		lb.objs.Close()
+		return nil, fmt.Errorf("copy flows into tables of the new size: %w", err)
+	}
+	lb.Resized, lb.resizing = n, rz
 	return lb, nil
 }
 
 func setLBVars(spec *ebpf.CollectionSpec, cfg Config) error {
 	vars := map[string]any{
-		"hash_seed": cfg.HashSeed,
-		"encap_mtu": uint32(cfg.MTU),
+		"hash_seed":           cfg.HashSeed,
+		"encap_mtu":           uint32(cfg.MTU),
+		"syn_flood_threshold": cfg.SynFloodThreshold,
 	}
 	if cfg.EncapSource.IsValid() {
 		if !cfg.EncapSource.Is4() {
@@ -77,6 +93,20 @@ func setLBVars(spec *ebpf.CollectionSpec, cfg Config) error {
 	}
 	if cfg.EncapSource6.IsValid() {
 		vars["encap_src_v6"] = cfg.EncapSource6.As16()
+	}
+	if p := cfg.EncapPrefix; p.IsValid() {
+		if !p.Addr().Is4() || p.Bits() < 8 || p.Bits() > 30 {
+			return fmt.Errorf("encap source prefix %s: want an IPv4 prefix from /8 to /30", p)
+		}
+		vars["encap_prefix_v4"] = p.Masked().Addr().As4()
+		vars["encap_prefix_v4_host"] = uint32(1)<<(32-p.Bits()) - 1
+	}
+	if p := cfg.EncapPrefix6; p.IsValid() {
+		if !p.Addr().Is6() || p.Bits() < 96 || p.Bits() > 126 {
+			return fmt.Errorf("encap source prefix %s: want an IPv6 prefix from /96 to /126", p)
+		}
+		vars["encap_prefix_v6"] = p.Masked().Addr().As16()
+		vars["encap_prefix_v6_host"] = uint32(1)<<(128-p.Bits()) - 1
 	}
 	if cfg.MAC != nil {
 		if len(cfg.MAC) != 6 {

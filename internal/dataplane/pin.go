@@ -98,12 +98,13 @@ func unpinAll(dir string, names []string) error {
 	return errors.Join(errs...)
 }
 
-// pinnedNames are the maps of spec that are pinned by name (not .rodata and friends).
+// pinnedNames are the pins of spec's maps that are pinned by name (not .rodata and
+// friends), and of tables a resize moved aside (resize.go).
 func pinnedNames(spec *ebpf.CollectionSpec) []string {
 	var out []string
 	for name, m := range spec.Maps {
 		if m.Pinning == ebpf.PinByName {
-			out = append(out, name)
+			out = append(out, name, name+oldPinSuffix)
 		}
 	}
 	return out
@@ -138,4 +139,22 @@ func replaceStaleCounters(spec *ebpf.CollectionSpec, dir string, names []string,
 		log("pinned counters from another lbd version replaced: they start from zero", "map", name, "reason", incompatible)
 	}
 	return nil
+}
+
+// PinnedRingSlots is how many slots of the rings map pinned under pinDir hold a ring: one per
+// VIP with backends, more only while a resized ring is swapped in, or when rings leak.
+func PinnedRingSlots(pinDir string) (int, error) {
+	rings, err := ebpf.LoadPinnedMap(filepath.Join(pinDir, lbDirPinName, "rings"), nil)
+	if err != nil {
+		return 0, fmt.Errorf("open pinned rings in %s: %w", pinDir, err)
+	}
+	defer rings.Close()
+	n := 0
+	var k uint32
+	var id ebpf.MapID
+	it := rings.Iterate()
+	for it.Next(&k, &id) {
+		n++
+	}
+	return n, it.Err()
 }

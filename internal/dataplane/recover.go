@@ -17,13 +17,9 @@ func (lb *LB) recover() error {
 	it := lb.objs.Vips.Iterate()
 	for it.Next(&k, &m) {
 		key := vipKeyFrom(k)
-		inner, err := lb.ringMap(m.RingId)
-		size := 0
-		if err == nil {
-			size = int(inner.MaxEntries())
-			inner.Close()
-		}
-		lb.vips[key] = vipState{id: m.VipId, ringID: m.RingId, ringSize: size}
+		// the size from the VIP's meta, not the inner map: opening a map by id takes
+		// CAP_SYS_ADMIN, which lbd runs without (configs/systemd/lbd.service)
+		lb.vips[key] = vipState{id: m.VipId, ringID: m.RingId, ringSize: int(m.RingSize)}
 		byID[m.VipId] = key
 	}
 	if err := it.Err(); err != nil {
@@ -63,6 +59,7 @@ func (lb *LB) recover() error {
 	return nil
 }
 
+// ringMap opens the inner ring map in slot ringID of rings (it takes CAP_SYS_ADMIN).
 func (lb *LB) ringMap(ringID uint32) (*ebpf.Map, error) {
 	var innerID ebpf.MapID
 	if err := lb.objs.Rings.Lookup(ringID, &innerID); err != nil {

@@ -31,10 +31,11 @@ var reasonNames = map[lbReason]string{
 }
 
 var eventNames = map[lbFlowEvent]string{
-	lbFlowEventEVENT_LRU_HIT:       "lru_hit",
-	lbFlowEventEVENT_LRU_MISS:      "lru_miss",
-	lbFlowEventEVENT_LRU_SKIP_DOWN: "lru_skip_down",
-	lbFlowEventEVENT_SYN:           "syn",
+	lbFlowEventEVENT_LRU_HIT:        "lru_hit",
+	lbFlowEventEVENT_LRU_MISS:       "lru_miss",
+	lbFlowEventEVENT_LRU_SKIP_DOWN:  "lru_skip_down",
+	lbFlowEventEVENT_SYN:            "syn",
+	lbFlowEventEVENT_SYN_UNRECORDED: "syn_unrecorded",
 }
 
 // Stats is a snapshot of the LB's counters.

@@ -1,15 +1,19 @@
 package config
 
-// A VIP's backends, and whether its ring has room for them.
+// A VIP's backends, and whether its ring has room for them (or, without ring_size, the ring
+// size that has).
 
 import (
+	"fmt"
 	"math"
 	"net/netip"
 
 	"github.com/lbdproj/lbd/pkg/consistenthash"
 )
 
-func (d *decoder) backends(f *fields, vipPath string, v VIP, addrOK bool) []Backend {
+// backends reads v's backends and checks v.RingSize against them; a VIP without ring_size
+// (v.RingSize 0) gets the smallest of consistenthash.Sizes that has room.
+func (d *decoder) backends(f *fields, vipPath string, v *VIP, addrOK bool) []Backend {
 	items, ok := f.list("backends")
 	if !ok {
 		if !f.has("backends") {
@@ -67,13 +71,28 @@ func (d *decoder) backends(f *fields, vipPath string, v VIP, addrOK bool) []Back
 		d.errorf(at, vipPath+".backends", "every backend has weight 0: no backend can take new flows")
 		return bs
 	}
-	if need := uint64(consistenthash.MinSlotsPerMember) * uint64(active); uint64(v.RingSize) <= need {
+	need := uint64(consistenthash.MinSlotsPerMember) * uint64(active)
+	if v.RingSize == 0 {
+		size, ok := consistenthash.SizeFor(active)
+		if !ok {
+			d.errorf(at, vipPath+".backends", "%d backends with weight > 0 need a ring of more than %d × %d = %d slots, more than the largest the data path holds (%d): split them over more VIPs",
+				active, consistenthash.MinSlotsPerMember, active, need, MaxRingSize)
+			return bs
+		}
+		v.RingSize, v.RingSizeAuto = size, true
+		return bs
+	}
+	if uint64(v.RingSize) <= need {
 		path, n := vipPath+".backends", at
 		if e, ok := f.m["ring_size"]; ok {
 			path, n = vipPath+".ring_size", e.val
 		}
-		d.errorf(n, path, "ring_size %d is too small for %d backends with weight > 0: it must exceed %d × %d = %d for an even spread (next prime: %d)",
-			v.RingSize, active, consistenthash.MinSlotsPerMember, active, need, nextPrime(need))
+		hint := ""
+		if auto, ok := consistenthash.SizeFor(active); ok {
+			hint = fmt.Sprintf("; without ring_size lbd picks %d", auto)
+		}
+		d.errorf(n, path, "ring_size %d is too small for %d backends with weight > 0: it must exceed %d × %d = %d for an even spread (next prime: %d%s)",
+			v.RingSize, active, consistenthash.MinSlotsPerMember, active, need, nextPrime(need), hint)
 	}
 	return bs
 }

@@ -22,13 +22,22 @@ import (
 
 // Defaults, also documented in configs/example.yaml.
 const (
-	DefaultPinDir      = "/sys/fs/bpf/lbd"
-	DefaultHashSeed    = uint32(0x6c62640a) // "lbd\n"
+	DefaultPinDir   = "/sys/fs/bpf/lbd"
+	DefaultHashSeed = uint32(0x6c62640a) // "lbd\n"
+	// DefaultSynFloodThreshold: a busy edge node sees thousands of new connections a second
+	// on a core, a SYN flood millions; a SYN that goes by the ring unrecorded still reaches
+	// the backend the ring names, so erring low costs little
+	DefaultSynFloodThreshold = uint32(50_000)
+	// DefaultFlowTableSize: 1,048,576 flows per family. An entry costs 88 bytes (IPv4) or
+	// 112 (IPv6) of locked kernel memory, so the two tables take about 200 MiB.
+	DefaultFlowTableSize = uint32(1 << 20)
+	// MinFlowTableSize keeps each CPU's share of a table worth having.
+	MinFlowTableSize   = uint32(4096)
 	DefaultAPIAddr     = "127.0.0.1:9177"
 	DefaultClusterPort = 7946 // cluster.bind's port when it names none; bind defaults to 0.0.0.0
 	DefaultQuorum      = cluster.QuorumMajority
-	DefaultFlowSync    = true // cluster.flow_sync
-	DefaultRingSize    = consistenthash.DefaultSize
+	DefaultFlowSync    = true                       // cluster.flow_sync
+	DefaultRingSize    = consistenthash.DefaultSize // up to 655 backends with weight > 0; more get a larger size (consistenthash.SizeFor)
 	DefaultEncap       = EncapIPIP
 	// DefaultHealthType probes a VIP without a health section with a TCP connect. The other
 	// health defaults (interval, timeout, rise, fall, and for http the path, method and
@@ -65,7 +74,20 @@ type Node struct {
 	EncapSource  netip.Addr     // outer IPv4 source; zero: the interface's first IPv4 address
 	EncapSource6 netip.Addr     // outer IPv6 source; zero: the interface's first global IPv6 address
 	APIAddr      netip.AddrPort // the status API and /metrics
-	Name         string         // cluster member name; default os.Hostname()
+	// SynFloodThreshold: new flows per second on one CPU above which SYNs go by the ring
+	// without entering the flow table (the SYN flood guard); 0 turns the guard off
+	SynFloodThreshold uint32
+	// FlowTableSize is the entries of each flow table (IPv4, IPv6), shared out among the
+	// CPUs; a restart with another size copies the flows into new tables
+	FlowTableSize uint32
+	// EncapSourcePrefix(6): each flow's outer source picked inside it by the flow hash,
+	// for the backends' RSS; invalid: the fixed EncapSource(6)
+	EncapSourcePrefix  netip.Prefix
+	EncapSourcePrefix6 netip.Prefix
+	// XDPMode is how xdp_lb is attached: auto (native, else generic), native, generic or
+	// offload
+	XDPMode dataplane.XDPMode
+	Name    string // cluster member name; default os.Hostname()
 }
 
 // Cluster configures gossip between LB nodes (hashicorp/memberlist).
@@ -80,17 +102,20 @@ type Cluster struct {
 
 // VIP is one virtual service: an address, a port (0 = all ports) and a protocol.
 type VIP struct {
-	Name      string
-	Address   netip.Addr
-	Port      uint16                   // 0 = all ports
-	Protocol  string                   // "tcp" | "udp"
-	Proto     uint8                    // IP protocol number derived from Protocol: 6 or 17
-	RingSize  uint32                   // prime, > 100 × backends with weight > 0
-	Algorithm consistenthash.Algorithm // "" = none named: Algorithm.OrDefault picks the ring's
-	Encap     Encap
-	Backends  []Backend
-	Health    Health
-	Pos       Position // where the VIP's mapping starts
+	Name     string
+	Address  netip.Addr
+	Port     uint16 // 0 = all ports
+	Protocol string // "tcp" | "udp"
+	Proto    uint8  // IP protocol number derived from Protocol: 6 or 17
+	RingSize uint32 // prime, > 100 × backends with weight > 0
+	// RingSizeAuto: the file names no ring_size, and RingSize is the smallest of
+	// consistenthash.Sizes with room for the backends (consistenthash.SizeFor)
+	RingSizeAuto bool
+	Algorithm    consistenthash.Algorithm // "" = none named: Algorithm.OrDefault picks the ring's
+	Encap        Encap
+	Backends     []Backend
+	Health       Health
+	Pos          Position // where the VIP's mapping starts
 }
 
 // Encap is how the LB encapsulates a VIP's packets toward its backends.
@@ -220,7 +245,7 @@ func (d *decoder) config(doc *yaml.Node) *Config {
 		return c
 	}
 	if f.has("node") {
-		c.Node = d.node(f.sub("node", "interface", "pin_dir", "hash_seed", "encap_source", "encap_source6", "api_addr", "name"))
+		c.Node = d.node(f.sub("node", "interface", "pin_dir", "hash_seed", "encap_source", "encap_source6", "api_addr", "name", "syn_flood_threshold", "flow_table_size", "xdp_mode", "encap_source_prefix", "encap_source_prefix6"))
 	} else {
 		f.missing("node")
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/lbdproj/lbd/internal/dataplane"
 	"github.com/lbdproj/lbd/pkg/cluster"
 	"github.com/lbdproj/lbd/pkg/consistenthash"
 )
@@ -42,6 +43,7 @@ vips:
 var cmpNetip = []cmp.Option{
 	cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
 	cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b }),
+	cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }),
 }
 
 func TestParseGood(t *testing.T) {
@@ -97,13 +99,16 @@ vips:
 	tcp := Health{Type: "tcp", Port: 80, Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 2}
 	want := &Config{
 		Node: Node{
-			Interface:    "eth1",
-			PinDir:       "/sys/fs/bpf/lbd",
-			HashSeed:     0xdeadbeef,
-			EncapSource:  netip.MustParseAddr("198.18.0.2"),
-			EncapSource6: netip.MustParseAddr("2001:db8::2"),
-			APIAddr:      netip.MustParseAddrPort("127.0.0.1:9177"),
-			Name:         "lb1",
+			Interface:         "eth1",
+			PinDir:            "/sys/fs/bpf/lbd",
+			HashSeed:          0xdeadbeef,
+			EncapSource:       netip.MustParseAddr("198.18.0.2"),
+			EncapSource6:      netip.MustParseAddr("2001:db8::2"),
+			APIAddr:           netip.MustParseAddrPort("127.0.0.1:9177"),
+			SynFloodThreshold: DefaultSynFloodThreshold,
+			FlowTableSize:     DefaultFlowTableSize,
+			XDPMode:           dataplane.XDPAuto,
+			Name:              "lb1",
 		},
 		Cluster: &Cluster{
 			Bind:       netip.MustParseAddrPort("198.18.0.2:7946"),
@@ -114,7 +119,7 @@ vips:
 		},
 		VIPs: []VIP{{
 			Name: "web", Address: netip.MustParseAddr("198.18.0.10"), Port: 80, Protocol: "tcp", Proto: 6,
-			RingSize: 65537, Encap: "ipip",
+			RingSize: 65537, RingSizeAuto: true, Encap: "ipip",
 			Backends: []Backend{
 				{netip.MustParseAddr("198.18.0.11"), 1, pos(16, 9)},
 				{netip.MustParseAddr("198.18.0.12"), 0, pos(17, 9)},
@@ -130,7 +135,7 @@ vips:
 			Pos: pos(19, 5),
 		}, {
 			Name: "api", Address: netip.MustParseAddr("198.18.0.20"), Port: 443, Protocol: "tcp", Proto: 6,
-			RingSize: 65537, Encap: "ipip",
+			RingSize: 65537, RingSizeAuto: true, Encap: "ipip",
 			Backends: []Backend{{netip.MustParseAddr("2001:db8::1:20"), 1, pos(42, 9)}},
 			Health: Health{Type: "https", Port: 443, Path: "/healthz", Method: "GET", ExpectStatus: 204,
 				Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 2},
@@ -275,7 +280,7 @@ func TestParseErrors(t *testing.T) {
 		name:    "unknown node field",
 		old:     "interface: eth0",
 		new:     "interface: eth0\n  iface: eth1",
-		wantErr: `t.yaml:3:3: node.iface: unknown field; allowed: interface, pin_dir, hash_seed, encap_source, encap_source6, api_addr, name`,
+		wantErr: `t.yaml:3:3: node.iface: unknown field; allowed: interface, pin_dir, hash_seed, encap_source, encap_source6, api_addr, name, syn_flood_threshold, flow_table_size, xdp_mode, encap_source_prefix, encap_source_prefix6`,
 	}, {
 		name: "unknown vip field",
 		old:  "port: 80",
@@ -363,6 +368,26 @@ func TestParseErrors(t *testing.T) {
 		new:     "interface: eth0\n  hash_seed: 0x1ffffffff",
 		wantErr: `t.yaml:3:14: node.hash_seed: "0x1ffffffff" is not a 32-bit unsigned integer (decimal or 0x hex)`,
 	}, {
+		name:    "negative syn_flood_threshold",
+		old:     "interface: eth0",
+		new:     "interface: eth0\n  syn_flood_threshold: -1",
+		wantErr: `t.yaml:3:24: node.syn_flood_threshold: "-1" is not a count of new flows per second per CPU (0 turns the guard off)`,
+	}, {
+		name:    "flow table too small",
+		old:     "interface: eth0",
+		new:     "interface: eth0\n  flow_table_size: 100",
+		wantErr: `t.yaml:3:20: node.flow_table_size: "100" is not a number of flows from 4096 to 4294967295`,
+	}, {
+		name:    "unknown xdp mode",
+		old:     "interface: eth0",
+		new:     "interface: eth0\n  xdp_mode: driver",
+		wantErr: `t.yaml:3:13: node.xdp_mode: "driver" is not an XDP mode: auto, native, generic or offload`,
+	}, {
+		name:    "encap source prefix too long",
+		old:     "interface: eth0",
+		new:     "interface: eth0\n  encap_source_prefix: 198.18.128.0/31",
+		wantErr: `t.yaml:3:24: node.encap_source_prefix: "198.18.128.0/31" is not an IPv4 prefix from /8 to /30`,
+	}, {
 		name:    "IPv6 encap_source",
 		old:     "interface: eth0",
 		new:     "interface: eth0\n  encap_source: 2001:db8::2",
@@ -444,7 +469,7 @@ func TestParseErrors(t *testing.T) {
 		old:  "port: 80",
 		new:  "port: 80\n    ring_size: 199",
 		wantErr: "t.yaml:7:16: vips[0].ring_size: ring_size 199 is too small for 2 backends with weight > 0: " +
-			"it must exceed 100 × 2 = 200 for an even spread (next prime: 211)",
+			"it must exceed 100 × 2 = 200 for an even spread (next prime: 211; without ring_size lbd picks 65537)",
 	}, {
 		name:    "bad duration",
 		old:     "port: 80",
@@ -715,5 +740,62 @@ func TestClusterSection(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "cluster.quorum: ") || !strings.Contains(err.Error(), "is not one of majority, any, all") {
 			t.Errorf("%s: err = %v", in, err)
 		}
+	}
+}
+
+// manyBackends is a config with one VIP of n backends (weight 1), ring_size ring unless 0.
+func manyBackends(n int, ring uint32) string {
+	var b strings.Builder
+	b.WriteString("node: {interface: eth0}\nvips:\n  - name: big\n    address: 198.18.0.10\n    port: 80\n")
+	if ring != 0 {
+		fmt.Fprintf(&b, "    ring_size: %d\n", ring)
+	}
+	b.WriteString("    backends:\n")
+	for i := range n {
+		fmt.Fprintf(&b, "      - address: 198.19.%d.%d\n", i/250, i%250+1)
+	}
+	return b.String()
+}
+
+// A VIP without ring_size gets the smallest listed size with room for its backends, a
+// 1000-backend VIP included; an explicit ring_size that is too small stays an error.
+func TestRingSizeFollowsBackends(t *testing.T) {
+	for _, c := range []struct {
+		backends int
+		want     uint32
+	}{{3, 65537}, {655, 65537}, {656, 131071}, {1000, 131071}, {6000, 655373}} {
+		cfg, err := Parse("t.yaml", []byte(manyBackends(c.backends, 0)))
+		if err != nil {
+			t.Fatalf("%d backends: %v", c.backends, err)
+		}
+		if v := cfg.VIPs[0]; v.RingSize != c.want || !v.RingSizeAuto {
+			t.Errorf("%d backends: ring_size %d (auto %v), want %d (auto)", c.backends, v.RingSize, v.RingSizeAuto, c.want)
+		}
+	}
+	cfg, err := Parse("t.yaml", []byte(manyBackends(1000, 1048573)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := cfg.VIPs[0]; v.RingSize != 1048573 || v.RingSizeAuto {
+		t.Errorf("explicit ring_size: %d (auto %v), want 1048573 as written", v.RingSize, v.RingSizeAuto)
+	}
+
+	_, err = Parse("t.yaml", []byte(manyBackends(1000, 65537)))
+	want := "t.yaml:6:16: vips[0].ring_size: ring_size 65537 is too small for 1000 backends with weight > 0: it must exceed 100 × 1000 = 100000 for an even spread (next prime: 100003; without ring_size lbd picks 131071)"
+	if err == nil || err.Error() != want {
+		t.Errorf("err = %v\nwant %s", err, want)
+	}
+	_, err = Parse("t.yaml", []byte(manyBackends(10486, 0)))
+	want = "t.yaml:6:5: vips[0].backends: 10486 backends with weight > 0 need a ring of more than 100 × 10486 = 1048600 slots, more than the largest the data path holds (1048573): split them over more VIPs"
+	if err == nil || err.Error() != want {
+		t.Errorf("err = %v\nwant %s", err, want)
+	}
+}
+
+// The largest automatic size is the largest ring the data path indexes.
+func TestLargestRingSizeIsMax(t *testing.T) {
+	s := consistenthash.Sizes()
+	if last := s[len(s)-1]; last != MaxRingSize {
+		t.Errorf("largest automatic ring size %d, MaxRingSize %d", last, MaxRingSize)
 	}
 }

@@ -3,15 +3,20 @@ package config
 // The node section: settings local to one LB node.
 
 import (
+	"slices"
+
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/lbdproj/lbd/internal/dataplane"
 )
 
 func (d *decoder) node(f *fields) Node {
-	node := Node{PinDir: DefaultPinDir, HashSeed: DefaultHashSeed, APIAddr: netip.MustParseAddrPort(DefaultAPIAddr)}
+	node := Node{PinDir: DefaultPinDir, HashSeed: DefaultHashSeed, APIAddr: netip.MustParseAddrPort(DefaultAPIAddr),
+		SynFloodThreshold: DefaultSynFloodThreshold, FlowTableSize: DefaultFlowTableSize, XDPMode: dataplane.XDPAuto}
 	if f == nil {
 		return node
 	}
@@ -35,6 +40,47 @@ func (d *decoder) node(f *fields) Node {
 			d.errorf(n, "node.hash_seed", "%q is not a 32-bit unsigned integer (decimal or 0x hex)", s)
 		}
 		node.HashSeed = v
+	}
+	if n, s, ok := f.scalar("syn_flood_threshold"); ok {
+		v, err := strconv.ParseUint(s, 10, 32)
+		if err != nil {
+			d.errorf(n, "node.syn_flood_threshold", "%q is not a count of new flows per second per CPU (0 turns the guard off)", s)
+		}
+		node.SynFloodThreshold = uint32(v)
+	}
+	if n, s, ok := f.scalar("flow_table_size"); ok {
+		v, err := strconv.ParseUint(s, 10, 32)
+		if err != nil || uint32(v) < MinFlowTableSize {
+			d.errorf(n, "node.flow_table_size", "%q is not a number of flows from %d to %d", s, MinFlowTableSize, uint32(1<<32-1))
+		}
+		node.FlowTableSize = uint32(v)
+	}
+	if n, s, ok := f.scalar("xdp_mode"); ok {
+		if !slices.Contains(dataplane.XDPModes, dataplane.XDPMode(s)) {
+			d.errorf(n, "node.xdp_mode", "%q is not an XDP mode: auto, native, generic or offload", s)
+		}
+		node.XDPMode = dataplane.XDPMode(s)
+	}
+	for _, c := range []struct {
+		key      string
+		v6       bool
+		min, max int
+		to       *netip.Prefix
+	}{{"encap_source_prefix", false, 8, 30, &node.EncapSourcePrefix}, {"encap_source_prefix6", true, 96, 126, &node.EncapSourcePrefix6}} {
+		n, s, ok := f.scalar(c.key)
+		if !ok {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil || p.Addr().Is6() != c.v6 || p.Addr().Zone() != "" || p.Bits() < c.min || p.Bits() > c.max {
+			fam := "IPv4"
+			if c.v6 {
+				fam = "IPv6"
+			}
+			d.errorf(n, "node."+c.key, "%q is not an %s prefix from /%d to /%d", s, fam, c.min, c.max)
+			continue
+		}
+		*c.to = p.Masked()
 	}
 	if a, n, ok := f.addr("encap_source"); ok {
 		if !a.Is4() {

@@ -79,7 +79,7 @@ type vipRefs struct {
 
 func (d *decoder) vip(n *yaml.Node, path string) (VIP, vipRefs) {
 	n = resolve(n)
-	v := VIP{Protocol: "tcp", Proto: 6, RingSize: DefaultRingSize, Encap: DefaultEncap, Pos: d.pos(n)}
+	v := VIP{Protocol: "tcp", Proto: 6, Encap: DefaultEncap, Pos: d.pos(n)}
 	var r vipRefs
 	f := d.mapping(n, path, "name", "address", "port", "protocol", "ring_size", "algorithm", "encap", "backends", "health")
 	if f == nil {
@@ -127,7 +127,7 @@ func (d *decoder) vip(n *yaml.Node, path string) (VIP, vipRefs) {
 	}
 	oneOf(f, "algorithm", &v.Algorithm, consistenthash.Algorithms()...)
 	oneOf(f, "encap", &v.Encap, EncapIPIP, EncapGUE)
-	v.Backends = d.backends(f, path, v, addrOK)
+	v.Backends = d.backends(f, path, &v, addrOK)
 	v.Health = d.health(f, path, v, portOK)
 	return v, r
 }

@@ -8,7 +8,8 @@
  * Flows: `flows` == 0 sends one constant tuple (an LRU hit at the LB after the first packet);
  * otherwise the source address and port come from a per-CPU counter, modulo `flows` when
  * `flows` is not ~0 (a set of flows cycled through: LRU misses until the table holds them,
- * hits after), never repeating when it is ~0 (every packet a new flow: an LRU miss). */
+ * hits after), never repeating when it is ~0 (every packet a new flow: an LRU miss).
+ * `syn` sends SYNs instead of ACKs: with flows ~0, a flood of spoofed SYNs. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -25,6 +26,7 @@ const volatile __u32 flow_net = 0; /* host order; distinct flows: this /16 | cou
 const volatile __u32 dst_ip = 0;   /* host order: the VIP */
 const volatile __u16 dst_port = 80;
 const volatile __u32 flows = 0;
+const volatile __u8 syn = 0;
 
 /* frames this program has sent, per CPU: the generator's own count */
 struct {
@@ -84,9 +86,13 @@ int xdp_gen(struct xdp_md *ctx)
 	tcp->source = bpf_htons(sport);
 	tcp->dest = bpf_htons(dst_port);
 	tcp->seq = bpf_htonl(1);
-	tcp->ack_seq = bpf_htonl(1);
 	tcp->doff = 5;
-	tcp->ack = 1;
+	if (syn) {
+		tcp->syn = 1;
+	} else {
+		tcp->ack_seq = bpf_htonl(1);
+		tcp->ack = 1;
+	}
 	tcp->window = bpf_htons(512);
 	return XDP_TX;
 }
