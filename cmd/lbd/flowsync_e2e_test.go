@@ -122,6 +122,7 @@ func flowSyncScenario(t *testing.T, syncOn bool) flowSyncResult {
 	for _, h := range added {
 		more += fmt.Sprintf("      - address: %s\n        weight: 1\n", h.Addr)
 	}
+	reloaded := time.Now()
 	if err := s.reconfigure(strings.Replace(base, last, more, 1)); err != nil {
 		t.Fatal(err)
 	}
@@ -133,6 +134,8 @@ func flowSyncScenario(t *testing.T, syncOn bool) flowSyncResult {
 	s.assertRingsAgree(ctx, t)
 	if syncOn {
 		s.waitFlowsShared(ctx, t)
+		t.Logf("every node's flows at risk shared with the others %v after the reload was signalled (polled every 50 ms)",
+			time.Since(reloaded).Round(10*time.Millisecond))
 	}
 	for i := range s.fleet.LBs {
 		if st, err := s.LBStatus(ctx, i); err == nil && st.FlowSync != nil {
