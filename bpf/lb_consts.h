@@ -61,7 +61,8 @@
 #define PROBE_MARK_MASK 0xffff0000U
 
 /* vip_meta.flags */
-#define VIP_F_GUE (1U << 0) /* GUE (UDP) instead of IPIP */
+#define VIP_F_GUE  (1U << 0) /* GUE (UDP) instead of IPIP */
+#define VIP_F_QUIC (1U << 1) /* short-header QUIC goes by the server id in its connection id */
 
 /* backend.flags */
 #define BE_F_V6	  (1U << 0) /* backend address is IPv6 */
@@ -90,6 +91,7 @@ enum lb_limit {
 	LIMIT_PROBE_MARK = PROBE_MARK,
 	LIMIT_PROBE_MARK_MASK = PROBE_MARK_MASK,
 	LIMIT_VIP_F_GUE = VIP_F_GUE,
+	LIMIT_VIP_F_QUIC = VIP_F_QUIC,
 	LIMIT_BE_F_V6 = BE_F_V6,
 	LIMIT_BE_F_DOWN = BE_F_DOWN,
 	LIMIT_AF_INET = LB_AF_INET,

@@ -38,6 +38,7 @@ enum flow_event {
 	EVENT_LRU_SKIP_DOWN, /* hit on a backend that is down or gone: re-hashed */
 	EVENT_SYN,
 	EVENT_SYN_UNRECORDED, /* a SYN during a flood: sent by the ring, not recorded */
+	EVENT_QUIC_CID,	      /* a QUIC short header sent to the server its connection id names */
 	EVENT_MAX,
 };
 
@@ -94,6 +95,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 	__array(values, struct ring);
 } rings SEC(".maps");
+
+/* QUIC servers by {VIP id << 16 | server id}: the backend id of that VIP's backend whose
+ * connection ids carry the server id (quic.h) */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} quic_servers SEC(".maps");
 
 /* flow tables: LRU with per-CPU free lists (BPF_F_NO_COMMON_LRU), so CPUs do not contend
  * for one LRU lock; a flow stays on its RSS queue and thus its CPU */

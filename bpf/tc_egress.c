@@ -348,6 +348,10 @@ int xdp_decap(struct xdp_md *ctx)
 			return XDP_PASS;
 		if (ip->protocol != IPPROTO_IPIP && ip->protocol != IPPROTO_UDP)
 			return XDP_PASS;
+		/* a tunnel ends at a unicast address of this host; 0.0.0.0 is no address to
+		 * rewrite the inner destination to */
+		if (martian_v4(ip->daddr))
+			return XDP_PASS;
 		if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
 			return XDP_PASS; /* fragmented outer packet: leave it to the host */
 		v = 4;
@@ -370,7 +374,8 @@ int xdp_decap(struct xdp_md *ctx)
 		__u32 len, outer = sizeof(*ip6);
 		int v = 0;
 
-		if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
+		if ((void *)(ip6 + 1) > data_end || ip6->version != 6 ||
+		    martian_v6(ip6->daddr.in6_u.u6_addr32))
 			return XDP_PASS;
 		if (ip6->nexthdr == IPPROTO_IPIP)
 			v = 4;

@@ -25,6 +25,7 @@
 #include "hash.h"
 #include "encap.h"
 #include "icmp.h"
+#include "quic.h"
 #include "flowsync.h"
 
 /* load-time configuration, set by the daemon through the spec */
@@ -187,7 +188,31 @@ struct pkt {
 	__u8 df;     /* IPv4 DF; always set for IPv6, which routers never fragment */
 	__u8 syn;    /* a TCP SYN without ACK: a new connection */
 	__u8 v6;
+	__u32 udp_payload; /* UDP: the payload's offset in the frame (0 for TCP) */
 };
+
+/* the backend of meta's VIP whose QUIC connection ids carry the server id of the short
+ * header in p, unless it is down or gone */
+static __always_inline struct backend *quic_backend(struct xdp_md *ctx, const struct pkt *p,
+						    const struct vip_meta *meta, __u32 *bid)
+{
+	__u32 len = p->l3len - (p->udp_payload - p->l2len);
+	__u32 sid = quic_server_id(ctx, p->udp_payload, len);
+	__u32 key, *id;
+	struct backend *be;
+
+	if (!sid)
+		return NULL;
+	key = meta->vip_id << 16 | sid;
+	id = bpf_map_lookup_elem(&quic_servers, &key);
+	if (!id)
+		return NULL;
+	be = bpf_map_lookup_elem(&backends, id);
+	if (!be || !be->gen || be->vip_id != meta->vip_id || (be->flags & BE_F_DOWN))
+		return NULL;
+	*bid = *id;
+	return be;
+}
 
 /* the flow hash of either family's key */
 static __always_inline __u32 flow_hash(const void *fk, int v6)
@@ -315,6 +340,15 @@ static __always_inline int balance(struct xdp_md *ctx, const struct pkt *p, stru
 
 	if (!meta)
 		return verdict(ctx, REASON_PASS, XDP_PASS);
+	/* QUIC: a short header goes to the server its connection id names, whatever the
+	 * client's address and port now are */
+	if ((meta->flags & VIP_F_QUIC) && p->udp_payload) {
+		be = quic_backend(ctx, p, meta, &bid);
+		if (be) {
+			event(EVENT_QUIC_CID);
+			return send(ctx, p, be, bid, flow_hash(fk, p->v6));
+		}
+	}
 	if (!p->syn)
 		be = flow_backend(bpf_map_lookup_elem(flows, fk), &bid, &stale);
 	if (be) {
@@ -373,6 +407,8 @@ static __always_inline int lb_ipv4(struct xdp_md *ctx, __u32 l2len)
 	    parse_l4(ip + 1, p.l3len - sizeof(*ip), data_end, ip->protocol, &fk.sport, &fk.dport,
 		     &p.syn))
 		return verdict(ctx, REASON_DROP_MALFORMED, XDP_DROP);
+	if (ip->protocol == IPPROTO_UDP)
+		p.udp_payload = l2len + sizeof(*ip) + sizeof(struct udphdr);
 	p.tos = ip->tos;
 	p.df = !!(ip->frag_off & bpf_htons(IP_DF));
 	fk.src = ip->saddr;
@@ -412,6 +448,8 @@ static __always_inline int lb_ipv6(struct xdp_md *ctx, __u32 l2len)
 	    parse_l4(ip6 + 1, len, data_end, ip6->nexthdr, &fk.sport, &fk.dport, &p.syn))
 		return verdict(ctx, REASON_DROP_MALFORMED, XDP_DROP);
 	p.l3len = sizeof(*ip6) + len;
+	if (ip6->nexthdr == IPPROTO_UDP)
+		p.udp_payload = l2len + sizeof(*ip6) + sizeof(struct udphdr);
 	p.tos = (ip6->priority << 4) | (ip6->flow_lbl[0] >> 4);
 	__builtin_memcpy(fk.src, &ip6->saddr, sizeof(fk.src));
 	fk.proto = ip6->nexthdr;

@@ -74,7 +74,10 @@ func fetchStatus(ctx context.Context, client *http.Client, api string) (daemon.S
 
 func printStatus(w io.Writer, st daemon.Status) {
 	fmt.Fprintf(w, "node %s  interface %s  xdp %s  config %s\n", st.Node, st.Interface, st.XDPMode, shortDigest(st.ConfigDigest))
-	if st.XDPModeNote != "" {
+	switch {
+	case st.XDPMode == string(dataplane.XDPChained):
+		fmt.Fprintf(w, "xdp_lb is %s\n", st.XDPModeNote)
+	case st.XDPModeNote != "":
 		fmt.Fprintf(w, "WARNING: xdp_lb runs in %s mode: %s\n", st.XDPMode, st.XDPModeNote)
 	}
 	for _, v := range st.VIPs {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"time"
 
 	"github.com/lbdproj/lbd/internal/dataplane"
@@ -50,8 +51,8 @@ func checkReload(old, new config.Node) error {
 		old.EncapSource != new.EncapSource || old.EncapSource6 != new.EncapSource6 ||
 		old.SynFloodThreshold != new.SynFloodThreshold || old.FlowTableSize != new.FlowTableSize ||
 		old.XDPMode != new.XDPMode || old.EncapSourcePrefix != new.EncapSourcePrefix ||
-		old.EncapSourcePrefix6 != new.EncapSourcePrefix6 {
-		return fmt.Errorf("node section changed (interface, pin_dir, hash_seed, encap source, syn_flood_threshold, flow_table_size or xdp_mode): %w", ErrRestartNeeded)
+		old.EncapSourcePrefix6 != new.EncapSourcePrefix6 || !reflect.DeepEqual(old.XDPChain, new.XDPChain) {
+		return fmt.Errorf("node section changed (interface, pin_dir, hash_seed, encap source, syn_flood_threshold, flow_table_size, xdp_mode or xdp_chain): %w", ErrRestartNeeded)
 	}
 	return nil
 }
@@ -90,11 +91,15 @@ func dataplaneVIPs(views []vipView, ifindex int) []dataplane.VIP {
 	dp := make([]dataplane.VIP, len(views))
 	for i, v := range views {
 		dp[i] = dataplane.VIP{Key: v.key, Ring: v.ring, Backends: make([]dataplane.Backend, len(v.backends)),
-			GUE: v.cfg.Encap == config.EncapGUE}
+			GUE: v.cfg.Encap == config.EncapGUE, QUIC: v.cfg.QUIC}
+		sids := map[netip.Addr]uint16{}
+		for _, b := range v.cfg.Backends {
+			sids[b.Address] = b.QUICServerID
+		}
 		for j, b := range v.backends {
 			nh := v.nexthops[j]
 			dp[i].Backends[j] = dataplane.Backend{Addr: b.Addr, DstMAC: nh.DstMAC, SrcMAC: nh.SrcMAC,
-				Down: backends.StateOf(b) == backends.Down}
+				Down: backends.StateOf(b) == backends.Down, QUICServerID: sids[b.Addr]}
 			if nh.Ifindex != 0 && nh.Ifindex != ifindex {
 				dp[i].Backends[j].Ifindex = nh.Ifindex
 			}

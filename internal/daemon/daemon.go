@@ -89,6 +89,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 		XDPMode:           cfg.Node.XDPMode,
 		EncapPrefix:       cfg.Node.EncapSourcePrefix,
 		EncapPrefix6:      cfg.Node.EncapSourcePrefix6,
+		Chain:             cfg.Node.XDPChain,
 		Logger:            opts.Logger,
 	})
 	if err != nil {
@@ -101,7 +102,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 	if lb.Adopted {
 		verb = "adopted pinned link, program swapped in place (flows kept)"
 	}
-	if lb.ModeNote != "" {
+	if lb.ModeNote != "" && lb.Mode != dataplane.XDPChained {
 		d.log.Warn("xdp_lb not in the mode asked for", "mode", lb.Mode, "asked", cfg.Node.XDPMode, "why", lb.ModeNote)
 	}
 	d.log.Info("xdp_lb "+verb, "interface", dc.Interface, "xdp_mode", lb.Mode, "pin_dir", dc.PinDir, "mtu", dc.MTU,

@@ -100,6 +100,9 @@ func (lb *LB) Apply(vips []VIP) error {
 			delete(lb.addrs, a)
 		}
 	}
+	if err := lb.writeQUICServers(vips); err != nil {
+		return err
+	}
 	return lb.writeFilter(filter)
 }
 
@@ -149,6 +152,9 @@ func (lb *LB) applyVIP(v VIP) error {
 	var flags uint32
 	if v.GUE {
 		flags |= vipFlagGUE
+	}
+	if v.QUIC {
+		flags |= vipFlagQUIC
 	}
 	ids := make([]uint32, len(v.Backends))
 	for i, b := range v.Backends {
@@ -254,4 +260,43 @@ func (lb *LB) Ring(key VIPKey) ([]netip.Addr, error) {
 		out = append(out, addrByID[id])
 	}
 	return out, nil
+}
+
+// writeQUICServers makes quic_servers map each QUIC VIP's server ids to its backends' ids.
+func (lb *LB) writeQUICServers(vips []VIP) error {
+	want := map[uint32]uint32{}
+	for _, v := range vips {
+		if !v.QUIC {
+			continue
+		}
+		vid := lb.vips[v.Key].id
+		for _, b := range v.Backends {
+			if b.QUICServerID == 0 {
+				continue
+			}
+			want[vid<<16|uint32(b.QUICServerID)] = lb.pairs[pairKey{v.Key, b.Addr}].id
+		}
+	}
+	for k, id := range want {
+		if err := lb.objs.QuicServers.Put(k, id); err != nil {
+			return fmt.Errorf("write quic server %#x: %w", k, err)
+		}
+	}
+	var stale []uint32
+	var k, id uint32
+	it := lb.objs.QuicServers.Iterate()
+	for it.Next(&k, &id) {
+		if _, ok := want[k]; !ok {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return err
+	}
+	for _, k := range stale {
+		if err := lb.objs.QuicServers.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete quic server %#x: %w", k, err)
+		}
+	}
+	return nil
 }

@@ -33,6 +33,7 @@ const (
 	backendhostLbLimitLIMIT_PROBE_MARK           backendhostLbLimit = 1279393792
 	backendhostLbLimitLIMIT_PROBE_MARK_MASK      backendhostLbLimit = 4294901760
 	backendhostLbLimitLIMIT_VIP_F_GUE            backendhostLbLimit = 1
+	backendhostLbLimitLIMIT_VIP_F_QUIC           backendhostLbLimit = 2
 	backendhostLbLimitLIMIT_BE_F_V6              backendhostLbLimit = 1
 	backendhostLbLimitLIMIT_BE_F_DOWN            backendhostLbLimit = 2
 	backendhostLbLimitLIMIT_AF_INET              backendhostLbLimit = 4

@@ -45,6 +45,9 @@ type Backend struct {
 	SrcMAC  net.HardwareAddr // the sending interface's address
 	Ifindex int              // 0: send back out of the receiving interface (XDP_TX)
 	Down    bool             // established flows on it are re-hashed at once
+	// QUICServerID is the server id the backend's QUIC connection ids carry (pkg/quiccid),
+	// for a VIP with QUIC set; 0: none
+	QUICServerID uint16
 }
 
 // VIP is a VIP's whole data-path state. Ring holds, per slot, an index into Backends;
@@ -54,6 +57,8 @@ type VIP struct {
 	Backends []Backend
 	Ring     []uint32
 	GUE      bool // encapsulate in UDP (GUE, direct IP) instead of IPIP
+	// QUIC routes short-header QUIC packets by the server id in their connection id
+	QUIC bool
 }
 
 // Config is what the LB program is loaded with.
@@ -72,6 +77,9 @@ type Config struct {
 	// (the flow hash picks the host part), so a backend's NIC spreads IPIP flows over its
 	// receive queues; IPv4 /8 to /30, IPv6 /96 to /126
 	EncapPrefix, EncapPrefix6 netip.Prefix
+	// Chain, when set, puts xdp_lb into a slot of another XDP program's program array, to be
+	// tail-called by it, instead of attaching it to the interface (XDPMode does not apply)
+	Chain *Chain
 	// XDPMode is how xdp_lb is attached; "" is XDPAuto
 	XDPMode XDPMode
 	// FlowTableSize is the entries of each flow table (IPv4, IPv6); 0: MAX_FLOWS. A
@@ -150,6 +158,13 @@ func OpenLB(cfg Config) (*LB, error) {
 		return nil, err
 	}
 	lb.ifindex = iface.Attrs().Index
+	if cfg.Chain != nil {
+		if err := lb.chain(*cfg.Chain); err != nil {
+			lb.objs.Close()
+			return nil, err
+		}
+		return lb, lb.attachProbe()
+	}
 	var mode XDPMode
 	var note string
 	l, adopted, err := adoptOrAttach(filepath.Join(cfg.PinDir, xdpLinkName), lb.ifindex, lb.objs.XdpLb,
@@ -170,22 +185,28 @@ func OpenLB(cfg Config) (*LB, error) {
 	}
 	lb.Mode, lb.ModeNote = mode, note
 	lb.link, lb.Adopted = l, adopted
-	pl, _, err := adoptOrAttach(filepath.Join(cfg.PinDir, probeLinkName), lb.ifindex, lb.objs.TcProbe,
+	return lb, lb.attachProbe()
+}
+
+// attachProbe attaches tc_probe to the interface's egress (or adopts its pinned link), and
+// makes the copy that follows the program's swap when the flow tables were resized. On
+// error the LB is closed.
+func (lb *LB) attachProbe() error {
+	pl, _, err := adoptOrAttach(filepath.Join(lb.cfg.PinDir, probeLinkName), lb.ifindex, lb.objs.TcProbe,
 		func() (link.Link, error) {
 			return link.AttachTCX(link.TCXOptions{Program: lb.objs.TcProbe, Interface: lb.ifindex, Attach: ebpf.AttachTCXEgress})
 		})
 	if err != nil {
-		lb.link.Close()
-		lb.objs.Close()
-		return nil, fmt.Errorf("attach tc_probe to %s egress: %w", cfg.Interface, err)
+		lb.Close()
+		return fmt.Errorf("attach tc_probe to %s egress: %w", lb.cfg.Interface, err)
 	}
 	lb.probe = pl
 	if n, err := lb.finishResize(); err != nil {
-		cfg.Logger.Warn("flow tables of a new size: the last copy failed; flows the old program recorded since the first copy may be lost", "err", err)
+		lb.cfg.Logger.Warn("flow tables of a new size: the last copy failed; flows the old program recorded since the first copy may be lost", "err", err)
 	} else if n > 0 {
 		lb.Resized = n
 	}
-	return lb, nil
+	return nil
 }
 
 // lbFlowTables are the LB's tables whose size is configurable.
@@ -252,7 +273,7 @@ func (lb *LB) Close() error {
 
 // Detach removes the program from the interface and every pin lbd made for it.
 func (lb *LB) Detach() error {
-	var errs []error
+	errs := []error{lb.unchain()}
 	for _, l := range []link.Link{lb.link, lb.probe} {
 		if l != nil {
 			errs = append(errs, l.Unpin(), l.Close())

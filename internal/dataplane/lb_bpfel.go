@@ -49,7 +49,8 @@ const (
 	lbFlowEventEVENT_LRU_SKIP_DOWN  lbFlowEvent = 2
 	lbFlowEventEVENT_SYN            lbFlowEvent = 3
 	lbFlowEventEVENT_SYN_UNRECORDED lbFlowEvent = 4
-	lbFlowEventEVENT_MAX            lbFlowEvent = 5
+	lbFlowEventEVENT_QUIC_CID       lbFlowEvent = 5
+	lbFlowEventEVENT_MAX            lbFlowEvent = 6
 )
 
 type lbFlowKeyV4 struct {
@@ -111,6 +112,7 @@ const (
 	lbLbLimitLIMIT_PROBE_MARK           lbLbLimit = 1279393792
 	lbLbLimitLIMIT_PROBE_MARK_MASK      lbLbLimit = 4294901760
 	lbLbLimitLIMIT_VIP_F_GUE            lbLbLimit = 1
+	lbLbLimitLIMIT_VIP_F_QUIC           lbLbLimit = 2
 	lbLbLimitLIMIT_BE_F_V6              lbLbLimit = 1
 	lbLbLimitLIMIT_BE_F_DOWN            lbLbLimit = 2
 	lbLbLimitLIMIT_AF_INET              lbLbLimit = 4
@@ -173,6 +175,7 @@ const (
 	lbMapFlowsyncCtl       = "flowsync_ctl"
 	lbMapFlowsyncEvents    = "flowsync_events"
 	lbMapLbCtl             = "lb_ctl"
+	lbMapQuicServers       = "quic_servers"
 	lbMapRings             = "rings"
 	lbMapStats             = "stats"
 	lbMapVipAddrs          = "vip_addrs"
@@ -260,6 +263,7 @@ type lbMapSpecs struct {
 	FlowsyncCtl    *ebpf.MapSpec `ebpf:"flowsync_ctl"`
 	FlowsyncEvents *ebpf.MapSpec `ebpf:"flowsync_events"`
 	LbCtl          *ebpf.MapSpec `ebpf:"lb_ctl"`
+	QuicServers    *ebpf.MapSpec `ebpf:"quic_servers"`
 	Rings          *ebpf.MapSpec `ebpf:"rings"`
 	Stats          *ebpf.MapSpec `ebpf:"stats"`
 	VipAddrs       *ebpf.MapSpec `ebpf:"vip_addrs"`
@@ -321,6 +325,7 @@ type lbMaps struct {
 	FlowsyncCtl    *ebpf.Map `ebpf:"flowsync_ctl"`
 	FlowsyncEvents *ebpf.Map `ebpf:"flowsync_events"`
 	LbCtl          *ebpf.Map `ebpf:"lb_ctl"`
+	QuicServers    *ebpf.Map `ebpf:"quic_servers"`
 	Rings          *ebpf.Map `ebpf:"rings"`
 	Stats          *ebpf.Map `ebpf:"stats"`
 	VipAddrs       *ebpf.Map `ebpf:"vip_addrs"`
@@ -343,6 +348,7 @@ func (m *lbMaps) Close() error {
 		m.FlowsyncCtl,
 		m.FlowsyncEvents,
 		m.LbCtl,
+		m.QuicServers,
 		m.Rings,
 		m.Stats,
 		m.VipAddrs,

@@ -388,6 +388,7 @@ func TestNamesCoverEnumsAndMapsFitLimits(t *testing.T) {
 		{lbSpec, "rings", 2 * MaxVIPs},
 		{lbSpec, "backends", MaxBackends + 1},
 		{lbSpec, "backend_stats", MaxBackends + 1},
+		{lbSpec, "quic_servers", MaxBackends + 1},
 		{lbSpec, "vip_filter", vipFilterWords},
 		{lbSpec, "stats", int(lbReasonREASON_MAX)},
 		{lbSpec, "adopted_v4", MaxAdoptedFlows},

@@ -22,6 +22,7 @@ const (
 	vipFilterWords = int(lbLbLimitLIMIT_VIP_FILTER_WORDS)
 	vipFilterMul   = uint32(lbLbLimitLIMIT_VIP_FILTER_MUL)
 	vipFlagGUE     = uint32(lbLbLimitLIMIT_VIP_F_GUE)
+	vipFlagQUIC    = uint32(lbLbLimitLIMIT_VIP_F_QUIC)
 	beFlagV6       = uint32(lbLbLimitLIMIT_BE_F_V6)
 	beFlagDown     = uint32(lbLbLimitLIMIT_BE_F_DOWN)
 	afInet         = uint8(lbLbLimitLIMIT_AF_INET)

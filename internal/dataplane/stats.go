@@ -36,6 +36,7 @@ var eventNames = map[lbFlowEvent]string{
 	lbFlowEventEVENT_LRU_SKIP_DOWN:  "lru_skip_down",
 	lbFlowEventEVENT_SYN:            "syn",
 	lbFlowEventEVENT_SYN_UNRECORDED: "syn_unrecorded",
+	lbFlowEventEVENT_QUIC_CID:       "quic_cid",
 }
 
 // Stats is a snapshot of the LB's counters.

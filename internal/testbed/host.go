@@ -201,3 +201,35 @@ func (h *Host) LinkStats() (rxPackets, txPackets uint64, err error) {
 	}
 	return s.RxPackets, s.TxPackets, nil
 }
+
+// AddAddr adds another address to h's link (the segment's prefix length, no DAD), so a
+// test can speak from a second source.
+func (h *Host) AddAddr(a netip.Addr) error {
+	nh, err := h.Netlink()
+	if err != nil {
+		return err
+	}
+	defer nh.Close()
+	l, err := nh.LinkByName(h.Link)
+	if err != nil {
+		return err
+	}
+	return addAddr(nh, l, a)
+}
+
+// XDPProgramID is the id of the XDP program attached to h's link (0 for none).
+func (h *Host) XDPProgramID() (uint32, error) {
+	nh, err := h.Netlink()
+	if err != nil {
+		return 0, err
+	}
+	defer nh.Close()
+	l, err := nh.LinkByName(h.Link)
+	if err != nil {
+		return 0, err
+	}
+	if x := l.Attrs().Xdp; x != nil {
+		return x.ProgId, nil
+	}
+	return 0, nil
+}

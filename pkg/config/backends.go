@@ -32,12 +32,13 @@ func (d *decoder) backends(f *fields, vipPath string, v *VIP, addrOK bool) []Bac
 	}
 	var bs []Backend
 	seen := map[netip.Addr]first{}
+	sids := map[uint16]int{}
 	active := 0
 	for i, it := range items {
 		path := index(vipPath+".backends", i)
 		it = resolve(it)
 		b := Backend{Weight: 1, Pos: d.pos(it)}
-		bf := d.mapping(it, path, "address", "weight")
+		bf := d.mapping(it, path, "address", "weight", "quic_server_id")
 		if bf == nil {
 			continue
 		}
@@ -61,6 +62,21 @@ func (d *decoder) backends(f *fields, vipPath string, v *VIP, addrOK bool) []Bac
 		}
 		if b.Weight > 0 {
 			active++
+		}
+		if n, ok := bf.get("quic_server_id"); ok {
+			if id, ok := bf.uint("quic_server_id", 1, math.MaxUint16); ok {
+				b.QUICServerID = uint16(id)
+				switch prev, dup := sids[b.QUICServerID]; {
+				case !v.QUIC:
+					d.errorf(n, path+".quic_server_id", "the VIP does not route QUIC by connection id: set quic: true")
+				case dup:
+					d.errorf(n, path+".quic_server_id", "%d is already backends[%d]'s", id, prev)
+				default:
+					sids[b.QUICServerID] = i
+				}
+			}
+		} else if v.QUIC {
+			d.warnf(bf.node, path, "no quic_server_id: this backend's QUIC connections cannot follow a client whose address or port changes")
 		}
 		bs = append(bs, b)
 	}

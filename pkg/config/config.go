@@ -84,6 +84,9 @@ type Node struct {
 	// for the backends' RSS; invalid: the fixed EncapSource(6)
 	EncapSourcePrefix  netip.Prefix
 	EncapSourcePrefix6 netip.Prefix
+	// XDPChain, when set, runs xdp_lb from a slot of another XDP program's program array
+	// (tail-called behind an operator's filter) instead of attaching it to the interface
+	XDPChain *dataplane.Chain
 	// XDPMode is how xdp_lb is attached: auto (native, else generic), native, generic or
 	// offload
 	XDPMode dataplane.XDPMode
@@ -113,9 +116,12 @@ type VIP struct {
 	RingSizeAuto bool
 	Algorithm    consistenthash.Algorithm // "" = none named: Algorithm.OrDefault picks the ring's
 	Encap        Encap
-	Backends     []Backend
-	Health       Health
-	Pos          Position // where the VIP's mapping starts
+	// QUIC routes short-header QUIC packets by the server id their connection id carries
+	// (pkg/quiccid), so a connection survives the client's address or port changing
+	QUIC     bool
+	Backends []Backend
+	Health   Health
+	Pos      Position // where the VIP's mapping starts
 }
 
 // Encap is how the LB encapsulates a VIP's packets toward its backends.
@@ -130,7 +136,10 @@ const (
 type Backend struct {
 	Address netip.Addr
 	Weight  uint32 // 0 = drain: established flows stay, new flows go elsewhere
-	Pos     Position
+	// QUICServerID is the server id the backend's QUIC connection ids carry (1-65535,
+	// unique in the VIP); 0: none
+	QUICServerID uint16
+	Pos          Position
 }
 
 // Health describes how each backend of a VIP is probed.
@@ -245,7 +254,7 @@ func (d *decoder) config(doc *yaml.Node) *Config {
 		return c
 	}
 	if f.has("node") {
-		c.Node = d.node(f.sub("node", "interface", "pin_dir", "hash_seed", "encap_source", "encap_source6", "api_addr", "name", "syn_flood_threshold", "flow_table_size", "xdp_mode", "encap_source_prefix", "encap_source_prefix6"))
+		c.Node = d.node(f.sub("node", "interface", "pin_dir", "hash_seed", "encap_source", "encap_source6", "api_addr", "name", "syn_flood_threshold", "flow_table_size", "xdp_mode", "encap_source_prefix", "encap_source_prefix6", "xdp_chain"))
 	} else {
 		f.missing("node")
 	}

@@ -121,22 +121,22 @@ vips:
 			Name: "web", Address: netip.MustParseAddr("198.18.0.10"), Port: 80, Protocol: "tcp", Proto: 6,
 			RingSize: 65537, RingSizeAuto: true, Encap: "ipip",
 			Backends: []Backend{
-				{netip.MustParseAddr("198.18.0.11"), 1, pos(16, 9)},
-				{netip.MustParseAddr("198.18.0.12"), 0, pos(17, 9)},
+				{Address: netip.MustParseAddr("198.18.0.11"), Weight: 1, Pos: pos(16, 9)},
+				{Address: netip.MustParseAddr("198.18.0.12"), Weight: 0, Pos: pos(17, 9)},
 			},
 			Health: tcp,
 			Pos:    pos(12, 5),
 		}, {
 			Name: "dns6", Address: netip.MustParseAddr("2001:db8::53"), Port: 0, Protocol: "udp", Proto: 17,
 			RingSize: 1009, Algorithm: "maglev", Encap: "gue",
-			Backends: []Backend{{netip.MustParseAddr("2001:db8::1:11"), 3, pos(27, 9)}},
+			Backends: []Backend{{Address: netip.MustParseAddr("2001:db8::1:11"), Weight: 3, Pos: pos(27, 9)}},
 			Health: Health{Type: "udp", Port: 53, Payload: "\x12\x34", ExpectReply: "pong",
 				Interval: 2 * time.Second, Timeout: time.Second, Rise: 3, Fall: 1, ThroughTunnel: true},
 			Pos: pos(19, 5),
 		}, {
 			Name: "api", Address: netip.MustParseAddr("198.18.0.20"), Port: 443, Protocol: "tcp", Proto: 6,
 			RingSize: 65537, RingSizeAuto: true, Encap: "ipip",
-			Backends: []Backend{{netip.MustParseAddr("2001:db8::1:20"), 1, pos(42, 9)}},
+			Backends: []Backend{{Address: netip.MustParseAddr("2001:db8::1:20"), Weight: 1, Pos: pos(42, 9)}},
 			Health: Health{Type: "https", Port: 443, Path: "/healthz", Method: "GET", ExpectStatus: 204,
 				Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 2},
 			Pos: pos(38, 5),
@@ -280,18 +280,18 @@ func TestParseErrors(t *testing.T) {
 		name:    "unknown node field",
 		old:     "interface: eth0",
 		new:     "interface: eth0\n  iface: eth1",
-		wantErr: `t.yaml:3:3: node.iface: unknown field; allowed: interface, pin_dir, hash_seed, encap_source, encap_source6, api_addr, name, syn_flood_threshold, flow_table_size, xdp_mode, encap_source_prefix, encap_source_prefix6`,
+		wantErr: `t.yaml:3:3: node.iface: unknown field; allowed: interface, pin_dir, hash_seed, encap_source, encap_source6, api_addr, name, syn_flood_threshold, flow_table_size, xdp_mode, encap_source_prefix, encap_source_prefix6, xdp_chain`,
 	}, {
 		name: "unknown vip field",
 		old:  "port: 80",
 		new:  "port: 80\n    prot: tcp",
 		wantErr: `t.yaml:7:5: vips[0].prot: unknown field (did you mean "port"?); ` +
-			`allowed: name, address, port, protocol, ring_size, algorithm, encap, backends, health`,
+			`allowed: name, address, port, protocol, ring_size, algorithm, encap, quic, backends, health`,
 	}, {
 		name:    "unknown backend field",
 		old:     "- address: 198.18.0.12",
 		new:     "- address: 198.18.0.12\n        wieght: 2",
-		wantErr: `t.yaml:10:9: vips[0].backends[1].wieght: unknown field (did you mean "weight"?); allowed: address, weight`,
+		wantErr: `t.yaml:10:9: vips[0].backends[1].wieght: unknown field (did you mean "weight"?); allowed: address, weight, quic_server_id`,
 	}, {
 		name: "unknown health field",
 		old:  "port: 80",
@@ -387,6 +387,15 @@ func TestParseErrors(t *testing.T) {
 		old:     "interface: eth0",
 		new:     "interface: eth0\n  encap_source_prefix: 198.18.128.0/31",
 		wantErr: `t.yaml:3:24: node.encap_source_prefix: "198.18.128.0/31" is not an IPv4 prefix from /8 to /30`,
+	}, {
+		name:    "xdp chain without a slot",
+		old:     "interface: eth0",
+		new:     "interface: eth0\n  xdp_chain:\n    prog_array: /sys/fs/bpf/root/progs",
+		wantErr: `t.yaml:3:3: node.xdp_chain.slot: required field is missing`,
+	}, {
+		name:    "quic over tcp",
+		in:      base + "    quic: true\n",
+		wantErr: `t.yaml:10:11: vips[0].quic: QUIC runs over UDP: set protocol: udp`,
 	}, {
 		name:    "IPv6 encap_source",
 		old:     "interface: eth0",
@@ -797,5 +806,49 @@ func TestLargestRingSizeIsMax(t *testing.T) {
 	s := consistenthash.Sizes()
 	if last := s[len(s)-1]; last != MaxRingSize {
 		t.Errorf("largest automatic ring size %d, MaxRingSize %d", last, MaxRingSize)
+	}
+}
+
+func TestQUICServerIDs(t *testing.T) {
+	const quic = `node:
+  interface: eth0
+vips:
+  - name: h3
+    address: 198.18.0.10
+    port: 443
+    protocol: udp
+    quic: true
+    backends:
+      - address: 198.18.0.11
+        quic_server_id: 1
+      - address: 198.18.0.12
+        quic_server_id: %s
+      - address: 198.18.0.13
+    health:
+      type: none
+`
+	c, err := Parse("t.yaml", []byte(fmt.Sprintf(quic, "2")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := c.VIPs[0]
+	if !v.QUIC || v.Backends[0].QUICServerID != 1 || v.Backends[1].QUICServerID != 2 || v.Backends[2].QUICServerID != 0 {
+		t.Fatalf("parsed %+v", v)
+	}
+	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "t.yaml:14:9: vips[0].backends[2]: no quic_server_id") {
+		t.Errorf("warnings %q, want one for the backend without an id", c.Warnings)
+	}
+	for id, want := range map[string]string{
+		"1":     `t.yaml:13:25: vips[0].backends[1].quic_server_id: 1 is already backends[0]'s`,
+		"0":     `t.yaml:13:25: vips[0].backends[1].quic_server_id:`,
+		"70000": `t.yaml:13:25: vips[0].backends[1].quic_server_id:`,
+	} {
+		if _, err := Parse("t.yaml", []byte(fmt.Sprintf(quic, id))); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("quic_server_id %s: %v, want %q", id, err, want)
+		}
+	}
+	noQUIC := strings.Replace(fmt.Sprintf(quic, "2"), "    quic: true\n", "", 1)
+	if _, err := Parse("t.yaml", []byte(noQUIC)); err == nil || !strings.Contains(err.Error(), "quic_server_id: the VIP does not route QUIC by connection id") {
+		t.Errorf("server ids without quic: %v", err)
 	}
 }

@@ -22,8 +22,14 @@ func (c *Config) Digest() string {
 			v.Name, v.Address, v.Port, v.Proto, v.RingSize, v.Algorithm, v.Encap)
 		bs := slices.Clone(v.Backends)
 		slices.SortFunc(bs, func(a, b Backend) int { return a.Address.Compare(b.Address) })
+		if v.QUIC { // only when set: configs without QUIC keep the digests they had
+			fmt.Fprintf(h, "quic\n")
+		}
 		for _, b := range bs {
 			fmt.Fprintf(h, "backend %s %d\n", b.Address, b.Weight)
+			if b.QUICServerID != 0 {
+				fmt.Fprintf(h, "quic_server_id %d\n", b.QUICServerID)
+			}
 		}
 		x := v.Health
 		fmt.Fprintf(h, "health %q %d %q %q %q %d %q %q %q %d %d %d %d %t\n",

@@ -82,6 +82,23 @@ func (d *decoder) node(f *fields) Node {
 		}
 		*c.to = p.Masked()
 	}
+	if cf := f.sub("xdp_chain", "prog_array", "slot"); cf != nil {
+		c := &dataplane.Chain{}
+		if n, s, ok := cf.scalar("prog_array"); ok {
+			if !filepath.IsAbs(s) {
+				d.errorf(n, "node.xdp_chain.prog_array", "%q is not an absolute path (a pinned program array on a bpffs)", s)
+			}
+			c.ProgArray = filepath.Clean(s)
+		} else if !cf.has("prog_array") {
+			cf.missing("prog_array")
+		}
+		if v, ok := cf.uint("slot", 0, 1<<20); ok {
+			c.Slot = uint32(v)
+		} else if !cf.has("slot") {
+			cf.missing("slot")
+		}
+		node.XDPChain = c
+	}
 	if a, n, ok := f.addr("encap_source"); ok {
 		if !a.Is4() {
 			d.errorf(n, "node.encap_source", "%s is not an IPv4 address (IPv6 goes in encap_source6)", a)

@@ -81,7 +81,7 @@ func (d *decoder) vip(n *yaml.Node, path string) (VIP, vipRefs) {
 	n = resolve(n)
 	v := VIP{Protocol: "tcp", Proto: 6, Encap: DefaultEncap, Pos: d.pos(n)}
 	var r vipRefs
-	f := d.mapping(n, path, "name", "address", "port", "protocol", "ring_size", "algorithm", "encap", "backends", "health")
+	f := d.mapping(n, path, "name", "address", "port", "protocol", "ring_size", "algorithm", "encap", "quic", "backends", "health")
 	if f == nil {
 		return v, r
 	}
@@ -127,6 +127,10 @@ func (d *decoder) vip(n *yaml.Node, path string) (VIP, vipRefs) {
 	}
 	oneOf(f, "algorithm", &v.Algorithm, consistenthash.Algorithms()...)
 	oneOf(f, "encap", &v.Encap, EncapIPIP, EncapGUE)
+	if f.bool("quic", &v.QUIC) && v.QUIC && v.Protocol != "udp" {
+		n, _ := f.get("quic")
+		d.errorf(n, path+".quic", "QUIC runs over UDP: set protocol: udp")
+	}
 	v.Backends = d.backends(f, path, &v, addrOK)
 	v.Health = d.health(f, path, v, portOK)
 	return v, r
