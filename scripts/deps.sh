@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what lbd's build, tests, demo and benchmarks need on Debian 12, and nothing that
-# is already there: safe to run again. Go itself (1.26) is expected on PATH or in
+# Installs what lbd's build, tests, demo and benchmarks need on Debian 12 (BIRD 2 included:
+# the test bed's router), and nothing that is already there: safe to run again. Go itself (1.26) is expected on PATH or in
 # /usr/local/go.
 set -euo pipefail
 
@@ -16,6 +16,8 @@ have clang-format-19 || need+=(clang-format-19)
 have curl || need+=(curl)
 # promtool checks the alert rules; the Prometheus end-to-end test runs prometheus itself
 have promtool && have prometheus || need+=(prometheus)
+# BIRD 2: the test bed's router (BGP from the LB nodes, ECMP into its kernel)
+have bird || [ -x /usr/sbin/bird ] || need+=(bird2)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -34,6 +36,11 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # the package starts BIRD as a system service; the tests run their own in a namespace
+  if [[ " ${need[*]} " == *" bird2 "* ]] && [ -d /run/systemd/system ]; then
+    systemctl disable --now bird.service >/dev/null 2>&1 || true
+    echo "deps: bird2's system service stopped and disabled (the test bed runs its own BIRD)"
+  fi
 fi
 
 if ! have go && [ ! -x /usr/local/go/bin/go ]; then

@@ -59,7 +59,7 @@ func commands() []command {
 		{"status", "[--api ADDR] [--json]", "show a running lbd's VIPs, backends and counters", cmdStatus},
 		{"explain", "[--api ADDR] [--json] PROTO SRC:PORT DST:PORT", "which backend a flow goes to, and why (read-only)", cmdExplain},
 		{"detach", "--pin-dir DIR", "remove the programs and pins an lbd left behind", cmdDetach},
-		{"demo", "", "raise a sandbox fleet in network namespaces and balance 300 requests", cmdDemo},
+		{"demo", "", "raise sandbox fleets in network namespaces: balance, fail over, scale out over BGP", cmdDemo},
 	}
 }
 

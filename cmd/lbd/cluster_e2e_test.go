@@ -29,6 +29,23 @@ func mustCluster(t *testing.T) *sandbox {
 			t.Fatal(err)
 		}
 	}
+	// and until each has every member's ring fingerprint, equal to its own
+	for i := range s.fleet.LBs {
+		if err := wait.Until(20*time.Second, 50*time.Millisecond, func() (bool, error) {
+			st, err := s.LBStatus(ctx, i)
+			if err != nil || st.Cluster == nil {
+				return false, err
+			}
+			for _, m := range st.Cluster.Members {
+				if m.Fingerprint == "" {
+					return false, nil
+				}
+			}
+			return st.Cluster.FingerprintsAgree, nil
+		}); err != nil {
+			t.Fatalf("lb%d: rings do not agree: %v", i, err)
+		}
+	}
 	return s
 }
 

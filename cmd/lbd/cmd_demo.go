@@ -15,7 +15,8 @@ import (
 
 // cmdDemo raises a sandbox fleet (client, one LB, three backends) in network namespaces,
 // runs the real lbd on it with the embedded configs/demo.yaml, sends 300 requests and shows
-// where they went.
+// where they went, then fails a backend over; then a second fleet of three LB nodes behind a
+// BIRD router for the scale-out scene (demoScaleOut).
 func cmdDemo(ctx context.Context, e *env, args []string) int {
 	fs := newFlags(e, "demo", "[--requests N]")
 	n := fs.Int("requests", 300, "requests to send (each a new TCP connection)")
@@ -115,6 +116,11 @@ func cmdDemo(ctx context.Context, e *env, args []string) int {
 		return exitFailure
 	}
 	fmt.Fprintf(out, "\n%s's service restarted: back in the ring after %v (rise %d)\n", victim.Name, took.Round(10*time.Millisecond), h.Rise)
+	s.Close()
+
+	if code := demoScaleOut(ctx, e, exe, *n); code != exitOK {
+		return code
+	}
 	fmt.Fprintf(out, "\ndemo done: tearing the fleet down\n")
 	return exitOK
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/lbdproj/lbd/internal/daemon"
 	"github.com/lbdproj/lbd/internal/dataplane"
+	"github.com/lbdproj/lbd/pkg/announce"
 	"github.com/lbdproj/lbd/pkg/config"
 )
 
@@ -108,9 +110,47 @@ func printStatus(w io.Writer, st daemon.Status) {
 		}
 		tw.Flush()
 	}
+	if st.BGP != nil {
+		printBGP(w, *st.BGP, time.Now())
+	}
 	printFlowSync(w, st.FlowSync)
 	printCounters(w, st.Verdicts, st.Events)
 	printFlowTables(w, st.FlowTables)
+}
+
+// printBGP shows the sessions and, per VIP address, whether it is announced and what holds
+// it back; now is the clock the ages are measured by.
+func printBGP(w io.Writer, b announce.Status, now time.Time) {
+	fmt.Fprintf(w, "\nbgp: AS %d, router id %s", b.ASN, b.RouterID)
+	if b.Draining {
+		fmt.Fprintf(w, ", DRAINING (stopping)")
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "  PEER\tASN\tSTATE\tUP FOR\tROUTES SENT\tBFD\tLAST ERROR\n")
+	for _, p := range b.Peers {
+		up := "-"
+		if !p.Since.IsZero() {
+			up = now.Sub(p.Since).Round(time.Second).String()
+		}
+		fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%d\t%s\t%s\n", p.Address, p.ASN, p.State, up, p.RoutesSent, cmp.Or(p.BFD, "off"), p.LastError)
+	}
+	tw.Flush()
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "  ADDRESS\tVIPS\tROUTE\tFOR\tWHY\n")
+	for _, a := range b.Addresses {
+		state, why := "announced", a.Pending
+		if !a.Announced {
+			state, why = "held", a.Held
+		}
+		var reasons []string
+		for _, r := range why {
+			reasons = append(reasons, r.String())
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", a.Address, strings.Join(a.VIPs, ","), state,
+			now.Sub(a.Since).Round(time.Second), strings.Join(reasons, "; "))
+	}
+	tw.Flush()
 }
 
 func printCounters(w io.Writer, verdicts map[string]dataplane.Counter, events map[string]uint64) {

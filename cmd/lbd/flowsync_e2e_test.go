@@ -123,7 +123,8 @@ func flowSyncScenario(t *testing.T, syncOn bool) flowSyncResult {
 		more += fmt.Sprintf("      - address: %s\n        weight: 1\n", h.Addr)
 	}
 	reloaded := time.Now()
-	if err := s.reconfigure(strings.Replace(base, last, more, 1)); err != nil {
+	if err := s.reconfigure(sandboxOptions{config: []byte(strings.Replace(base, last, more, 1)), cluster: true, router: true,
+		flowSyncOff: !syncOn}); err != nil {
 		t.Fatal(err)
 	}
 	for _, h := range added {
@@ -236,11 +237,11 @@ func (s *sandbox) openKeepAlives(ctx context.Context, t *testing.T, n int) []*sy
 	return out
 }
 
-// reconfigure writes base (with each node's name and cluster section) as every LB node's
-// config and tells them to reload.
-func (s *sandbox) reconfigure(base string) error {
+// reconfigure writes every LB node's config anew from o (as raiseSandbox does) and tells
+// them to reload.
+func (s *sandbox) reconfigure(o sandboxOptions) error {
 	for i, p := range s.lbProcs {
-		if _, err := s.clusterConfig([]byte(base), i); err != nil {
+		if _, err := s.nodeConfig(o, i); err != nil {
 			return err
 		}
 		if err := p.Signal(syscall.SIGHUP); err != nil {

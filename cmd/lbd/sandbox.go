@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -38,8 +39,8 @@ type sandbox struct {
 	vip      netip.Addr
 	vipPort  uint16
 	startDur time.Duration
-	wrap     []string // sandboxOptions.wrap
-	flowSync bool     // cluster.flow_sync in the cluster configs
+	wrap     []string         // sandboxOptions.wrap
+	bird     *testbed.Process // BIRD on the router, with sandboxOptions.bgp
 }
 
 type backendServer struct {
@@ -62,6 +63,11 @@ type sandboxOptions struct {
 	lbSources []string
 	// flowSyncOff sets cluster.flow_sync: false in the cluster sections
 	flowSyncOff bool
+	// bgp gives every LB node a bgp section and runs BIRD on the router, which learns the VIP
+	// routes from the nodes (implies router; no static routes)
+	bgp *sandboxBGP
+	// startLBs is how many LB nodes raiseSandbox starts (0: all); StartLB starts the others
+	startLBs int
 	// beforeLB runs after the backends are up and before any lbd run starts
 	beforeLB func(*sandbox) error
 	// wrap is a command every lbd process is started through, as systemd would set it up:
@@ -69,14 +75,20 @@ type sandboxOptions struct {
 	wrap []string
 }
 
+// sandboxBGP is the LB nodes' bgp section: they peer with the router (IPv4 and IPv6), with
+// BFD for the nodes listed in bfd (on both sides).
+type sandboxBGP struct {
+	holdTime, announceDelay, shutdownDrain time.Duration
+	bfd                                    []int
+}
+
 func raiseSandbox(o sandboxOptions) (_ *sandbox, err error) {
 	start := time.Now()
-	fleet, err := testbed.New(testbed.Options{LBs: o.lbs, Backends: o.backends, Prefix: o.prefix, Router: o.router})
+	fleet, err := testbed.New(testbed.Options{LBs: o.lbs, Backends: o.backends, Prefix: o.prefix, Router: o.router || o.bgp != nil})
 	if err != nil {
 		return nil, err
 	}
-	s := &sandbox{fleet: fleet, exe: o.exe, servers: map[string]*backendServer{}, wrap: o.wrap,
-		flowSync: !o.flowSyncOff}
+	s := &sandbox{fleet: fleet, exe: o.exe, servers: map[string]*backendServer{}, wrap: o.wrap}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -133,26 +145,38 @@ func raiseSandbox(o sandboxOptions) (_ *sandbox, err error) {
 	}
 	for i := range fleet.LBs {
 		path := s.cfgPath
-		if o.cluster {
-			if path, err = s.clusterConfig(o.config, i); err != nil {
+		if o.cluster || o.bgp != nil {
+			if path, err = s.nodeConfig(o, i); err != nil {
 				return nil, err
 			}
 		}
 		s.lbCfgs = append(s.lbCfgs, path)
+	}
+	if o.bgp != nil {
+		bo := testbed.BIRDOptions{HoldTime: o.bgp.holdTime}
+		for _, i := range o.bgp.bfd {
+			bo.BFD = append(bo.BFD, fleet.LBs[i])
+		}
+		if s.bird, err = fleet.StartBIRD(bo); err != nil {
+			return nil, err
+		}
 	}
 	if o.beforeLB != nil {
 		if err := o.beforeLB(s); err != nil {
 			return nil, err
 		}
 	}
-	for i := range fleet.LBs {
+	for i := range fleet.LBs[:cmp.Or(o.startLBs, len(fleet.LBs))] {
 		if err := s.StartLB(i); err != nil {
 			return nil, err
 		}
 	}
 	// the client reaches the VIPs through the router's ECMP over every LB node, or through
-	// the first LB node
+	// the first LB node; with BGP, through the routes BIRD learns from the nodes
 	for _, v := range cfg.VIPs {
+		if o.bgp != nil {
+			break
+		}
 		if err := fleet.RouteVIP(netip.PrefixFrom(v.Address, v.Address.BitLen()), fleet.LBs...); err != nil {
 			return nil, err
 		}
@@ -167,11 +191,12 @@ func (s *sandbox) pinDir(h *testbed.Host) string { return filepath.Join(s.fleet.
 // a Prometheus on an LB node can scrape it.
 func (s *sandbox) backendAPI(h *testbed.Host) netip.AddrPort { return netip.AddrPortFrom(h.Addr, 9178) }
 
-// clusterConfig writes LB node i's config: base plus its name and a cluster section that
-// binds its own address and joins the other nodes, all sharing one gossip key.
-func (s *sandbox) clusterConfig(base []byte, i int) (string, error) {
+// nodeConfig writes LB node i's config: o.config plus its name, with o.cluster a cluster
+// section that binds its own address and joins the other nodes, all sharing one gossip key,
+// and with o.bgp a bgp section that peers with the router.
+func (s *sandbox) nodeConfig(o sandboxOptions, i int) (string, error) {
 	key := filepath.Join(s.fleet.Dir, "gossip.key")
-	if _, err := os.Stat(key); err != nil {
+	if _, err := os.Stat(key); o.cluster && err != nil {
 		k := make([]byte, 32)
 		if _, err := rand.Read(k); err != nil {
 			return "", err
@@ -182,12 +207,22 @@ func (s *sandbox) clusterConfig(base []byte, i int) (string, error) {
 	}
 	h := s.fleet.LBs[i]
 	var b strings.Builder
-	b.WriteString(strings.Replace(string(base), "node:\n", fmt.Sprintf("node:\n  name: %s\n", h.Name), 1))
-	fmt.Fprintf(&b, "\ncluster:\n  bind: %s:7946\n  secret_file: %s\n  quorum: majority\n  flow_sync: %v\n  join:\n",
-		h.Addr, key, s.flowSync)
-	for j, o := range s.fleet.LBs {
-		if j != i {
-			fmt.Fprintf(&b, "    - %s:7946\n", o.Addr)
+	b.WriteString(strings.Replace(string(o.config), "node:\n", fmt.Sprintf("node:\n  name: %s\n", h.Name), 1))
+	if o.cluster {
+		fmt.Fprintf(&b, "\ncluster:\n  bind: %s:7946\n  secret_file: %s\n  quorum: majority\n  flow_sync: %v\n  join:\n",
+			h.Addr, key, !o.flowSyncOff)
+		for j, other := range s.fleet.LBs {
+			if j != i {
+				fmt.Fprintf(&b, "    - %s:7946\n", other.Addr)
+			}
+		}
+	}
+	if g := o.bgp; g != nil {
+		bfd := slices.Contains(g.bfd, i)
+		fmt.Fprintf(&b, "\nbgp:\n  asn: %d\n  hold_time: %s\n  announce_delay: %s\n  shutdown_drain: %s\n  communities: [\"%d:100\"]\n  peers:\n",
+			testbed.NodeASN, cmp.Or(g.holdTime, config.DefaultBGPHoldTime), g.announceDelay, g.shutdownDrain, testbed.NodeASN)
+		for _, a := range []netip.Addr{s.fleet.Router.Addr, s.fleet.Router.Addr6} {
+			fmt.Fprintf(&b, "    - address: %s\n      asn: %d\n      bfd: %t\n", a, testbed.RouterASN, bfd)
 		}
 	}
 	path := filepath.Join(s.fleet.Dir, fmt.Sprintf("lbd-%s.yaml", h.Name))
@@ -254,9 +289,14 @@ type tally struct {
 // Requests opens n new TCP connections from the client to the VIP, one HTTP GET each,
 // with `parallel` in flight at once.
 func (s *sandbox) Requests(ctx context.Context, n, parallel int) tally {
+	return s.RequestsTo(ctx, netip.AddrPortFrom(s.vip, s.vipPort), n, parallel)
+}
+
+// RequestsTo is Requests to another VIP.
+func (s *sandbox) RequestsTo(ctx context.Context, vip netip.AddrPort, n, parallel int) tally {
 	t := tally{By: map[string]int{}}
 	client := s.fleet.Client.HTTPClient(3 * time.Second)
-	url := fmt.Sprintf("http://%s/", netip.AddrPortFrom(s.vip, s.vipPort))
+	url := fmt.Sprintf("http://%s/", vip)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, max(parallel, 1))
@@ -281,6 +321,59 @@ func (s *sandbox) Requests(ctx context.Context, n, parallel int) tally {
 	}
 	wg.Wait()
 	return t
+}
+
+// load is a client that keeps opening new connections to a VIP, one GET each, until it is
+// stopped: what a test or the demo watches while a node stops.
+type load struct {
+	stop chan struct{}
+	done chan struct{}
+	mu   sync.Mutex
+	t    tally
+}
+
+// startLoad opens connections to vip, parallel at a time, until end.
+func (s *sandbox) startLoad(ctx context.Context, vip netip.AddrPort, parallel int) *load {
+	l := &load{stop: make(chan struct{}), done: make(chan struct{}), t: tally{By: map[string]int{}}}
+	go func() {
+		defer close(l.done)
+		for {
+			select {
+			case <-l.stop:
+				return
+			case <-ctx.Done():
+				return
+			default:
+			}
+			tl := s.RequestsTo(ctx, vip, parallel, parallel)
+			l.mu.Lock()
+			for k, v := range tl.By {
+				l.t.By[k] += v
+			}
+			l.t.Failures += tl.Failures
+			l.t.Errors = append(l.t.Errors, tl.Errors[:min(len(tl.Errors), 5-min(len(l.t.Errors), 5))]...)
+			l.mu.Unlock()
+		}
+	}()
+	return l
+}
+
+// total is how many connections were answered or failed so far.
+func (l *load) total() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := l.t.Failures
+	for _, v := range l.t.By {
+		n += v
+	}
+	return n
+}
+
+// end stops the load and returns what it saw (the first five errors).
+func (l *load) end() tally {
+	close(l.stop)
+	<-l.done
+	return l.t
 }
 
 func get(ctx context.Context, c *http.Client, url string) (string, error) {

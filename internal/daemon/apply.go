@@ -20,8 +20,8 @@ import (
 var ErrRestartNeeded = errors.New("restart lbd to apply")
 
 // Apply writes cfg's VIPs into the data path. A config that changes what was fixed at
-// load time (interface, pin directory, hash seed, encap sources) is refused whole, and the
-// running one keeps serving.
+// load time (interface, pin directory, hash seed, encap sources, the BGP sessions) is
+// refused whole, and the running one keeps serving.
 func (d *Daemon) Apply(ctx context.Context, cfg *config.Config) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -29,11 +29,19 @@ func (d *Daemon) Apply(ctx context.Context, cfg *config.Config) error {
 		if err := checkReload(d.cfg.Node, cfg.Node); err != nil {
 			return err
 		}
+		if err := checkBGPReload(d.cfg.BGP, cfg.BGP); err != nil {
+			return err
+		}
 	}
 	if err := d.applyLocked(ctx, cfg); err != nil {
 		return err
 	}
 	d.checker.Set(targets(cfg, d.lb.ProbeMark))
+	if d.announcer != nil {
+		if err := d.announcer.SetPeers(bgpPeers(cfg.BGP)); err != nil {
+			d.log.Error("bgp peers", "err", err)
+		}
+	}
 	if d.cluster != nil {
 		if err := d.cluster.SetConfigDigest(cfg.Digest(), time.Second); err != nil {
 			d.log.Warn("cluster: new config digest not yet sent", "err", err)

@@ -4,7 +4,8 @@
 // The files follow the loop: apply.go writes a config into the data path, rings.go builds
 // each VIP's backends and ring, nexthops.go finds and refreshes next hops, health.go turns
 // the config into probes and the verdict into backend states, cluster.go joins the other
-// LB nodes, loop.go runs it all, status.go and metrics.go show it.
+// LB nodes, bgp.go says what the node may announce to its routers, loop.go runs it all,
+// status.go and metrics.go show it.
 package daemon
 
 import (
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/lbdproj/lbd/internal/dataplane"
+	"github.com/lbdproj/lbd/pkg/announce"
 	"github.com/lbdproj/lbd/pkg/backends"
 	"github.com/lbdproj/lbd/pkg/cluster"
 	"github.com/lbdproj/lbd/pkg/config"
@@ -47,9 +49,11 @@ type Daemon struct {
 	lb       *dataplane.LB // nil only in tests of what needs no data path
 	checker  *health.Checker
 	cluster  *cluster.Cluster // nil: this node decides alone
-	probes   *backends.ProbeRoutes
-	dirty    chan struct{}
-	flowSync atomic.Pointer[flowsync.Syncer] // nil: no cluster (flowsync.go)
+	// announcer announces the VIP addresses over BGP; nil without a bgp section
+	announcer *announce.Announcer
+	probes    *backends.ProbeRoutes
+	dirty     chan struct{}
+	flowSync  atomic.Pointer[flowsync.Syncer] // nil: no cluster (flowsync.go)
 
 	verdictTransitions *prometheus.CounterVec
 
@@ -131,6 +135,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 		d.flowSyncAppliedLocked(cfg)
 		d.mu.Unlock()
 	}
+	if d.announcer, err = newAnnouncer(cfg, d); err != nil {
+		d.leave()
+		lb.Close()
+		return nil, fmt.Errorf("bgp: %w", err)
+	}
+	d.kick()
 	return d, nil
 }
 
@@ -155,15 +165,18 @@ func newDaemon(opts Options, lb *dataplane.LB) *Daemon {
 	return d
 }
 
-// Close leaves the cluster and releases the data path; the pinned program keeps
-// forwarding until the next lbd.
+// Close withdraws the BGP routes gracefully (see drainBGP), leaves the cluster and releases
+// the data path; the pinned program keeps forwarding until the next lbd.
 func (d *Daemon) Close() error {
+	d.drainBGP()
 	d.leave()
 	return d.lb.Close()
 }
 
-// Detach leaves the cluster and removes the data path and its pins.
+// Detach withdraws the BGP routes gracefully, leaves the cluster and removes the data path
+// and its pins.
 func (d *Daemon) Detach() error {
+	d.drainBGP()
 	d.leave()
 	return d.lb.Detach()
 }

@@ -5,6 +5,8 @@ package daemon
 import (
 	"context"
 	"time"
+
+	"github.com/lbdproj/lbd/pkg/cluster"
 )
 
 // kick asks the reconcile loop to look at health again; it never blocks.
@@ -47,7 +49,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 }
 
 // reconcile publishes the local probe results, takes the verdict (the cluster's, or the
-// local one for a node alone) and rebuilds the rings when a backend changed state.
+// local one for a node alone), rebuilds the rings when a backend changed state, and tells
+// the announcer what the node can announce.
 func (d *Daemon) reconcile(ctx context.Context) error {
 	local, errs := localResults(d.checker.States())
 	verdict, by := local, "local probes"
@@ -63,8 +66,12 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 			return err
 		}
 	}
+	var cs *cluster.Status
 	if d.cluster != nil {
 		d.cluster.SetFingerprint(d.fingerprintLocked())
+		st := d.cluster.Status()
+		cs = &st
 	}
+	d.announceLocked(cs)
 	return nil
 }

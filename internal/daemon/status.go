@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lbdproj/lbd/internal/dataplane"
+	"github.com/lbdproj/lbd/pkg/announce"
 	"github.com/lbdproj/lbd/pkg/backends"
 	"github.com/lbdproj/lbd/pkg/cluster"
 	"github.com/lbdproj/lbd/pkg/flowsync"
@@ -33,6 +34,8 @@ type Status struct {
 	Cluster *ClusterStatus `json:"cluster,omitempty"`
 	// FlowSync is nil when the node decides alone (flow sync needs a cluster).
 	FlowSync *flowsync.Status `json:"flow_sync,omitempty"`
+	// BGP is nil without a bgp section.
+	BGP *announce.Status `json:"bgp,omitempty"`
 }
 
 // ClusterStatus is the node's view of the LB cluster.
@@ -98,10 +101,16 @@ func (d *Daemon) Status() (Status, error) {
 		st := s.Status()
 		fs = &st
 	}
+	var bs *announce.Status
+	if d.announcer != nil {
+		st := d.announcer.Status()
+		bs = &st
+	}
 	fill := d.flowTables()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	st := d.statusLocked(stats, cs)
+	st.BGP = bs
 	st.FlowTables = fill
 	st.XDPMode, st.XDPModeNote = string(d.lb.Mode), d.lb.ModeNote
 	st.FlowSync = fs

@@ -54,6 +54,12 @@
 // router, never through an LB (direct server return). The router only
 // forwards in the kernel: it needs no XDP program.
 //
+// Instead of RouteVIP's static routes, StartBIRD runs BIRD 2 on the router
+// with configs/bird.conf, its LB node sessions written for the fleet: the LB
+// nodes announce the VIPs over BGP and BIRD installs one multipath route per
+// VIP. NextHops reads that route's next hops through netlink, FlowNextHop the
+// one the router picks for a given flow.
+//
 // With Options.PointToPoint, there is no switch: two veths join the client to
 // lb0 and lb0 to be0, IPv4 only (the throughput benchmark's gen ─ lb ─ sink):
 //

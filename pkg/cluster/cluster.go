@@ -76,7 +76,8 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Logger receives this package's and memberlist's logs; nil discards.
 	Logger *slog.Logger
-	// OnChange is called after Verdict or the fingerprints changed: from one
+	// OnChange is called after Verdict or the fingerprints changed, and after
+	// a member joined, left or changed its config digest: from one
 	// goroutine (never concurrently), holding no lock, so it may call any
 	// method but Shutdown (which waits for it). Calls coalesce: one call may
 	// cover many changes.
@@ -121,9 +122,11 @@ type Cluster struct {
 	done       chan struct{}
 	wg         sync.WaitGroup
 
-	left     atomic.Bool
-	lifeMu   sync.Mutex
-	shutdown bool
+	left atomic.Bool
+	// joinAttempted: the first attempt to join the seeds has ended (true without seeds)
+	joinAttempted atomic.Bool
+	lifeMu        sync.Mutex
+	shutdown      bool
 }
 
 // member is what memberlist last told about a node.
@@ -223,6 +226,8 @@ func New(opts Options) (*Cluster, error) {
 	if len(seeds) > 0 {
 		c.wg.Add(1)
 		go c.joinLoop(seeds)
+	} else {
+		c.joinAttempted.Store(true)
 	}
 	c.log.Info("cluster gossip started", "addr", c.LocalAddr(), "quorum", q,
 		"encrypted", opts.SecretKey != nil, "seeds", seeds)

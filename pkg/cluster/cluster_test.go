@@ -807,3 +807,65 @@ func (w *testWriter) close() {
 	w.closed = true
 	w.mu.Unlock()
 }
+
+// JoinAttempted says when a node can know the others: at once without seeds, after a first
+// failed attempt when no seed answers, and after the join when one does, by which time the
+// members and their states are known. Each flip signals OnChange.
+func TestJoinAttempted(t *testing.T) {
+	a := startNode(t, "a")
+	if !a.Status().JoinAttempted {
+		t.Error("a node without seeds has not attempted to join")
+	}
+
+	b := startNode(t, "b", withJoin(net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))))
+	eventually(t, formTimeout, "b's first attempt ends", func() error {
+		if !b.Status().JoinAttempted {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	if b.changes.Load() == 0 {
+		t.Error("b's failed attempt did not signal OnChange")
+	}
+
+	a.SetFingerprint("ring-a")
+	c := startNode(t, "c", joining(a))
+	eventually(t, formTimeout, "c's join ends", func() error {
+		if !c.Status().JoinAttempted {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	st := c.Status()
+	var seen bool
+	for _, m := range st.Members {
+		if m.Name == "a" && m.State == "alive" && m.Fingerprint == "ring-a" {
+			seen = true
+		}
+	}
+	if !seen {
+		t.Errorf("c's join ended without a and its state known: %+v", st.Members)
+	}
+}
+
+// A node with another config joining changes neither the verdict nor the fingerprints of the
+// nodes with this config, but it changes how many live nodes share them: OnChange is called.
+func TestOnChangeWhenAMemberWithAnotherConfigJoins(t *testing.T) {
+	a := startNode(t, "a")
+	a.SetFingerprint("ring-a") // one OnChange; wait for it, so that what follows is c's
+	eventually(t, formTimeout, "a's own change is signalled", func() error {
+		if a.changes.Load() == 0 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	before := a.changes.Load()
+	c := startNode(t, "c", withDigest("digest-2"), joining(a))
+	eventually(t, formTimeout, "c joins", func() error { return allMembers([]*testNode{a, c}, 2) })
+	eventually(t, formTimeout, "a is told", func() error {
+		if a.changes.Load() == before {
+			return errors.New("OnChange not called on a")
+		}
+		return nil
+	})
+}

@@ -29,10 +29,13 @@ func (c *Cluster) joinLoop(seeds []string) {
 			return
 		}
 		if c.live.Load() > 1 {
+			// another node joined this one first: the same as a join
+			c.joinAttemptEnded()
 			wait, backoff = aloneCheck, joinRetryMin
 			continue
 		}
 		n, err := c.ml.Join(seeds)
+		c.joinAttemptEnded()
 		if n > 0 {
 			c.log.Info("joined cluster", "seeds_reached", n)
 			wait, backoff = aloneCheck, joinRetryMin
@@ -42,5 +45,14 @@ func (c *Cluster) joinLoop(seeds []string) {
 		c.log.Warn("join cluster: no seed reached; retrying", "seeds", seeds, "retry_in", backoff, "err", err)
 		wait = backoff
 		backoff = min(2*backoff, joinRetryMax)
+	}
+}
+
+// joinAttemptEnded records that the first attempt to join has ended. A join exchanges every
+// node state with the seed before it returns, so the members and their states are known
+// now: OnChange is signalled.
+func (c *Cluster) joinAttemptEnded() {
+	if !c.joinAttempted.Swap(true) {
+		signal(c.changed)
 	}
 }

@@ -9,8 +9,11 @@ import (
 	"github.com/hashicorp/memberlist"
 )
 
-// memberChanged records what memberlist said about a node. Called with
-// memberlist's node lock held.
+// memberChanged records what memberlist said about a node, and signals
+// OnChange whatever changed: a member joining, leaving or announcing another
+// config changes how many live nodes share this node's config and rings even
+// when the verdict and the fingerprints of the nodes with this config stay.
+// Called with memberlist's node lock held.
 func (c *Cluster) memberChanged(n *memberlist.Node, live bool) {
 	digest, known := decodeMeta(n.Meta)
 	c.mu.Lock()
@@ -30,11 +33,9 @@ func (c *Cluster) memberChanged(n *memberlist.Node, live bool) {
 			delete(c.states, name)
 		}
 	}
-	changed := c.recomputeLocked()
+	c.recomputeLocked()
 	c.mu.Unlock()
-	if changed {
-		signal(c.changed)
-	}
+	signal(c.changed)
 }
 
 // mergeStates takes in node states from other nodes and returns those that

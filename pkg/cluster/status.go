@@ -17,6 +17,10 @@ type Status struct {
 	// FingerprintsAgree is true when every live member with this node's
 	// config has published the same ring fingerprint as this node.
 	FingerprintsAgree bool
+	// JoinAttempted is true once the first attempt to join the seeds has
+	// ended, in success or not (at once without seeds): until then this node
+	// may not know the others yet.
+	JoinAttempted bool
 }
 
 // Member is one LB node as this node sees it.
@@ -58,6 +62,7 @@ func (c *Cluster) Status() Status {
 		ConfigDigest:      own.ConfigDigest,
 		Quorum:            c.quorum,
 		FingerprintsAgree: c.agree,
+		JoinAttempted:     c.joinAttempted.Load(),
 	}
 
 	names := slices.Collect(maps.Keys(c.members))

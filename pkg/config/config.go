@@ -61,6 +61,7 @@ const (
 type Config struct {
 	Node     Node
 	Cluster  *Cluster // nil when the file has no cluster section: the node decides alone
+	BGP      *BGP     // nil when the file has no bgp section: the router is set up by hand
 	VIPs     []VIP
 	Warnings []string // positioned like errors: "file:line:col: path: message"
 }
@@ -121,6 +122,7 @@ type VIP struct {
 	QUIC     bool
 	Backends []Backend
 	Health   Health
+	BGP      VIPBGP
 	Pos      Position // where the VIP's mapping starts
 }
 
@@ -238,7 +240,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	return c, nil
 }
 
-// config decodes the document's root: the node, cluster and vips sections.
+// config decodes the document's root: the node, cluster, bgp and vips sections.
 func (d *decoder) config(doc *yaml.Node) *Config {
 	c := &Config{}
 	root := doc
@@ -249,7 +251,7 @@ func (d *decoder) config(doc *yaml.Node) *Config {
 		d.errorf(root, "", "config is empty")
 		return c
 	}
-	f := d.mapping(root, "", "node", "cluster", "vips")
+	f := d.mapping(root, "", "node", "cluster", "bgp", "vips")
 	if f == nil {
 		return c
 	}
@@ -261,6 +263,10 @@ func (d *decoder) config(doc *yaml.Node) *Config {
 	if f.has("cluster") {
 		c.Cluster = d.cluster(f.sub("cluster", "bind", "join", "secret_file", "quorum", "flow_sync"))
 	}
+	if f.has("bgp") {
+		c.BGP = d.bgp(f.sub("bgp", "asn", "router_id", "hold_time", "announce_delay", "shutdown_drain", "communities", "med", "peers"))
+	}
 	c.VIPs = d.vips(f)
+	d.checkBGP(c)
 	return c
 }

@@ -125,6 +125,7 @@ vips:
 				{Address: netip.MustParseAddr("198.18.0.12"), Weight: 0, Pos: pos(17, 9)},
 			},
 			Health: tcp,
+			BGP:    VIPBGP{MinHealthy: 1},
 			Pos:    pos(12, 5),
 		}, {
 			Name: "dns6", Address: netip.MustParseAddr("2001:db8::53"), Port: 0, Protocol: "udp", Proto: 17,
@@ -132,6 +133,7 @@ vips:
 			Backends: []Backend{{Address: netip.MustParseAddr("2001:db8::1:11"), Weight: 3, Pos: pos(27, 9)}},
 			Health: Health{Type: "udp", Port: 53, Payload: "\x12\x34", ExpectReply: "pong",
 				Interval: 2 * time.Second, Timeout: time.Second, Rise: 3, Fall: 1, ThroughTunnel: true},
+			BGP: VIPBGP{MinHealthy: 1},
 			Pos: pos(19, 5),
 		}, {
 			Name: "api", Address: netip.MustParseAddr("198.18.0.20"), Port: 443, Protocol: "tcp", Proto: 6,
@@ -139,6 +141,7 @@ vips:
 			Backends: []Backend{{Address: netip.MustParseAddr("2001:db8::1:20"), Weight: 1, Pos: pos(42, 9)}},
 			Health: Health{Type: "https", Port: 443, Path: "/healthz", Method: "GET", ExpectStatus: 204,
 				Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 2},
+			BGP: VIPBGP{MinHealthy: 1},
 			Pos: pos(38, 5),
 		}},
 	}
@@ -275,7 +278,7 @@ func TestParseErrors(t *testing.T) {
 	}, {
 		name:    "unknown top-level field",
 		in:      base + "vip: []\n",
-		wantErr: `t.yaml:10:1: vip: unknown field (did you mean "vips"?); allowed: node, cluster, vips`,
+		wantErr: `t.yaml:10:1: vip: unknown field (did you mean "vips"?); allowed: node, cluster, bgp, vips`,
 	}, {
 		name:    "unknown node field",
 		old:     "interface: eth0",
@@ -286,7 +289,7 @@ func TestParseErrors(t *testing.T) {
 		old:  "port: 80",
 		new:  "port: 80\n    prot: tcp",
 		wantErr: `t.yaml:7:5: vips[0].prot: unknown field (did you mean "port"?); ` +
-			`allowed: name, address, port, protocol, ring_size, algorithm, encap, quic, backends, health`,
+			`allowed: name, address, port, protocol, ring_size, algorithm, encap, quic, backends, health, bgp`,
 	}, {
 		name:    "unknown backend field",
 		old:     "- address: 198.18.0.12",
@@ -609,7 +612,7 @@ vips:
       port: 8081
 `
 	_, err := Parse("t.yaml", []byte(in))
-	want := `t.yaml:2:1: x-health: unknown field; allowed: node, cluster, vips`
+	want := `t.yaml:2:1: x-health: unknown field; allowed: node, cluster, bgp, vips`
 	if err == nil || err.Error() != want {
 		t.Fatalf("err = %v, want %s", err, want)
 	}

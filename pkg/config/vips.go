@@ -81,7 +81,7 @@ func (d *decoder) vip(n *yaml.Node, path string) (VIP, vipRefs) {
 	n = resolve(n)
 	v := VIP{Protocol: "tcp", Proto: 6, Encap: DefaultEncap, Pos: d.pos(n)}
 	var r vipRefs
-	f := d.mapping(n, path, "name", "address", "port", "protocol", "ring_size", "algorithm", "encap", "quic", "backends", "health")
+	f := d.mapping(n, path, "name", "address", "port", "protocol", "ring_size", "algorithm", "encap", "quic", "backends", "health", "bgp")
 	if f == nil {
 		return v, r
 	}
@@ -133,5 +133,6 @@ func (d *decoder) vip(n *yaml.Node, path string) (VIP, vipRefs) {
 	}
 	v.Backends = d.backends(f, path, &v, addrOK)
 	v.Health = d.health(f, path, v, portOK)
+	v.BGP = d.vipBGP(f, path, len(v.Backends))
 	return v, r
 }
