@@ -5,7 +5,7 @@ export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 GOFLAGS_TEST ?= -count=1 -p 2 -timeout 30m
 
-.PHONY: all deps build generate check-generated fmt-bpf check-format vet lint test rules fuzz soak demo bench bench-throughput bench-flowsync install clean
+.PHONY: all deps build generate check-generated fmt-bpf check-format vet lint test rules fuzz soak demo bench bench-datapath bench-throughput bench-flowsync install clean
 
 all: build
 
@@ -72,10 +72,14 @@ fuzz:
 demo: deps build
 	./bin/lbd demo
 
+# one report with plots in bench/results/<date>-<host>/ (bench/bench.sh; about 8 minutes):
+# data path, forwarding rate, connections/s against direct, HAProxy, nftables and a floor.
+# BENCH_FLAGS=--long runs about 4 times longer.
 bench: deps
-	bench/datapath.sh
-bench-throughput: deps ; bench/throughput.sh
+	bench/bench.sh $(BENCH_FLAGS)
+bench-datapath: deps ; bench/datapath.sh
 bench-flowsync: deps ; bench/flowsync.sh
+bench-throughput: deps ; bench/throughput.sh
 
 # lbd in $(PREFIX)/bin, its systemd units in /etc/systemd/system (ExecStart names
 # $(PREFIX)/bin/lbd), /etc/lbd/example.yaml (every field, for writing /etc/lbd/lbd.yaml),

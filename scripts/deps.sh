@@ -18,6 +18,10 @@ have curl || need+=(curl)
 have promtool && have prometheus || need+=(prometheus)
 # BIRD 2: the test bed's router (BGP from the LB nodes, ECMP into its kernel)
 have bird || [ -x /usr/sbin/bird ] || need+=(bird2)
+# make bench: the load generator and the load balancers lbd is compared with (their
+# services stay stopped: the benchmark starts its own copies in the test bed's namespaces)
+have wrk || need+=(wrk)
+have haproxy || need+=(haproxy)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

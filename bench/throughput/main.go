@@ -19,6 +19,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -54,6 +55,7 @@ var (
 	floors   = flag.Bool("floors", true, "also measure the floors in xdp_lb's place")
 	rounds   = flag.Int("rounds", 5, "rounds: -duration is split over them, every cell visited once per round")
 	nice     = flag.Int("nice", 0, "nice value of the generator threads (e.g. -10 on a machine shared with other work)")
+	jsonOut  = flag.String("json", "", "also write the results to this file as JSON")
 )
 
 // interrupted is set by SIGINT/SIGTERM: measurements stop at once and everything is torn down.
@@ -101,8 +103,20 @@ func run() (err error) {
 	if err := b.runRounds(cells); err != nil {
 		return err
 	}
-	report(cells, b.progs, b.patterns)
+	rows := report(cells, b.progs, b.patterns)
 	fmt.Printf("load average %s at the end\n", loadavg())
+	if *jsonOut != "" {
+		j, err := json.MarshalIndent(map[string]any{
+			"kernel": kernel(), "cpu": cpuModel(), "cpus": runtime.NumCPU(), "command": os.Args[1:],
+			"seconds_per_cell": duration.Seconds(), "rounds": *rounds, "rows": rows,
+		}, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(*jsonOut, append(j, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

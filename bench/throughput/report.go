@@ -28,7 +28,22 @@ func printHeader(b *bench, cells []*cell) {
 		(time.Duration(len(cells)*(*rounds+1)) * (visit + *warmup)).Round(time.Second))
 }
 
-func report(cells []*cell, progs []lbProg, patterns []*traffic) {
+// Row is one cell's figures, as -json writes them.
+type Row struct {
+	Program     string    `json:"program"`
+	Traffic     string    `json:"traffic"`
+	Threads     int       `json:"threads"`
+	Mpps        float64   `json:"mpps"`
+	RoundsMpps  []float64 `json:"rounds_mpps"`
+	MppsPerCore float64   `json:"mpps_per_core"`
+	NsPerPkt    float64   `json:"ns_per_pkt_per_core"`
+	XIPIP       float64   `json:"x_ipip_floor,omitempty"` // median over rounds of Mpps/core over the floor's
+	AtSink      float64   `json:"at_sink"`
+	LRUMiss     float64   `json:"lru_miss,omitempty"`
+}
+
+func report(cells []*cell, progs []lbProg, patterns []*traffic) []Row {
+	var rows []Row
 	floorOf := map[int]result{}
 	for _, c := range cells {
 		if progs[c.prog].name == "floor: IPIP push + redirect" {
@@ -46,6 +61,11 @@ func report(cells []*cell, progs []lbProg, patterns []*traffic) {
 				lru = fmt.Sprintf("%.1f%%", 100*float64(r.miss)/float64(r.hit+r.miss))
 			}
 		}
+		row := Row{Program: progs[c.prog].name, Traffic: patterns[c.traffic].name, Threads: c.threads, Mpps: r.mpps(),
+			RoundsMpps: r.rounds, MppsPerCore: r.perCore(), NsPerPkt: 1e3 / r.perCore(), AtSink: float64(r.sink) / float64(max(r.sent, 1))}
+		if progs[c.prog].isLB && r.hit+r.miss > 0 {
+			row.LRUMiss = float64(r.miss) / float64(r.hit+r.miss)
+		}
 		if f, ok := floorOf[c.threads]; ok && len(f.roundsCore) == len(r.roundsCore) {
 			// round by round, then the median: the machine's speed drifts between rounds
 			// (other work, the host), and a cell and its floor in one round see about the same
@@ -53,8 +73,10 @@ func report(cells []*cell, progs []lbProg, patterns []*traffic) {
 			for i := range r.roundsCore {
 				q = append(q, r.roundsCore[i]/f.roundsCore[i])
 			}
-			ratio = fmt.Sprintf("%.2f", median(q))
+			row.XIPIP = median(q)
+			ratio = fmt.Sprintf("%.2f", row.XIPIP)
 		}
+		rows = append(rows, row)
 		rs := slices.Sorted(slices.Values(r.rounds))
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%.2f\t%.2f/%.2f/%.2f\t%s\t%.0f%%\t%.2f\t%.0f\t%s\t%.1f%%\t%s\t\n", progs[c.prog].name, patterns[c.traffic].name,
 			c.threads, r.mpps(), rs[0], median(rs), rs[len(rs)-1], lbTx, 100*r.cpuSecs/(float64(c.threads)*r.secs), r.perCore(),
@@ -77,6 +99,7 @@ func report(cells []*cell, progs []lbProg, patterns []*traffic) {
 				progs[c.prog].name, patterns[c.traffic].name, c.threads, r.sink, r.ipip, r.lbTx, r.lbOther)
 		}
 	}
+	return rows
 }
 
 func median(v []float64) float64 {

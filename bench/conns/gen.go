@@ -1,0 +1,3 @@
+package main
+
+//go:generate go tool bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target bpfel txfloor ../bpf/txfloor.c
