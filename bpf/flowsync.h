@@ -88,11 +88,12 @@ static __always_inline void flowsync_event(__u32 e)
 
 /* a non-SYN packet of VIP meta that missed the flow table (flows, key fk, flow hash hash):
  * the backend an adopted flow names, if it is still usable here and serves this VIP. The
- * flow then enters this node's flow table, so its next packets hit there. NULL: the ring
+ * flow then enters this node's flow table, so its next packets hit there: known is its
+ * entry when it has a stale one, rewritten in place (as new_flow does). NULL: the ring
  * decides. */
 static __always_inline struct backend *adopted_backend(const struct vip_meta *meta, void *flows,
 						       const void *fk, int v6, __u32 hash,
-						       __u32 *bid)
+						       __u32 *bid, struct flow_val *known)
 {
 	__u32 zero = 0, bit = hash >> ADOPTED_FILTER_SHIFT, word = bit / 64;
 	struct flowsync_ctl *ctl;
@@ -116,7 +117,12 @@ static __always_inline struct backend *adopted_backend(const struct vip_meta *me
 		return NULL;
 	}
 	*bid = fv->backend_id;
-	bpf_map_update_elem(flows, fk, fv, BPF_ANY);
+	if (known) {
+		known->backend_id = fv->backend_id;
+		known->gen = fv->gen;
+	} else {
+		bpf_map_update_elem(flows, fk, fv, BPF_ANY);
+	}
 	flowsync_event(FLOWSYNC_ADOPTED_HIT);
 	return be;
 }

@@ -17,7 +17,7 @@
 /* entries of each adopted-flow table (per family): flows other LB nodes shared (flowsync.h);
  * allocated as they come, so the bound costs nothing until it is used */
 #ifndef MAX_ADOPTED_FLOWS
-#define MAX_ADOPTED_FLOWS MAX_FLOWS
+#define MAX_ADOPTED_FLOWS 262144
 #endif
 /* the adopted-flow filter: one bit per value of the flow hash's top 20 bits, set while an
  * adopted flow has it, so a miss of another flow skips the adopted maps (whose buckets,

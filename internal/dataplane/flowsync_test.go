@@ -449,3 +449,40 @@ func TestFlowSyncAcrossRestart(t *testing.T) {
 		t.Errorf("after a restart the adopted flow went to %s, want %s", got, beAddrs[0])
 	}
 }
+
+// A flow whose entry is stale here (its backend went down) and that another node shared on a
+// usable backend goes there, and its entry is rewritten to it.
+func TestAdoptedFlowOverStaleEntry(t *testing.T) {
+	lb := mustLoadLB(t)
+	a := mustAdopted(t, lb)
+	bes := testBackends(beAddrs)
+	v := VIP{Key: webKey, Backends: bes, Ring: roundRobinRing(ringLen, 3)}
+	mustApply(t, lb, v)
+	var f Flow
+	for _, c := range flowsTo(vip, client, 56000, 20) {
+		if owner(v, c).Addr == beAddrs[0] {
+			f = c
+			break
+		}
+	}
+	if got := sentTo(t, lb, f, false); got != beAddrs[0] {
+		t.Fatalf("first packet to %s, want %s", got, beAddrs[0])
+	}
+	down := slices.Clone(bes)
+	down[0].Down = true
+	mustApply(t, lb, VIP{Key: webKey, Backends: down, Ring: v.Ring})
+	adopt(t, a, SharedFlow{f, webKey, beAddrs[2]})
+	if got := sentTo(t, lb, f, false); got != beAddrs[2] {
+		t.Fatalf("flow with a stale entry and an adopted one went to %s, want %s", got, beAddrs[2])
+	}
+	if err := a.Delete([]Flow{f}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := lb.Stats()
+	if got := sentTo(t, lb, f, false); got != beAddrs[2] {
+		t.Errorf("after the adopted entry went, the flow went to %s, want %s (its entry rewritten)", got, beAddrs[2])
+	}
+	if after, _ := lb.Stats(); after.Events["lru_hit"] != before.Events["lru_hit"]+1 {
+		t.Errorf("the rewritten entry was not a hit: events %v → %v", before.Events, after.Events)
+	}
+}
