@@ -22,22 +22,25 @@ type backendhostCounter struct {
 type backendhostLbLimit uint32
 
 const (
-	backendhostLbLimitLIMIT_VIPS             backendhostLbLimit = 1024
-	backendhostLbLimitLIMIT_BACKEND_IDS      backendhostLbLimit = 16384
-	backendhostLbLimitLIMIT_FLOWS            backendhostLbLimit = 262144
-	backendhostLbLimitLIMIT_DSR_FLOWS        backendhostLbLimit = 262144
-	backendhostLbLimitLIMIT_LB_SOURCES       backendhostLbLimit = 256
-	backendhostLbLimitLIMIT_VIP_FILTER_WORDS backendhostLbLimit = 1024
-	backendhostLbLimitLIMIT_VIP_FILTER_MUL   backendhostLbLimit = 2654435761
-	backendhostLbLimitLIMIT_GUE_PORT         backendhostLbLimit = 6080
-	backendhostLbLimitLIMIT_PROBE_MARK       backendhostLbLimit = 1279393792
-	backendhostLbLimitLIMIT_PROBE_MARK_MASK  backendhostLbLimit = 4294901760
-	backendhostLbLimitLIMIT_VIP_F_GUE        backendhostLbLimit = 1
-	backendhostLbLimitLIMIT_VIP_F_QUIC       backendhostLbLimit = 2
-	backendhostLbLimitLIMIT_BE_F_V6          backendhostLbLimit = 1
-	backendhostLbLimitLIMIT_BE_F_DOWN        backendhostLbLimit = 2
-	backendhostLbLimitLIMIT_AF_INET          backendhostLbLimit = 4
-	backendhostLbLimitLIMIT_AF_INET6         backendhostLbLimit = 6
+	backendhostLbLimitLIMIT_VIPS                 backendhostLbLimit = 1024
+	backendhostLbLimitLIMIT_BACKEND_IDS          backendhostLbLimit = 16384
+	backendhostLbLimitLIMIT_FLOWS                backendhostLbLimit = 262144
+	backendhostLbLimitLIMIT_DSR_FLOWS            backendhostLbLimit = 262144
+	backendhostLbLimitLIMIT_LB_SOURCES           backendhostLbLimit = 256
+	backendhostLbLimitLIMIT_VIP_FILTER_WORDS     backendhostLbLimit = 1024
+	backendhostLbLimitLIMIT_VIP_FILTER_MUL       backendhostLbLimit = 2654435761
+	backendhostLbLimitLIMIT_GUE_PORT             backendhostLbLimit = 6080
+	backendhostLbLimitLIMIT_PROBE_MARK           backendhostLbLimit = 1279393792
+	backendhostLbLimitLIMIT_PROBE_MARK_MASK      backendhostLbLimit = 4294901760
+	backendhostLbLimitLIMIT_VIP_F_GUE            backendhostLbLimit = 1
+	backendhostLbLimitLIMIT_VIP_F_QUIC           backendhostLbLimit = 2
+	backendhostLbLimitLIMIT_BE_F_V6              backendhostLbLimit = 1
+	backendhostLbLimitLIMIT_BE_F_DOWN            backendhostLbLimit = 2
+	backendhostLbLimitLIMIT_AF_INET              backendhostLbLimit = 4
+	backendhostLbLimitLIMIT_AF_INET6             backendhostLbLimit = 6
+	backendhostLbLimitLIMIT_ADOPTED_FLOWS        backendhostLbLimit = 262144
+	backendhostLbLimitLIMIT_ADOPTED_FILTER_SHIFT backendhostLbLimit = 12
+	backendhostLbLimitLIMIT_ADOPTED_FILTER_WORDS backendhostLbLimit = 16384
 )
 
 type backendhostLpmKeyV4 struct {
@@ -109,20 +112,21 @@ type backendhostVipKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	backendhostMapBeStats     = "be_stats"
-	backendhostMapDsrFlowsV4  = "dsr_flows_v4"
-	backendhostMapDsrFlowsV6  = "dsr_flows_v6"
-	backendhostMapLbSourcesV4 = "lb_sources_v4"
-	backendhostMapLbSourcesV6 = "lb_sources_v6"
-	backendhostMapReturnStats = "return_stats"
-	backendhostMapServedVips  = "served_vips"
-	backendhostProgTcEgress   = "tc_egress"
-	backendhostProgXdpDecap   = "xdp_decap"
-	backendhostVarGuePort     = "gue_port"
-	backendhostVarLbLimitBtf  = "lb_limit_btf"
-	backendhostVarLocalV4     = "local_v4"
-	backendhostVarLocalV6     = "local_v6"
-	backendhostVarReasonMax   = "reason_max"
+	backendhostMapBeStats      = "be_stats"
+	backendhostMapDsrFlowsV4   = "dsr_flows_v4"
+	backendhostMapDsrFlowsV6   = "dsr_flows_v6"
+	backendhostMapLbSourcesV4  = "lb_sources_v4"
+	backendhostMapLbSourcesV6  = "lb_sources_v6"
+	backendhostMapMisdelivered = "misdelivered"
+	backendhostMapReturnStats  = "return_stats"
+	backendhostMapServedVips   = "served_vips"
+	backendhostProgTcEgress    = "tc_egress"
+	backendhostProgXdpDecap    = "xdp_decap"
+	backendhostVarGuePort      = "gue_port"
+	backendhostVarLbLimitBtf   = "lb_limit_btf"
+	backendhostVarLocalV4      = "local_v4"
+	backendhostVarLocalV6      = "local_v6"
+	backendhostVarReasonMax    = "reason_max"
 )
 
 // loadBackendhost returns the embedded CollectionSpec for backendhost.
@@ -175,13 +179,14 @@ type backendhostProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type backendhostMapSpecs struct {
-	BeStats     *ebpf.MapSpec `ebpf:"be_stats"`
-	DsrFlowsV4  *ebpf.MapSpec `ebpf:"dsr_flows_v4"`
-	DsrFlowsV6  *ebpf.MapSpec `ebpf:"dsr_flows_v6"`
-	LbSourcesV4 *ebpf.MapSpec `ebpf:"lb_sources_v4"`
-	LbSourcesV6 *ebpf.MapSpec `ebpf:"lb_sources_v6"`
-	ReturnStats *ebpf.MapSpec `ebpf:"return_stats"`
-	ServedVips  *ebpf.MapSpec `ebpf:"served_vips"`
+	BeStats      *ebpf.MapSpec `ebpf:"be_stats"`
+	DsrFlowsV4   *ebpf.MapSpec `ebpf:"dsr_flows_v4"`
+	DsrFlowsV6   *ebpf.MapSpec `ebpf:"dsr_flows_v6"`
+	LbSourcesV4  *ebpf.MapSpec `ebpf:"lb_sources_v4"`
+	LbSourcesV6  *ebpf.MapSpec `ebpf:"lb_sources_v6"`
+	Misdelivered *ebpf.MapSpec `ebpf:"misdelivered"`
+	ReturnStats  *ebpf.MapSpec `ebpf:"return_stats"`
+	ServedVips   *ebpf.MapSpec `ebpf:"served_vips"`
 }
 
 // backendhostVariableSpecs contains global variables before they are loaded into the kernel.
@@ -215,13 +220,14 @@ func (o *backendhostObjects) Close() error {
 //
 // It can be passed to loadBackendhostObjects or ebpf.CollectionSpec.LoadAndAssign.
 type backendhostMaps struct {
-	BeStats     *ebpf.Map `ebpf:"be_stats"`
-	DsrFlowsV4  *ebpf.Map `ebpf:"dsr_flows_v4"`
-	DsrFlowsV6  *ebpf.Map `ebpf:"dsr_flows_v6"`
-	LbSourcesV4 *ebpf.Map `ebpf:"lb_sources_v4"`
-	LbSourcesV6 *ebpf.Map `ebpf:"lb_sources_v6"`
-	ReturnStats *ebpf.Map `ebpf:"return_stats"`
-	ServedVips  *ebpf.Map `ebpf:"served_vips"`
+	BeStats      *ebpf.Map `ebpf:"be_stats"`
+	DsrFlowsV4   *ebpf.Map `ebpf:"dsr_flows_v4"`
+	DsrFlowsV6   *ebpf.Map `ebpf:"dsr_flows_v6"`
+	LbSourcesV4  *ebpf.Map `ebpf:"lb_sources_v4"`
+	LbSourcesV6  *ebpf.Map `ebpf:"lb_sources_v6"`
+	Misdelivered *ebpf.Map `ebpf:"misdelivered"`
+	ReturnStats  *ebpf.Map `ebpf:"return_stats"`
+	ServedVips   *ebpf.Map `ebpf:"served_vips"`
 }
 
 func (m *backendhostMaps) Close() error {
@@ -231,6 +237,7 @@ func (m *backendhostMaps) Close() error {
 		m.DsrFlowsV6,
 		m.LbSourcesV4,
 		m.LbSourcesV6,
+		m.Misdelivered,
 		m.ReturnStats,
 		m.ServedVips,
 	)
