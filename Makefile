@@ -5,7 +5,7 @@ export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 GOFLAGS_TEST ?= -count=1 -p 2 -timeout 30m
 
-.PHONY: all deps build generate check-generated fmt-bpf check-format vet lint test rules fuzz soak demo bench bench-datapath bench-throughput install clean
+.PHONY: all deps build generate check-generated fmt-bpf check-format vet lint test rules fuzz soak demo bench bench-datapath bench-throughput bench-flowsync install clean
 
 all: build
 
@@ -62,7 +62,7 @@ soak: deps
 # the fuzz targets, each for FUZZTIME (a duration, or a count of inputs: 1000000x);
 # `make test` runs them briefly, the seed corpora run in every `go test`
 FUZZTIME ?= 10s
-FUZZ_TARGETS := ./internal/dataplane:FuzzXDPLB ./internal/dataplane:FuzzBackend ./pkg/config:FuzzParse ./cmd/lbd:FuzzPlan
+FUZZ_TARGETS := ./internal/dataplane:FuzzXDPLB ./internal/dataplane:FuzzBackend ./pkg/config:FuzzParse ./cmd/lbd:FuzzPlan ./pkg/flowsync:FuzzDecode
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; name=$${t##*:}; echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
@@ -78,6 +78,7 @@ demo: deps build
 bench: deps
 	bench/bench.sh $(BENCH_FLAGS)
 bench-datapath: deps ; bench/datapath.sh
+bench-flowsync: deps ; bench/flowsync.sh
 bench-throughput: deps ; bench/throughput.sh
 
 # lbd in $(PREFIX)/bin, its systemd units in /etc/systemd/system (ExecStart names

@@ -14,6 +14,16 @@
 #ifndef MAX_FLOWS
 #define MAX_FLOWS 262144
 #endif
+/* entries of each adopted-flow table (per family): flows other LB nodes shared (flowsync.h);
+ * allocated as they come, so the bound costs nothing until it is used */
+#ifndef MAX_ADOPTED_FLOWS
+#define MAX_ADOPTED_FLOWS 262144
+#endif
+/* the adopted-flow filter: one bit per value of the flow hash's top 20 bits, set while an
+ * adopted flow has it, so a miss of another flow skips the adopted maps (whose buckets,
+ * 4 MiB, are a cache miss away) for one read of a 128 KiB array */
+#define ADOPTED_FILTER_SHIFT 12
+#define ADOPTED_FILTER_WORDS ((1U << (32 - ADOPTED_FILTER_SHIFT)) / 64)
 /* the SYN flood guard counts new flows per CPU over windows this long */
 #define SYN_FLOOD_WINDOW_NS 1000000000ULL
 
@@ -92,6 +102,9 @@ enum lb_limit {
 	LIMIT_BE_F_DOWN = BE_F_DOWN,
 	LIMIT_AF_INET = LB_AF_INET,
 	LIMIT_AF_INET6 = LB_AF_INET6,
+	LIMIT_ADOPTED_FLOWS = MAX_ADOPTED_FLOWS,
+	LIMIT_ADOPTED_FILTER_SHIFT = ADOPTED_FILTER_SHIFT,
+	LIMIT_ADOPTED_FILTER_WORDS = ADOPTED_FILTER_WORDS,
 };
 
 #endif

@@ -17,13 +17,16 @@
 /* the largest outer header: IPv6 and UDP (GUE) */
 #define ENCAP_MAX_OUTER (sizeof(struct ipv6hdr) + sizeof(struct udphdr))
 
-/* an ICMP error goes to the flow's backend, the flow table's or else the ring's, and
- * records nothing: an error starts no flow. It is never answered with an error either: one
- * that might not fit once encapsulated is dropped. (The bound also lets the verifier see
- * that send() never calls too_big() here: 1,200 fewer processed instructions.) */
+/* an ICMP error goes to the flow's backend: the flow table's, else the one an adopted flow
+ * names (flowsync.h: a flow another LB node shared, which then enters the flow table as its
+ * own next packet would make it), else the ring's. It records no new flow: an error starts
+ * none. It is never answered with an error either: one that might not fit once encapsulated
+ * is dropped. (The bound also lets the verifier see that send() never calls too_big() here:
+ * 1,200 fewer processed instructions.) */
 static __always_inline int send_icmp_error(struct xdp_md *ctx, const struct pkt *p,
 					   const struct vip_meta *meta, void *flows, const void *fk)
 {
+	struct flow_val *fv;
 	struct backend *be;
 	__u32 bid = 0, hash;
 	int stale = 0;
@@ -32,7 +35,10 @@ static __always_inline int send_icmp_error(struct xdp_md *ctx, const struct pkt 
 		return verdict(ctx, REASON_DROP_TOO_BIG, XDP_DROP);
 	event(EVENT_ICMP_ERROR);
 	hash = flow_hash(fk, p->v6);
-	be = flow_backend(bpf_map_lookup_elem(flows, fk), &bid, &stale);
+	fv = bpf_map_lookup_elem(flows, fk);
+	be = flow_backend(fv, &bid, &stale);
+	if (!be)
+		be = adopted_backend(meta, flows, fk, p->v6, hash, &bid, fv);
 	if (!be)
 		be = ring_backend(meta, hash, &bid);
 	if (!be)

@@ -27,6 +27,7 @@
 #include "gue.h"
 #include "icmp_err.h"
 #include "frag.h"
+#include "misdelivery.h"
 
 /* this backend's own addresses, for inner packets whose family differs from the outer
  * header's (4in6); zero: keep the VIP as the destination (VIP configured on lo) */
@@ -296,6 +297,8 @@ static __always_inline int decap(struct xdp_md *ctx, int l2len, int outer_len, _
 		dv.vip_port = k.lport;
 		dv.family = LB_AF_INET;
 		record_reply_flow(&dsr_flows_v4, &k, &dv);
+		if (in.proto == IPPROTO_TCP && !in.syn)
+			check_delivery_v4(ctx, &k, &dv, bytes); /* misdelivery.h */
 	} else {
 		struct ipv6hdr *ip6 = inner;
 		struct reply_key_v6 k = {};
@@ -322,6 +325,8 @@ static __always_inline int decap(struct xdp_md *ctx, int l2len, int outer_len, _
 		dv.vip_port = k.lport;
 		dv.family = LB_AF_INET6;
 		record_reply_flow(&dsr_flows_v6, &k, &dv);
+		if (in.proto == IPPROTO_TCP && !in.syn)
+			check_delivery_v6(ctx, &k, &dv, bytes); /* misdelivery.h */
 	}
 strip:
 	/* move the L2 header forward over the outer IP header */

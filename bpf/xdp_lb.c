@@ -28,6 +28,7 @@
 #include "icmp_err.h"
 #include "frag.h"
 #include "quic.h"
+#include "flowsync.h"
 
 /* load-time configuration, set by the daemon through the spec */
 volatile const __u32 hash_seed = 0;
@@ -404,7 +405,10 @@ static __always_inline int balance(struct xdp_md *ctx, const struct pkt *p, stru
 		return verdict(ctx, REASON_DROP_BAD_SOURCE, XDP_DROP);
 	event(p->syn ? EVENT_SYN : stale ? EVENT_LRU_SKIP_DOWN : EVENT_LRU_MISS);
 	hash = flow_hash(fk, p->v6);
-	be = new_flow(meta, hash, flows, fk, &bid, p->syn, fv);
+	/* flow sync (flowsync.h): a flow another LB node shared keeps the backend it recorded */
+	be = p->syn ? NULL : adopted_backend(meta, flows, fk, p->v6, hash, &bid, fv);
+	if (!be)
+		be = new_flow(meta, hash, flows, fk, &bid, p->syn, fv);
 	if (!be)
 		return verdict(ctx, REASON_DROP_NO_BACKEND, XDP_DROP);
 	return send(ctx, p, be, bid, hash);

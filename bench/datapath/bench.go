@@ -24,8 +24,9 @@ type scenario struct {
 	lb    bool // xdp_lb (else a floor program)
 	prog  *ebpf.Program
 	frame []byte
-	vary  bool   // a new flow (source address and port) every packet
-	want  uint32 // the XDP action it must return
+	vary  bool          // a new flow (source address and port) every packet
+	want  uint32        // the XDP action it must return
+	on    *dataplane.LB // the xdp_lb prog belongs to, when not the bench's own (flowsync.go)
 }
 
 // Results is what a run measured, as -json writes it.
@@ -72,6 +73,7 @@ type Row struct {
 
 type bench struct {
 	lb        *dataplane.LB
+	flowSync  *dataplane.LB // holds adopted flows (flowsync.go)
 	floors    floorObjects
 	wrap      wrapObjects
 	scenarios []scenario
@@ -108,12 +110,18 @@ func newBench() (_ *bench, err error) {
 		{name: "icmp (non-vip)", key: "icmp", lb: true, prog: lbp, frame: icmpFrame(client, other), want: 2},
 	}
 	b.scenarios = append(b.scenarios, edgeScenarios(lbp)...)
+	if err := b.addFlowSync(); err != nil {
+		return nil, err
+	}
 	return b, nil
 }
 
 func (b *bench) close() {
 	if b.lb != nil {
 		b.lb.Close()
+	}
+	if b.flowSync != nil {
+		b.flowSync.Close()
 	}
 	b.floors.Close()
 	b.wrap.Close()

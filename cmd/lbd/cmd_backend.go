@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strings"
 	"syscall"
 	"time"
@@ -32,8 +33,12 @@ func cmdBackend(ctx context.Context, e *env, args []string) int {
 	detach := fs.Bool("detach-on-exit", false, "remove the programs and pins when stopping")
 	stats := fs.Bool("stats", false, "print the counters of the backend programs pinned in --pin-dir as JSON and exit")
 	api := fs.String("api", defaultBackendAPI, `address to serve /metrics and /healthz on ("": none); unauthenticated, keep it on loopback`)
+	metrics := fs.String("metrics", "", "the same as --api: the address /metrics is served on")
 	if _, ok := parseFlags(fs, args); !ok {
 		return exitUsage
+	}
+	if *metrics != "" {
+		*api = *metrics
 	}
 	if *stats {
 		st, err := dataplane.ReadBackendHostStats(*pinDir)
@@ -41,9 +46,14 @@ func cmdBackend(ctx context.Context, e *env, args []string) int {
 			fmt.Fprintf(e.stderr, "lbd backend: %v\n", err)
 			return exitFailure
 		}
+		mis, err := dataplane.ReadMisdelivered(*pinDir)
+		if err != nil && !errors.Is(err, os.ErrNotExist) { // programs of an lbd that did not count them
+			fmt.Fprintf(e.stderr, "lbd backend: %v\n", err)
+			return exitFailure
+		}
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(backendStatsJSON(st)); err != nil {
+		if err := enc.Encode(backendStatsJSON(st, mis)); err != nil {
 			fmt.Fprintf(e.stderr, "lbd backend: %v\n", err)
 			return exitFailure
 		}
@@ -87,7 +97,7 @@ func cmdBackend(ctx context.Context, e *env, args []string) int {
 	c := b.Config()
 	if *api != "" {
 		reg := prometheus.NewRegistry()
-		reg.MustRegister(backendCollector{stats: b.Stats}, collectors.NewGoCollector(),
+		reg.MustRegister(backendCollector{stats: b.Stats, misdelivered: b.Misdelivered}, collectors.NewGoCollector(),
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		ln, err := net.Listen("tcp", *api)
 		if err != nil {
@@ -208,16 +218,21 @@ func parseServedVIPs(s string) ([]dataplane.VIPKey, error) {
 	return out, nil
 }
 
-// backendStatsJSON is st as --stats prints it: JSON object keys must be strings, so the
-// per-VIP return counters are keyed by "addr:port/proto" (dataplane.VIPKey.String). Encoding
-// st itself fails on its VIPKey keys, and --stats used to print nothing.
-func backendStatsJSON(st dataplane.BackendHostStats) any {
-	ret := make(map[string]dataplane.Counter, len(st.Return))
-	for k, c := range st.Return {
-		ret[k.String()] = c
+// backendStatsJSON is st and the misdelivery counters as --stats prints them: JSON object
+// keys must be strings, so the per-VIP counters are keyed by "addr:port/proto"
+// (dataplane.VIPKey.String). Encoding st itself fails on its VIPKey keys, and --stats used
+// to print nothing.
+func backendStatsJSON(st dataplane.BackendHostStats, misdelivered map[dataplane.VIPKey]dataplane.Counter) any {
+	byVIP := func(m map[dataplane.VIPKey]dataplane.Counter) map[string]dataplane.Counter {
+		out := make(map[string]dataplane.Counter, len(m))
+		for k, c := range m {
+			out[k.String()] = c
+		}
+		return out
 	}
 	return struct {
-		Counters map[string]dataplane.Counter
-		Return   map[string]dataplane.Counter
-	}{st.Counters, ret}
+		Counters     map[string]dataplane.Counter
+		Return       map[string]dataplane.Counter
+		Misdelivered map[string]dataplane.Counter // TCP packets but SYNs for a VIP flow with no socket here
+	}{st.Counters, byVIP(st.Return), byVIP(misdelivered)}
 }

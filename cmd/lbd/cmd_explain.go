@@ -88,6 +88,7 @@ func printExplain(w io.Writer, ex daemon.Explanation) {
 		// the LRU keeps no timestamp per entry: say what that means rather than print an age
 		fmt.Fprintln(w, "  (the table keeps no age: an entry stays while its flow's packets keep it among the recently used)")
 	}
+	printAdopted(w, ex.Adopted)
 	if ex.Ring.Size == 0 {
 		fmt.Fprintln(w, "ring: empty, the VIP has no usable backend")
 	} else {
@@ -100,8 +101,11 @@ func printExplain(w io.Writer, ex daemon.Explanation) {
 		fmt.Fprintln(w, "=> dropped (drop_no_backend)")
 	} else {
 		by := "the ring"
-		if ex.By == "flow_table" {
+		switch ex.By {
+		case "flow_table":
 			by = "the flow table"
+		case "adopted":
+			by = "a flow another LB node shared"
 		}
 		fmt.Fprintf(w, "=> %s, by %s; on this node it is %s, probe %s\n", ex.Backend, by, ex.State, ex.Probe)
 	}

@@ -113,6 +113,7 @@ func printStatus(w io.Writer, st daemon.Status) {
 	if st.BGP != nil {
 		printBGP(w, *st.BGP, time.Now())
 	}
+	printFlowSync(w, st.FlowSync)
 	printCounters(w, st.Verdicts, st.Events)
 	printFlowTables(w, st.FlowTables)
 }

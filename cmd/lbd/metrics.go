@@ -51,7 +51,8 @@ func (m *reloadMetrics) observe(err error, now time.Time) {
 
 // backendCollector exposes lbd backend's counters, read from its maps at each scrape.
 type backendCollector struct {
-	stats func() (dataplane.BackendHostStats, error)
+	stats        func() (dataplane.BackendHostStats, error)
+	misdelivered func() (map[dataplane.VIPKey]dataplane.Counter, error) // nil: not collected
 }
 
 var (
@@ -64,10 +65,16 @@ var (
 		"Replies sent from this backend with a VIP as their source (direct server return), by VIP (addr:port/protocol).", []string{"vip"}, nil)
 	descReturnBytes = prometheus.NewDesc("lbd_tunnel_return_bytes_total",
 		"Bytes of replies sent from this backend with a VIP as their source, by VIP.", []string{"vip"}, nil)
+	descMisdeliveredPackets = prometheus.NewDesc("lbd_tunnel_misdelivered_packets_total",
+		"TCP packets other than SYN that an LB node sent here for a VIP flow this host holds no socket for: the packets of broken flows, which the host resets (flow sync), by VIP (addr:port/protocol).",
+		[]string{"vip"}, nil)
+	descMisdeliveredBytes = prometheus.NewDesc("lbd_tunnel_misdelivered_bytes_total",
+		"Bytes of misdelivered packets, by VIP.", []string{"vip"}, nil)
 )
 
 func (c backendCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descTunnelPackets, descTunnelBytes, descReturnPackets, descReturnBytes} {
+	for _, d := range []*prometheus.Desc{descTunnelPackets, descTunnelBytes, descReturnPackets, descReturnBytes,
+		descMisdeliveredPackets, descMisdeliveredBytes} {
 		ch <- d
 	}
 }
@@ -85,5 +92,17 @@ func (c backendCollector) Collect(ch chan<- prometheus.Metric) {
 	for vip, v := range st.Return {
 		ch <- prometheus.MustNewConstMetric(descReturnPackets, prometheus.CounterValue, float64(v.Packets), vip.String())
 		ch <- prometheus.MustNewConstMetric(descReturnBytes, prometheus.CounterValue, float64(v.Bytes), vip.String())
+	}
+	if c.misdelivered == nil {
+		return
+	}
+	mis, err := c.misdelivered()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(descMisdeliveredPackets, err)
+		return
+	}
+	for vip, v := range mis {
+		ch <- prometheus.MustNewConstMetric(descMisdeliveredPackets, prometheus.CounterValue, float64(v.Packets), vip.String())
+		ch <- prometheus.MustNewConstMetric(descMisdeliveredBytes, prometheus.CounterValue, float64(v.Bytes), vip.String())
 	}
 }

@@ -61,6 +61,8 @@ type sandboxOptions struct {
 	// lbSources, when set, is what the backends accept tunnelled packets from (lbd backend
 	// --lb-sources) instead of the LB nodes' addresses and encap source prefixes
 	lbSources []string
+	// flowSyncOff sets cluster.flow_sync: false in the cluster sections
+	flowSyncOff bool
 	// bgp gives every LB node a bgp section and runs BIRD on the router, which learns the VIP
 	// routes from the nodes (implies router; no static routes)
 	bgp *sandboxBGP
@@ -207,7 +209,8 @@ func (s *sandbox) nodeConfig(o sandboxOptions, i int) (string, error) {
 	var b strings.Builder
 	b.WriteString(strings.Replace(string(o.config), "node:\n", fmt.Sprintf("node:\n  name: %s\n", h.Name), 1))
 	if o.cluster {
-		fmt.Fprintf(&b, "\ncluster:\n  bind: %s:7946\n  secret_file: %s\n  quorum: majority\n  join:\n", h.Addr, key)
+		fmt.Fprintf(&b, "\ncluster:\n  bind: %s:7946\n  secret_file: %s\n  quorum: majority\n  flow_sync: %v\n  join:\n",
+			h.Addr, key, !o.flowSyncOff)
 		for j, other := range s.fleet.LBs {
 			if j != i {
 				fmt.Fprintf(&b, "    - %s:7946\n", other.Addr)

@@ -89,6 +89,7 @@ func (d *Daemon) applyLocked(ctx context.Context, cfg *config.Config) error {
 	if err := d.probes.Sync(probeVias(views)); err != nil {
 		d.log.Warn("routes for probes through the tunnel", "err", err)
 	}
+	d.flowSyncAppliedLocked(cfg)
 	return nil
 }
 

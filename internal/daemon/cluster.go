@@ -15,7 +15,7 @@ func newCluster(cfg *config.Config, d *Daemon) (*cluster.Cluster, error) {
 	}
 	opts := cluster.Options{NodeName: cfg.Node.Name, Bind: cc.Bind, Join: cc.Join,
 		Quorum: cc.Quorum, ConfigDigest: cfg.Digest(), Registerer: d.reg, Logger: d.log.With("component", "cluster"),
-		OnChange: d.kick}
+		OnChange: d.kick, OnFlows: d.receiveFlows}
 	if cc.SecretFile == "" {
 		opts.Insecure = true
 		d.log.Warn("cluster gossip is neither encrypted nor authenticated: set cluster.secret_file")

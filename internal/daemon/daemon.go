@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lbdproj/lbd/internal/dataplane"
@@ -21,6 +22,7 @@ import (
 	"github.com/lbdproj/lbd/pkg/backends"
 	"github.com/lbdproj/lbd/pkg/cluster"
 	"github.com/lbdproj/lbd/pkg/config"
+	"github.com/lbdproj/lbd/pkg/flowsync"
 	"github.com/lbdproj/lbd/pkg/health"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -51,6 +53,7 @@ type Daemon struct {
 	announcer *announce.Announcer
 	probes    *backends.ProbeRoutes
 	dirty     chan struct{}
+	flowSync  atomic.Pointer[flowsync.Syncer] // nil: no cluster (flowsync.go)
 
 	verdictTransitions *prometheus.CounterVec
 
@@ -119,6 +122,18 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Daemon, error)
 	if d.cluster, err = newCluster(cfg, d); err != nil {
 		lb.Close()
 		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	fs, err := d.newFlowSync(cfg)
+	if err != nil {
+		d.leave()
+		lb.Close()
+		return nil, fmt.Errorf("flow sync: %w", err)
+	}
+	if fs != nil {
+		d.flowSync.Store(fs)
+		d.mu.Lock()
+		d.flowSyncAppliedLocked(cfg)
+		d.mu.Unlock()
 	}
 	if d.announcer, err = newAnnouncer(cfg, d); err != nil {
 		d.leave()

@@ -26,11 +26,14 @@ type Explanation struct {
 	// FlowEntry is this node's flow table entry for the flow (nil: none). Each node has its
 	// own table, holding the flows the router sent it. The LRU keeps no age per entry.
 	FlowEntry *dataplane.FlowEntry `json:"flow_entry,omitempty"`
+	// Adopted is the flow's entry among the flows other LB nodes shared with this one
+	// (flow sync), used when the flow table has no usable entry (nil: none).
+	Adopted *dataplane.FlowEntry `json:"adopted,omitempty"`
 	// Ring is where the VIP's ring sends the flow: a new connection (SYN), or a packet with
 	// no usable entry.
 	Ring dataplane.RingSlot `json:"ring"`
 	// Backend is where the flow's next packet goes, empty when it is dropped (no usable
-	// backend); By says why: "flow_table" or "ring".
+	// backend); By says why: "flow_table", "adopted" or "ring".
 	Backend string `json:"backend,omitempty"`
 	By      string `json:"by,omitempty"`
 	// State is Backend's state in this node's rings (active, draining, down) and Probe this
@@ -117,11 +120,13 @@ func (d *Daemon) explainLocked(f dataplane.Flow, ex dataplane.Explanation, cs *c
 	if !ex.IsVIP {
 		return out
 	}
-	out.VIPAddress, out.FlowEntry, out.Ring = ex.VIP.String(), ex.Entry, ex.Ring
+	out.VIPAddress, out.FlowEntry, out.Adopted, out.Ring = ex.VIP.String(), ex.Entry, ex.Adopted, ex.Ring
 	if ex.Backend.IsValid() {
 		out.Backend, out.By = ex.Backend.String(), "ring"
 		if ex.ByEntry {
 			out.By = "flow_table"
+		} else if ex.ByAdopted {
+			out.By = "adopted"
 		}
 	}
 	var view *vipView

@@ -26,6 +26,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.log.Error("health checker", "err", err)
 		}
 	}()
+	if fs := d.flowSync.Load(); fs != nil {
+		go fs.Run(ctx)
+	}
 	d.kick()
 	tick := time.NewTicker(resolveRetry)
 	defer tick.Stop()

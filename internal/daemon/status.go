@@ -11,6 +11,7 @@ import (
 	"github.com/lbdproj/lbd/pkg/announce"
 	"github.com/lbdproj/lbd/pkg/backends"
 	"github.com/lbdproj/lbd/pkg/cluster"
+	"github.com/lbdproj/lbd/pkg/flowsync"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -31,6 +32,8 @@ type Status struct {
 	FlowTables map[string]dataplane.TableFill `json:"flow_tables"`
 	// Cluster is nil when the node decides alone.
 	Cluster *ClusterStatus `json:"cluster,omitempty"`
+	// FlowSync is nil when the node decides alone (flow sync needs a cluster).
+	FlowSync *flowsync.Status `json:"flow_sync,omitempty"`
 	// BGP is nil without a bgp section.
 	BGP *announce.Status `json:"bgp,omitempty"`
 }
@@ -93,6 +96,11 @@ func (d *Daemon) Status() (Status, error) {
 		st := d.cluster.Status()
 		cs = &st
 	}
+	var fs *flowsync.Status
+	if s := d.flowSync.Load(); s != nil {
+		st := s.Status()
+		fs = &st
+	}
 	var bs *announce.Status
 	if d.announcer != nil {
 		st := d.announcer.Status()
@@ -105,6 +113,7 @@ func (d *Daemon) Status() (Status, error) {
 	st.BGP = bs
 	st.FlowTables = fill
 	st.XDPMode, st.XDPModeNote = string(d.lb.Mode), d.lb.ModeNote
+	st.FlowSync = fs
 	return st, nil
 }
 

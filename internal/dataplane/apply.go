@@ -199,7 +199,7 @@ func (lb *LB) applyVIP(v VIP) error {
 			return fmt.Errorf("drop old ring: %w", err)
 		}
 	}
-	lb.vips[v.Key] = vipState{id: st.id, ringID: ringID, ringSize: len(ring)}
+	lb.vips[v.Key] = vipState{id: st.id, ringID: ringID, ringSize: len(ring), ring: v.Ring, ids: ids}
 	return nil
 }
 

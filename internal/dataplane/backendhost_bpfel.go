@@ -40,23 +40,26 @@ type backendhostFragKeyV6 struct {
 type backendhostLbLimit uint32
 
 const (
-	backendhostLbLimitLIMIT_VIPS             backendhostLbLimit = 1024
-	backendhostLbLimitLIMIT_BACKEND_IDS      backendhostLbLimit = 16384
-	backendhostLbLimitLIMIT_FLOWS            backendhostLbLimit = 262144
-	backendhostLbLimitLIMIT_DSR_FLOWS        backendhostLbLimit = 262144
-	backendhostLbLimitLIMIT_FRAGS            backendhostLbLimit = 8192
-	backendhostLbLimitLIMIT_LB_SOURCES       backendhostLbLimit = 256
-	backendhostLbLimitLIMIT_VIP_FILTER_WORDS backendhostLbLimit = 1024
-	backendhostLbLimitLIMIT_VIP_FILTER_MUL   backendhostLbLimit = 2654435761
-	backendhostLbLimitLIMIT_GUE_PORT         backendhostLbLimit = 6080
-	backendhostLbLimitLIMIT_PROBE_MARK       backendhostLbLimit = 1279393792
-	backendhostLbLimitLIMIT_PROBE_MARK_MASK  backendhostLbLimit = 4294901760
-	backendhostLbLimitLIMIT_VIP_F_GUE        backendhostLbLimit = 1
-	backendhostLbLimitLIMIT_VIP_F_QUIC       backendhostLbLimit = 2
-	backendhostLbLimitLIMIT_BE_F_V6          backendhostLbLimit = 1
-	backendhostLbLimitLIMIT_BE_F_DOWN        backendhostLbLimit = 2
-	backendhostLbLimitLIMIT_AF_INET          backendhostLbLimit = 4
-	backendhostLbLimitLIMIT_AF_INET6         backendhostLbLimit = 6
+	backendhostLbLimitLIMIT_VIPS                 backendhostLbLimit = 1024
+	backendhostLbLimitLIMIT_BACKEND_IDS          backendhostLbLimit = 16384
+	backendhostLbLimitLIMIT_FLOWS                backendhostLbLimit = 262144
+	backendhostLbLimitLIMIT_DSR_FLOWS            backendhostLbLimit = 262144
+	backendhostLbLimitLIMIT_FRAGS                backendhostLbLimit = 8192
+	backendhostLbLimitLIMIT_LB_SOURCES           backendhostLbLimit = 256
+	backendhostLbLimitLIMIT_VIP_FILTER_WORDS     backendhostLbLimit = 1024
+	backendhostLbLimitLIMIT_VIP_FILTER_MUL       backendhostLbLimit = 2654435761
+	backendhostLbLimitLIMIT_GUE_PORT             backendhostLbLimit = 6080
+	backendhostLbLimitLIMIT_PROBE_MARK           backendhostLbLimit = 1279393792
+	backendhostLbLimitLIMIT_PROBE_MARK_MASK      backendhostLbLimit = 4294901760
+	backendhostLbLimitLIMIT_VIP_F_GUE            backendhostLbLimit = 1
+	backendhostLbLimitLIMIT_VIP_F_QUIC           backendhostLbLimit = 2
+	backendhostLbLimitLIMIT_BE_F_V6              backendhostLbLimit = 1
+	backendhostLbLimitLIMIT_BE_F_DOWN            backendhostLbLimit = 2
+	backendhostLbLimitLIMIT_AF_INET              backendhostLbLimit = 4
+	backendhostLbLimitLIMIT_AF_INET6             backendhostLbLimit = 6
+	backendhostLbLimitLIMIT_ADOPTED_FLOWS        backendhostLbLimit = 262144
+	backendhostLbLimitLIMIT_ADOPTED_FILTER_SHIFT backendhostLbLimit = 12
+	backendhostLbLimitLIMIT_ADOPTED_FILTER_WORDS backendhostLbLimit = 16384
 )
 
 type backendhostLpmKeyV4 struct {
@@ -140,6 +143,7 @@ const (
 	backendhostMapDsrReplyFragsV6 = "dsr_reply_frags_v6"
 	backendhostMapLbSourcesV4     = "lb_sources_v4"
 	backendhostMapLbSourcesV6     = "lb_sources_v6"
+	backendhostMapMisdelivered    = "misdelivered"
 	backendhostMapReturnStats     = "return_stats"
 	backendhostMapServedVips      = "served_vips"
 	backendhostProgTcEgress       = "tc_egress"
@@ -210,6 +214,7 @@ type backendhostMapSpecs struct {
 	DsrReplyFragsV6 *ebpf.MapSpec `ebpf:"dsr_reply_frags_v6"`
 	LbSourcesV4     *ebpf.MapSpec `ebpf:"lb_sources_v4"`
 	LbSourcesV6     *ebpf.MapSpec `ebpf:"lb_sources_v6"`
+	Misdelivered    *ebpf.MapSpec `ebpf:"misdelivered"`
 	ReturnStats     *ebpf.MapSpec `ebpf:"return_stats"`
 	ServedVips      *ebpf.MapSpec `ebpf:"served_vips"`
 }
@@ -254,6 +259,7 @@ type backendhostMaps struct {
 	DsrReplyFragsV6 *ebpf.Map `ebpf:"dsr_reply_frags_v6"`
 	LbSourcesV4     *ebpf.Map `ebpf:"lb_sources_v4"`
 	LbSourcesV6     *ebpf.Map `ebpf:"lb_sources_v6"`
+	Misdelivered    *ebpf.Map `ebpf:"misdelivered"`
 	ReturnStats     *ebpf.Map `ebpf:"return_stats"`
 	ServedVips      *ebpf.Map `ebpf:"served_vips"`
 }
@@ -269,6 +275,7 @@ func (m *backendhostMaps) Close() error {
 		m.DsrReplyFragsV6,
 		m.LbSourcesV4,
 		m.LbSourcesV6,
+		m.Misdelivered,
 		m.ReturnStats,
 		m.ServedVips,
 	)

@@ -402,3 +402,24 @@ func TestFragmentsFollowTheirFirstWhenTheRingChanges(t *testing.T) {
 			want: encapExpected(t, first, d[2], true, 0, 0, f.Hash(testSeed), false)},
 	})
 }
+
+// An ICMP error about a flow another LB node shared (flow sync) goes where that flow's
+// packets go here: the backend the adopted flow names, not the ring's.
+func TestICMPErrorFollowsAnAdoptedFlow(t *testing.T) {
+	lb := mustLoadLB(t)
+	a := mustAdopted(t, lb)
+	bes := testBackends(beAddrs)
+	v := VIP{Key: webKey, Backends: bes, Ring: roundRobinRing(ringLen, 3)}
+	mustApply(t, lb, v)
+	var f Flow
+	for _, c := range flowsTo(vip, client, 52000, 40) {
+		if owner(v, c).Addr != beAddrs[2] {
+			f = c
+			break
+		}
+	}
+	adopt(t, a, SharedFlow{f, webKey, beAddrs[2]})
+	in := icmpError(t, router, reply(t, f, 1460), 28, 3, 4, 1280, 0)
+	runFixtures(t, lb, []fixture{{name: "fragmentation needed about an adopted flow: to its backend", in: in,
+		wantAction: xdpTX, wantReason: "tx", want: encapExpected(t, bes[2], l3(in), true, 0xc0, 0, f.Hash(testSeed), false)}})
+}

@@ -56,12 +56,16 @@ type Explanation struct {
 	IsVIP bool
 	// Entry is the flow table's entry, nil when the flow is not in the table.
 	Entry *FlowEntry
-	Ring  RingSlot
-	// Backend is where the flow's next packet goes: the entry's backend, or the ring's when
-	// there is no usable entry (zero: dropped, no backend). A SYN always goes to Ring.Backend.
+	// Adopted is the flow's entry among the flows other LB nodes shared (flow sync), which
+	// a packet that is not a SYN finds when the flow table has no usable entry; nil: none.
+	Adopted *FlowEntry
+	Ring    RingSlot
+	// Backend is where the flow's next packet goes: the entry's backend, else the adopted
+	// flow's, else the ring's (zero: dropped, no backend). A SYN always goes to Ring.Backend.
 	Backend netip.Addr
-	// ByEntry says Backend comes from the flow table, not from the ring.
-	ByEntry bool
+	// ByEntry says Backend comes from the flow table, ByAdopted from the adopted flows;
+	// neither: from the ring.
+	ByEntry, ByAdopted bool
 }
 
 // Explain reads where xdp_lb sends flow f (ports in host order, Proto 6 or 17).
@@ -104,6 +108,9 @@ func (lb *LB) Explain(f Flow) (Explanation, error) {
 	if ex.Entry, err = lb.flowEntry(f); err != nil {
 		return ex, err
 	}
+	if ex.Adopted, err = lb.adoptedEntry(f, meta.VipId); err != nil {
+		return ex, err
+	}
 	ex.Ring = RingSlot{Hash: f.Hash(lb.cfg.HashSeed), Size: meta.RingSize}
 	if meta.RingSize > 0 {
 		ex.Ring.Slot = ex.Ring.Hash % meta.RingSize
@@ -118,9 +125,12 @@ func (lb *LB) Explain(f Flow) (Explanation, error) {
 			ex.Ring.Backend = addrFrom(be.Addr.V6, be.Flags&beFlagV6 != 0)
 		}
 	}
-	if ex.Entry != nil && !ex.Entry.Stale {
+	switch {
+	case ex.Entry != nil && !ex.Entry.Stale:
 		ex.Backend, ex.ByEntry = ex.Entry.Backend, true
-	} else {
+	case ex.Adopted != nil && !ex.Adopted.Stale:
+		ex.Backend, ex.ByAdopted = ex.Adopted.Backend, true
+	default:
 		ex.Backend = ex.Ring.Backend
 	}
 	return ex, nil

@@ -26,7 +26,9 @@ import (
 //     LB's address to a backend of the VIP the inner packet is for) whose inner packet is
 //     the input's IP packet byte for byte, within the MTU (a trailer of the input may ride
 //     behind the outer packet, within the MTU too); or an echo reply or a too-big
-//     answer with right checksums, to a unicast sender, from the interface's MAC.
+//     answer with right checksums, to a unicast sender, from the interface's MAC;
+//   - the adopted-flow lookup (flow sync) counts at most one event, only for a packet that
+//     reached the flow path, and a hit only for one sent or answered (fuzz_flowsync_test.go).
 
 const fuzzMTU = 1600 // mustLoadLB's encapsulation MTU
 
@@ -78,7 +80,7 @@ func lbSeeds(tb testing.TB) [][]byte {
 
 func FuzzXDPLB(f *testing.F) {
 	lb, vips := fixtureLB(f)
-	for _, s := range lbSeeds(f) {
+	for _, s := range append(lbSeeds(f), adoptForFuzz(f, lb, vips)...) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
@@ -104,6 +106,10 @@ func verdictCounts(lb *LB) (map[string]uint64, error) {
 
 func checkXDPLB(lb *LB, vips map[VIPKey]VIP, in []byte) error {
 	before, err := verdictCounts(lb)
+	if err != nil {
+		return err
+	}
+	eventsBefore, err := lb.FlowSyncEvents()
 	if err != nil {
 		return err
 	}
@@ -133,6 +139,9 @@ func checkXDPLB(lb *LB, vips map[VIPKey]VIP, in []byte) error {
 	}
 	if reason == "" {
 		return fmt.Errorf("verdict %d counted under no reason", ret)
+	}
+	if err := checkFlowSyncEvents(lb, eventsBefore, reason); err != nil {
+		return err
 	}
 	switch ret {
 	case xdpPass:
@@ -437,7 +446,8 @@ func checkTooBig(in, out []byte) error {
 // or drops it under exactly one of decap_malformed, refused_source, refused_vip, or
 // decapsulates it (decap, and nothing else) when it came from an LB source for a served
 // VIP: out is then the inner packet with its destination rewritten to this host and its
-// checksums still right. tc_egress never drops, and changes at most a recorded flow's
+// checksums still right; a misdelivery is counted at most once, only for a decapsulated
+// TCP packet that is not a SYN, under its VIP (fuzz_flowsync_test.go). tc_egress never drops, and changes at most a recorded flow's
 // source address and port (and the checksums, still right) back to a VIP.
 
 const decapSelf4 = 1 // index into beAddrs of local_v4 in the backend fuzz target
@@ -496,6 +506,10 @@ func checkDecap(b *BackendHost, in []byte) error {
 	if err != nil {
 		return err
 	}
+	misBefore, err := b.Misdelivered()
+	if err != nil {
+		return err
+	}
 	out := make([]byte, len(in)+64)
 	opts := ebpfRun(in, out)
 	ret, err := b.objs.XdpDecap.Run(opts)
@@ -518,6 +532,10 @@ func checkDecap(b *BackendHost, in []byte) error {
 			}
 			moved = append(moved, n)
 		}
+	}
+	decapped := ret == xdpPass && slices.Equal(moved, []string{"decap"})
+	if err := checkMisdelivered(b, misBefore, in, decapped); err != nil {
+		return err
 	}
 	switch {
 	case ret == xdpDrop:

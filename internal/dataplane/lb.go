@@ -92,6 +92,10 @@ type Config struct {
 type vipState struct {
 	id, ringID uint32
 	ringSize   int
+	// the ring as last applied, for flow sync's scan (flowsync.go), which may not open the
+	// inner map by id: ring is the VIP's Ring (indices into ids, the caller's slice, never
+	// modified), ids the backend id of each index; nil after a restart until an Apply
+	ring, ids []uint32
 }
 
 type pairKey struct {

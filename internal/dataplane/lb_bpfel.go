@@ -81,6 +81,20 @@ type lbFlowVal struct {
 	Gen       uint32
 }
 
+type lbFlowsyncCtl struct {
+	_         structs.HostLayout
+	AdoptedV4 uint32
+	AdoptedV6 uint32
+}
+
+type lbFlowsyncEvent uint32
+
+const (
+	lbFlowsyncEventFLOWSYNC_ADOPTED_HIT   lbFlowsyncEvent = 0
+	lbFlowsyncEventFLOWSYNC_ADOPTED_STALE lbFlowsyncEvent = 1
+	lbFlowsyncEventFLOWSYNC_EVENT_MAX     lbFlowsyncEvent = 2
+)
+
 type lbFragKeyV4 struct {
 	_     structs.HostLayout
 	Src   uint32
@@ -113,23 +127,26 @@ type lbLbCtl struct {
 type lbLbLimit uint32
 
 const (
-	lbLbLimitLIMIT_VIPS             lbLbLimit = 1024
-	lbLbLimitLIMIT_BACKEND_IDS      lbLbLimit = 16384
-	lbLbLimitLIMIT_FLOWS            lbLbLimit = 262144
-	lbLbLimitLIMIT_DSR_FLOWS        lbLbLimit = 262144
-	lbLbLimitLIMIT_FRAGS            lbLbLimit = 8192
-	lbLbLimitLIMIT_LB_SOURCES       lbLbLimit = 256
-	lbLbLimitLIMIT_VIP_FILTER_WORDS lbLbLimit = 1024
-	lbLbLimitLIMIT_VIP_FILTER_MUL   lbLbLimit = 2654435761
-	lbLbLimitLIMIT_GUE_PORT         lbLbLimit = 6080
-	lbLbLimitLIMIT_PROBE_MARK       lbLbLimit = 1279393792
-	lbLbLimitLIMIT_PROBE_MARK_MASK  lbLbLimit = 4294901760
-	lbLbLimitLIMIT_VIP_F_GUE        lbLbLimit = 1
-	lbLbLimitLIMIT_VIP_F_QUIC       lbLbLimit = 2
-	lbLbLimitLIMIT_BE_F_V6          lbLbLimit = 1
-	lbLbLimitLIMIT_BE_F_DOWN        lbLbLimit = 2
-	lbLbLimitLIMIT_AF_INET          lbLbLimit = 4
-	lbLbLimitLIMIT_AF_INET6         lbLbLimit = 6
+	lbLbLimitLIMIT_VIPS                 lbLbLimit = 1024
+	lbLbLimitLIMIT_BACKEND_IDS          lbLbLimit = 16384
+	lbLbLimitLIMIT_FLOWS                lbLbLimit = 262144
+	lbLbLimitLIMIT_DSR_FLOWS            lbLbLimit = 262144
+	lbLbLimitLIMIT_FRAGS                lbLbLimit = 8192
+	lbLbLimitLIMIT_LB_SOURCES           lbLbLimit = 256
+	lbLbLimitLIMIT_VIP_FILTER_WORDS     lbLbLimit = 1024
+	lbLbLimitLIMIT_VIP_FILTER_MUL       lbLbLimit = 2654435761
+	lbLbLimitLIMIT_GUE_PORT             lbLbLimit = 6080
+	lbLbLimitLIMIT_PROBE_MARK           lbLbLimit = 1279393792
+	lbLbLimitLIMIT_PROBE_MARK_MASK      lbLbLimit = 4294901760
+	lbLbLimitLIMIT_VIP_F_GUE            lbLbLimit = 1
+	lbLbLimitLIMIT_VIP_F_QUIC           lbLbLimit = 2
+	lbLbLimitLIMIT_BE_F_V6              lbLbLimit = 1
+	lbLbLimitLIMIT_BE_F_DOWN            lbLbLimit = 2
+	lbLbLimitLIMIT_AF_INET              lbLbLimit = 4
+	lbLbLimitLIMIT_AF_INET6             lbLbLimit = 6
+	lbLbLimitLIMIT_ADOPTED_FLOWS        lbLbLimit = 262144
+	lbLbLimitLIMIT_ADOPTED_FILTER_SHIFT lbLbLimit = 12
+	lbLbLimitLIMIT_ADOPTED_FILTER_WORDS lbLbLimit = 16384
 )
 
 type lbReason uint32
@@ -174,12 +191,17 @@ type lbVipMeta struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	lbMapAdoptedFilter     = "adopted_filter"
+	lbMapAdoptedV4         = "adopted_v4"
+	lbMapAdoptedV6         = "adopted_v6"
 	lbMapBackendStats      = "backend_stats"
 	lbMapBackends          = "backends"
 	lbMapEvents            = "events"
 	lbMapFlood             = "flood"
 	lbMapFlowsV4           = "flows_v4"
 	lbMapFlowsV6           = "flows_v6"
+	lbMapFlowsyncCtl       = "flowsync_ctl"
+	lbMapFlowsyncEvents    = "flowsync_events"
 	lbMapFragsV4           = "frags_v4"
 	lbMapFragsV6           = "frags_v6"
 	lbMapLbCtl             = "lb_ctl"
@@ -200,6 +222,7 @@ const (
 	lbVarEncapSrcV4        = "encap_src_v4"
 	lbVarEncapSrcV6        = "encap_src_v6"
 	lbVarEventMax          = "event_max"
+	lbVarFlowsyncEventMax  = "flowsync_event_max"
 	lbVarGuePort           = "gue_port"
 	lbVarHashSeed          = "hash_seed"
 	lbVarLbLimitBtf        = "lb_limit_btf"
@@ -258,22 +281,27 @@ type lbProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbMapSpecs struct {
-	BackendStats *ebpf.MapSpec `ebpf:"backend_stats"`
-	Backends     *ebpf.MapSpec `ebpf:"backends"`
-	Events       *ebpf.MapSpec `ebpf:"events"`
-	Flood        *ebpf.MapSpec `ebpf:"flood"`
-	FlowsV4      *ebpf.MapSpec `ebpf:"flows_v4"`
-	FlowsV6      *ebpf.MapSpec `ebpf:"flows_v6"`
-	FragsV4      *ebpf.MapSpec `ebpf:"frags_v4"`
-	FragsV6      *ebpf.MapSpec `ebpf:"frags_v6"`
-	LbCtl        *ebpf.MapSpec `ebpf:"lb_ctl"`
-	QuicServers  *ebpf.MapSpec `ebpf:"quic_servers"`
-	Rings        *ebpf.MapSpec `ebpf:"rings"`
-	Stats        *ebpf.MapSpec `ebpf:"stats"`
-	VipAddrs     *ebpf.MapSpec `ebpf:"vip_addrs"`
-	VipFilter    *ebpf.MapSpec `ebpf:"vip_filter"`
-	VipStats     *ebpf.MapSpec `ebpf:"vip_stats"`
-	Vips         *ebpf.MapSpec `ebpf:"vips"`
+	AdoptedFilter  *ebpf.MapSpec `ebpf:"adopted_filter"`
+	AdoptedV4      *ebpf.MapSpec `ebpf:"adopted_v4"`
+	AdoptedV6      *ebpf.MapSpec `ebpf:"adopted_v6"`
+	BackendStats   *ebpf.MapSpec `ebpf:"backend_stats"`
+	Backends       *ebpf.MapSpec `ebpf:"backends"`
+	Events         *ebpf.MapSpec `ebpf:"events"`
+	Flood          *ebpf.MapSpec `ebpf:"flood"`
+	FlowsV4        *ebpf.MapSpec `ebpf:"flows_v4"`
+	FlowsV6        *ebpf.MapSpec `ebpf:"flows_v6"`
+	FlowsyncCtl    *ebpf.MapSpec `ebpf:"flowsync_ctl"`
+	FlowsyncEvents *ebpf.MapSpec `ebpf:"flowsync_events"`
+	FragsV4        *ebpf.MapSpec `ebpf:"frags_v4"`
+	FragsV6        *ebpf.MapSpec `ebpf:"frags_v6"`
+	LbCtl          *ebpf.MapSpec `ebpf:"lb_ctl"`
+	QuicServers    *ebpf.MapSpec `ebpf:"quic_servers"`
+	Rings          *ebpf.MapSpec `ebpf:"rings"`
+	Stats          *ebpf.MapSpec `ebpf:"stats"`
+	VipAddrs       *ebpf.MapSpec `ebpf:"vip_addrs"`
+	VipFilter      *ebpf.MapSpec `ebpf:"vip_filter"`
+	VipStats       *ebpf.MapSpec `ebpf:"vip_stats"`
+	Vips           *ebpf.MapSpec `ebpf:"vips"`
 }
 
 // lbVariableSpecs contains global variables before they are loaded into the kernel.
@@ -288,6 +316,7 @@ type lbVariableSpecs struct {
 	EncapSrcV4        *ebpf.VariableSpec `ebpf:"encap_src_v4"`
 	EncapSrcV6        *ebpf.VariableSpec `ebpf:"encap_src_v6"`
 	EventMax          *ebpf.VariableSpec `ebpf:"event_max"`
+	FlowsyncEventMax  *ebpf.VariableSpec `ebpf:"flowsync_event_max"`
 	GuePort           *ebpf.VariableSpec `ebpf:"gue_port"`
 	HashSeed          *ebpf.VariableSpec `ebpf:"hash_seed"`
 	LbLimitBtf        *ebpf.VariableSpec `ebpf:"lb_limit_btf"`
@@ -316,32 +345,42 @@ func (o *lbObjects) Close() error {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbMaps struct {
-	BackendStats *ebpf.Map `ebpf:"backend_stats"`
-	Backends     *ebpf.Map `ebpf:"backends"`
-	Events       *ebpf.Map `ebpf:"events"`
-	Flood        *ebpf.Map `ebpf:"flood"`
-	FlowsV4      *ebpf.Map `ebpf:"flows_v4"`
-	FlowsV6      *ebpf.Map `ebpf:"flows_v6"`
-	FragsV4      *ebpf.Map `ebpf:"frags_v4"`
-	FragsV6      *ebpf.Map `ebpf:"frags_v6"`
-	LbCtl        *ebpf.Map `ebpf:"lb_ctl"`
-	QuicServers  *ebpf.Map `ebpf:"quic_servers"`
-	Rings        *ebpf.Map `ebpf:"rings"`
-	Stats        *ebpf.Map `ebpf:"stats"`
-	VipAddrs     *ebpf.Map `ebpf:"vip_addrs"`
-	VipFilter    *ebpf.Map `ebpf:"vip_filter"`
-	VipStats     *ebpf.Map `ebpf:"vip_stats"`
-	Vips         *ebpf.Map `ebpf:"vips"`
+	AdoptedFilter  *ebpf.Map `ebpf:"adopted_filter"`
+	AdoptedV4      *ebpf.Map `ebpf:"adopted_v4"`
+	AdoptedV6      *ebpf.Map `ebpf:"adopted_v6"`
+	BackendStats   *ebpf.Map `ebpf:"backend_stats"`
+	Backends       *ebpf.Map `ebpf:"backends"`
+	Events         *ebpf.Map `ebpf:"events"`
+	Flood          *ebpf.Map `ebpf:"flood"`
+	FlowsV4        *ebpf.Map `ebpf:"flows_v4"`
+	FlowsV6        *ebpf.Map `ebpf:"flows_v6"`
+	FlowsyncCtl    *ebpf.Map `ebpf:"flowsync_ctl"`
+	FlowsyncEvents *ebpf.Map `ebpf:"flowsync_events"`
+	FragsV4        *ebpf.Map `ebpf:"frags_v4"`
+	FragsV6        *ebpf.Map `ebpf:"frags_v6"`
+	LbCtl          *ebpf.Map `ebpf:"lb_ctl"`
+	QuicServers    *ebpf.Map `ebpf:"quic_servers"`
+	Rings          *ebpf.Map `ebpf:"rings"`
+	Stats          *ebpf.Map `ebpf:"stats"`
+	VipAddrs       *ebpf.Map `ebpf:"vip_addrs"`
+	VipFilter      *ebpf.Map `ebpf:"vip_filter"`
+	VipStats       *ebpf.Map `ebpf:"vip_stats"`
+	Vips           *ebpf.Map `ebpf:"vips"`
 }
 
 func (m *lbMaps) Close() error {
 	return _LbClose(
+		m.AdoptedFilter,
+		m.AdoptedV4,
+		m.AdoptedV6,
 		m.BackendStats,
 		m.Backends,
 		m.Events,
 		m.Flood,
 		m.FlowsV4,
 		m.FlowsV6,
+		m.FlowsyncCtl,
+		m.FlowsyncEvents,
 		m.FragsV4,
 		m.FragsV6,
 		m.LbCtl,
@@ -367,6 +406,7 @@ type lbVariables struct {
 	EncapSrcV4        *ebpf.Variable `ebpf:"encap_src_v4"`
 	EncapSrcV6        *ebpf.Variable `ebpf:"encap_src_v6"`
 	EventMax          *ebpf.Variable `ebpf:"event_max"`
+	FlowsyncEventMax  *ebpf.Variable `ebpf:"flowsync_event_max"`
 	GuePort           *ebpf.Variable `ebpf:"gue_port"`
 	HashSeed          *ebpf.Variable `ebpf:"hash_seed"`
 	LbLimitBtf        *ebpf.Variable `ebpf:"lb_limit_btf"`

@@ -362,6 +362,9 @@ func TestNamesCoverEnumsAndMapsFitLimits(t *testing.T) {
 	if len(eventNames) != int(lbFlowEventEVENT_MAX) {
 		t.Errorf("%d event names for %d events", len(eventNames), lbFlowEventEVENT_MAX)
 	}
+	if len(flowSyncEventNames) != int(lbFlowsyncEventFLOWSYNC_EVENT_MAX) {
+		t.Errorf("%d flow sync event names for %d events", len(flowSyncEventNames), lbFlowsyncEventFLOWSYNC_EVENT_MAX)
+	}
 	if len(hostReasonNames) != int(backendhostReasonREASON_MAX) {
 		t.Errorf("%d backend host reason names for %d reasons", len(hostReasonNames), backendhostReasonREASON_MAX)
 	}
@@ -390,7 +393,12 @@ func TestNamesCoverEnumsAndMapsFitLimits(t *testing.T) {
 		{lbSpec, "stats", int(lbReasonREASON_MAX)},
 		{lbSpec, "frags_v4", maxFrags},
 		{lbSpec, "frags_v6", maxFrags},
+		{lbSpec, "adopted_v4", MaxAdoptedFlows},
+		{lbSpec, "adopted_v6", MaxAdoptedFlows},
+		{lbSpec, "flowsync_events", int(lbFlowsyncEventFLOWSYNC_EVENT_MAX)},
+		{lbSpec, "adopted_filter", adoptedFilterWords},
 		{hostSpec, "served_vips", MaxVIPs},
+		{hostSpec, "misdelivered", MaxVIPs},
 		{hostSpec, "lb_sources_v4", MaxLBSources},
 		{hostSpec, "lb_sources_v6", MaxLBSources},
 		{hostSpec, "be_stats", int(backendhostReasonREASON_MAX)},

@@ -38,7 +38,7 @@ func loadLB(cfg Config) (*LB, error) {
 			return nil, err
 		}
 		opts.Maps.PinPath = mapDir
-		if err := replaceStaleCounters(spec, mapDir, []string{"stats", "events"}, cfg.Logger.Warn); err != nil {
+		if err := replaceStaleCounters(spec, mapDir, []string{"stats", "events", "flowsync_events"}, cfg.Logger.Warn); err != nil {
 			return nil, err
 		}
 	} else {

@@ -82,6 +82,10 @@ type Options struct {
 	// method but Shutdown (which waits for it). Calls coalesce: one call may
 	// cover many changes.
 	OnChange func()
+	// OnFlows receives the flow sync messages other nodes send (SendFlows),
+	// from memberlist's goroutines: it must not block. The slice is the
+	// callee's.
+	OnFlows func(msg []byte)
 }
 
 // Cluster is this node's membership in the cluster of LB nodes.
@@ -92,6 +96,7 @@ type Cluster struct {
 	reg        prometheus.Registerer
 	metrics    *metrics
 	onChange   func()
+	onFlows    func([]byte)
 	ml         *memberlist.Memberlist
 	broadcasts *stateQueue
 	meta       atomic.Pointer[[]byte] // node meta, read by memberlist at any time
@@ -173,6 +178,7 @@ func New(opts Options) (*Cluster, error) {
 		reg:      reg,
 		metrics:  newMetrics(),
 		onChange: opts.OnChange,
+		onFlows:  opts.OnFlows,
 		states: map[string]NodeView{opts.NodeName: {
 			ConfigDigest: opts.ConfigDigest,
 			Version:      uint64(time.Now().UnixNano()),

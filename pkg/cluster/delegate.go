@@ -28,6 +28,10 @@ func (d *delegate) NodeMeta(limit int) []byte {
 // NotifyMsg receives a broadcast or a direct message. buf is only valid
 // during the call; decoding copies what is kept.
 func (d *delegate) NotifyMsg(buf []byte) {
+	if len(buf) > 0 && messageType(buf[0]) == msgFlows {
+		d.c.receiveFlows(buf[1:])
+		return
+	}
 	t, states, err := decodeMessage(buf)
 	if err != nil {
 		d.c.log.Warn("drop cluster message", "err", err)

@@ -21,6 +21,9 @@ const (
 	// msgPushPull carries every node state this node knows, in memberlist's
 	// periodic TCP push-pull and on join.
 	msgPushPull messageType = 2
+	// msgFlows carries a flow sync message (pkg/flowsync's own binary format), sent
+	// to each member over a stream (flows.go).
+	msgFlows messageType = 3
 )
 
 // metaVersion is the first byte of the node meta; the config digest follows.

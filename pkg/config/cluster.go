@@ -16,7 +16,8 @@ import (
 var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$`)
 
 func (d *decoder) cluster(f *fields) *Cluster {
-	c := &Cluster{Bind: netip.AddrPortFrom(netip.IPv4Unspecified(), DefaultClusterPort), Quorum: DefaultQuorum}
+	c := &Cluster{Bind: netip.AddrPortFrom(netip.IPv4Unspecified(), DefaultClusterPort), Quorum: DefaultQuorum,
+		FlowSync: DefaultFlowSync}
 	if f == nil {
 		return c
 	}
@@ -53,6 +54,7 @@ func (d *decoder) cluster(f *fields) *Cluster {
 		d.warnf(f.node, "cluster", "no secret_file: gossip between LB nodes is neither encrypted nor authenticated")
 	}
 	oneOf(f, "quorum", &c.Quorum, cluster.Quorums()...)
+	f.bool("flow_sync", &c.FlowSync)
 	return c
 }
 

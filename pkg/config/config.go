@@ -36,6 +36,7 @@ const (
 	DefaultAPIAddr     = "127.0.0.1:9177"
 	DefaultClusterPort = 7946 // cluster.bind's port when it names none; bind defaults to 0.0.0.0
 	DefaultQuorum      = cluster.QuorumMajority
+	DefaultFlowSync    = true                       // cluster.flow_sync
 	DefaultRingSize    = consistenthash.DefaultSize // up to 655 backends with weight > 0; more get a larger size (consistenthash.SizeFor)
 	DefaultEncap       = EncapIPIP
 	// DefaultHealthType probes a VIP without a health section with a TCP connect. The other
@@ -99,6 +100,8 @@ type Cluster struct {
 	Join       []string       // host:port of other LB nodes (a host may be a DNS name); the port defaults to Bind's
 	SecretFile string         // gossip key file; Load makes a relative path relative to the config file
 	Quorum     cluster.Quorum // default majority
+	// FlowSync shares the flows at risk with the other nodes (pkg/flowsync); default on.
+	FlowSync bool
 }
 
 // VIP is one virtual service: an address, a port (0 = all ports) and a protocol.
@@ -258,7 +261,7 @@ func (d *decoder) config(doc *yaml.Node) *Config {
 		f.missing("node")
 	}
 	if f.has("cluster") {
-		c.Cluster = d.cluster(f.sub("cluster", "bind", "join", "secret_file", "quorum"))
+		c.Cluster = d.cluster(f.sub("cluster", "bind", "join", "secret_file", "quorum", "flow_sync"))
 	}
 	if f.has("bgp") {
 		c.BGP = d.bgp(f.sub("bgp", "asn", "router_id", "hold_time", "announce_delay", "shutdown_drain", "communities", "med", "peers"))

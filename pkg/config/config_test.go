@@ -115,6 +115,7 @@ vips:
 			Join:       []string{"198.18.0.3:7946", "lb4.example:7000", "[2001:db8::4]:7946"},
 			SecretFile: "gossip.key",
 			Quorum:     "majority",
+			FlowSync:   true,
 		},
 		VIPs: []VIP{{
 			Name: "web", Address: netip.MustParseAddr("198.18.0.10"), Port: 80, Protocol: "tcp", Proto: 6,
@@ -203,7 +204,7 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (Cluster{Bind: netip.MustParseAddrPort("0.0.0.0:7946"), Quorum: "majority"}); !cmp.Equal(*c.Cluster, want, cmpNetip...) {
+	if want := (Cluster{Bind: netip.MustParseAddrPort("0.0.0.0:7946"), Quorum: "majority", FlowSync: true}); !cmp.Equal(*c.Cluster, want, cmpNetip...) {
 		t.Errorf("cluster defaults: %+v", c.Cluster)
 	}
 }
@@ -532,6 +533,10 @@ func TestParseErrors(t *testing.T) {
 		in:      base + "cluster: {secret_file: k, quorum: most}\n",
 		wantErr: `t.yaml:10:35: cluster.quorum: "most" is not one of majority, any, all`,
 	}, {
+		name:    "flow_sync not a boolean",
+		in:      base + "cluster: {secret_file: k, flow_sync: yes}\n",
+		wantErr: `t.yaml:10:38: cluster.flow_sync: "yes" is not a boolean (true or false)`,
+	}, {
 		name:    "cluster bind name",
 		in:      base + "cluster: {secret_file: k, bind: 'lb1:7946'}\n",
 		wantErr: `t.yaml:10:33: cluster.bind: "lb1:7946" is not an IP address, IP:port or :port`,
@@ -719,6 +724,8 @@ func TestClusterSection(t *testing.T) {
 	}{
 		{in: "{secret_file: k}", bind: "0.0.0.0:7946", quorum: cluster.QuorumMajority},
 		{in: "{secret_file: k, bind: 198.18.0.2, quorum: any}", bind: "198.18.0.2:7946", quorum: cluster.QuorumAny},
+		{in: "{secret_file: k, flow_sync: false}", bind: "0.0.0.0:7946", quorum: cluster.QuorumMajority},
+		{in: "{secret_file: k, flow_sync: true}", bind: "0.0.0.0:7946", quorum: cluster.QuorumMajority},
 		{in: "{secret_file: k, bind: ':7000', join: [198.18.0.3], quorum: all}", bind: "0.0.0.0:7000",
 			join: []string{"198.18.0.3:7000"}, quorum: cluster.QuorumAll},
 		{in: "{bind: '[2001:db8::2]:7001', join: ['lb2.example']}", bind: "[2001:db8::2]:7001",
@@ -730,6 +737,9 @@ func TestClusterSection(t *testing.T) {
 			continue
 		}
 		cc := c.Cluster
+		if cc.FlowSync != !strings.Contains(tc.in, "flow_sync: false") {
+			t.Errorf("%s: flow_sync %v", tc.in, cc.FlowSync)
+		}
 		if cc.Bind != netip.MustParseAddrPort(tc.bind) || !slices.Equal(cc.Join, tc.join) || cc.Quorum != tc.quorum {
 			t.Errorf("%s: bind %s, join %q, quorum %q; want %s, %q, %q", tc.in, cc.Bind, cc.Join, cc.Quorum, tc.bind, tc.join, tc.quorum)
 		}
