@@ -38,7 +38,7 @@ func init() {
 	paths = append(paths,
 		Path{Key: "icmp_err_hit", Lookups: append([]string{"vip_filter", "vips", "events", "flows_v4", "backends"}, send...),
 			Helpers: []string{"xdp_adjust_head"}, Reason: "tx", Event: "icmp_error"},
-		Path{Key: "icmp_err_ring", Lookups: append([]string{"vip_filter", "vips", "events", "flows_v4", "rings", "ring (inner)", "backends"}, send...),
+		Path{Key: "icmp_err_ring", Lookups: append([]string{"vip_filter", "vips", "events", "flows_v4", "flowsync_ctl", "rings", "ring (inner)", "backends"}, send...),
 			Helpers: []string{"xdp_adjust_head"}, Reason: "tx", Event: "icmp_error"},
 		Path{Key: "frag_first", Lookups: append([]string{"vip_filter", "events", "flows_v4", "backends", "events"}, send...),
 			Updates: []string{"frags_v4"}, Helpers: []string{"xdp_adjust_head"}, Reason: "tx", Event: "fragment, lru_hit"},
