@@ -18,7 +18,13 @@ enum reason {
 				 * lengths): dropped */
 	REASON_RESTORED,	/* reply source rewritten back to the VIP */
 	REASON_REFUSED_SOURCE,	/* tunnelled packet from outside the LB nodes' sources: dropped */
-	REASON_REFUSED_VIP, /* tunnelled packet for a VIP this backend does not serve: dropped */
+	REASON_REFUSED_VIP,    /* tunnelled packet for a VIP this backend does not serve: dropped */
+	REASON_DECAP_FRAGMENT, /* a fragment decapsulated, its destination rewritten (the
+				* first one's flow recorded) (be_edge.h) */
+	REASON_DECAP_ICMP_ERROR, /* an ICMP error about a flow served here, decapsulated and
+				  * rewritten so that the kernel finds the socket (be_edge.h) */
+	REASON_REFUSED_FRAGMENT, /* a later fragment whose first fragment was not taken here:
+				  * dropped */
 	REASON_MAX,
 };
 
@@ -68,6 +74,39 @@ struct {
 	__type(value, struct reply_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dsr_flows_v6 SEC(".maps");
+
+/* replies in fragments whose first fragment was given the VIP back, keyed {this host, the
+ * client, IP id, protocol}: the VIP their later fragments take (be_reply_frag.h). Not
+ * pinned: an entry matters while the fragments leave. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_FRAGS);
+	__type(key, struct frag_key_v4);
+	__type(value, struct reply_val);
+} dsr_reply_frags_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_FRAGS);
+	__type(key, struct frag_key_v6);
+	__type(value, struct reply_val);
+} dsr_reply_frags_v6 SEC(".maps");
+
+/* datagrams in fragments whose first fragment was taken: their later fragments, which
+ * carry no ports to check, are taken too (be_edge.h). Not pinned, like the LB's. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_FRAGS);
+	__type(key, struct frag_key_v4);
+	__type(value, __u32);
+} dsr_frags_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_FRAGS);
+	__type(key, struct frag_key_v6);
+	__type(value, __u32);
+} dsr_frags_v6 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

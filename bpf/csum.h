@@ -36,6 +36,15 @@ static __always_inline __u16 csum_replace4(__u16 check, __u32 from, __u32 to)
 	return csum_fold32(sum);
 }
 
+/* the same for one 16-bit word */
+static __always_inline __u16 csum_replace2(__u16 check, __u16 from, __u16 to)
+{
+	__u32 sum = (__u16)~check;
+
+	sum += (__u16)~from + to;
+	return csum_fold32(sum);
+}
+
 /* the largest message csum_bytes sums: a 4 KiB page holds any frame XDP sees without
  * multi-buffer support */
 #define CSUM_MAX_BYTES 4096

@@ -37,6 +37,11 @@
 #ifndef MAX_DSR_FLOWS
 #define MAX_DSR_FLOWS 262144
 #endif
+/* entries of each fragment table (per family, LB and backend): datagrams whose fragments
+ * are in flight; an entry is needed for microseconds, and the LRU recycles it */
+#ifndef MAX_FRAGS
+#define MAX_FRAGS 8192
+#endif
 /* source prefixes a backend accepts tunnelled packets from (per family) */
 #define MAX_LB_SOURCES 256
 
@@ -84,6 +89,7 @@ enum lb_limit {
 	LIMIT_BACKEND_IDS = MAX_BACKENDS, /* id 0 is never used */
 	LIMIT_FLOWS = MAX_FLOWS,
 	LIMIT_DSR_FLOWS = MAX_DSR_FLOWS,
+	LIMIT_FRAGS = MAX_FRAGS,
 	LIMIT_LB_SOURCES = MAX_LB_SOURCES,
 	LIMIT_VIP_FILTER_WORDS = VIP_FILTER_WORDS,
 	LIMIT_VIP_FILTER_MUL = VIP_FILTER_MUL,

@@ -20,14 +20,17 @@ enum reason {
 	REASON_DROP_ENCAP,	/* could not grow the packet for the outer header */
 	REASON_DROP_TOO_BIG,	/* too big once encapsulated, and fragmenting allowed (or no
 				 * room to answer) */
-	REASON_PASS_FRAGMENT,	/* IP fragment: not load balanced */
+	REASON_PASS_FRAGMENT,	/* IP fragment not for a VIP address, or not TCP or UDP: the
+				 * host's */
 	REASON_PROBE_TX,	/* a health probe encapsulated by tc_probe (egress) */
 	REASON_PROBE_DROP,	/* a marked probe whose backend is gone or whose headers are odd */
 	REASON_ICMP_ECHO,	/* an echo request to a VIP address, answered here */
 	REASON_ICMP_TOO_BIG, /* too big once encapsulated: the sender was told the size that fits */
-	REASON_DROP_BAD_SOURCE, /* for a VIP, from a source no flow may come from and no answer
-				 * may go to: broadcast, multicast, unspecified or loopback, or a
-				 * group MAC */
+	REASON_DROP_BAD_SOURCE,	 /* for a VIP, from a source no flow may come from and no answer
+				  * may go to: broadcast, multicast, unspecified or loopback, or a
+				  * group MAC */
+	REASON_DROP_FRAG_ORPHAN, /* a later fragment to a VIP address whose first fragment was
+				  * not seen: no ports, no flow, and the host cannot use it */
 	REASON_MAX,
 };
 
@@ -39,6 +42,10 @@ enum flow_event {
 	EVENT_SYN,
 	EVENT_SYN_UNRECORDED, /* a SYN during a flood: sent by the ring, not recorded */
 	EVENT_QUIC_CID,	      /* a QUIC short header sent to the server its connection id names */
+	EVENT_FRAGMENT,	      /* a fragment of a datagram to a VIP, balanced by the ports of its
+			       * first fragment (lb_edge.h) */
+	EVENT_ICMP_ERROR,     /* an ICMP error about a VIP's packet, for the backend of the flow
+			       * it quotes (lb_edge.h) */
 	EVENT_MAX,
 };
 
@@ -125,6 +132,22 @@ struct {
 	__type(value, struct flow_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } flows_v6 SEC(".maps");
+
+/* datagrams in fragments: the ports of each one's first fragment, so the later ones follow
+ * its flow (lb_edge.h). Not pinned: an entry matters while the fragments are in flight. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_FRAGS);
+	__type(key, struct frag_key_v4);
+	__type(value, struct frag_ports);
+} frags_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_FRAGS);
+	__type(key, struct frag_key_v6);
+	__type(value, struct frag_ports);
+} frags_v6 SEC(".maps");
 
 /* the SYN flood guard's window, per CPU; not pinned: it starts afresh with each program */
 struct flood_state {

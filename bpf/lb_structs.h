@@ -44,6 +44,30 @@ struct flow_key_v6 {
 	__u8 pad[3];
 };
 
+/* a datagram in fragments (frag.h), as each of its fragments names it: addresses, IP
+ * identification (16 bits in IPv4, 32 in IPv6's fragment header) and protocol */
+struct frag_key_v4 {
+	__be32 src;
+	__be32 dst;
+	__be16 id;
+	__u8 proto;
+	__u8 pad;
+};
+
+struct frag_key_v6 {
+	__be32 src[4];
+	__be32 dst[4];
+	__be32 id;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+/* LB side: the ports the first fragment carried, which lead the later ones to its flow */
+struct frag_ports {
+	__be16 sport;
+	__be16 dport;
+};
+
 struct flow_val {
 	__u32 backend_id;
 	__u32 gen; /* backend generation when recorded: a reused id does not inherit flows */

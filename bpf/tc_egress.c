@@ -25,6 +25,8 @@
 #include "parse.h"
 #include "csum.h"
 #include "gue.h"
+#include "icmp_err.h"
+#include "frag.h"
 #include "misdelivery.h"
 
 /* this backend's own addresses, for inner packets whose family differs from the outer
@@ -188,10 +190,11 @@ static __always_inline int rewrite_dst_v4(struct iphdr *ip, void *data_end, __be
 	return 0;
 }
 
-static __always_inline int rewrite_dst_v6(struct ipv6hdr *ip6, void *data_end, const __be32 *to,
-					  const struct inner *in, struct reply_key_v6 *k)
+/* (the L4 header at l4: right after the fixed header, or after a fragment header) */
+static __always_inline int rewrite_dst_v6(struct ipv6hdr *ip6, void *l4, void *data_end,
+					  const __be32 *to, const struct inner *in,
+					  struct reply_key_v6 *k)
 {
-	void *l4 = ip6 + 1;
 	__u16 *check;
 
 	if (in->proto == IPPROTO_TCP) {
@@ -241,6 +244,18 @@ static __always_inline void record_reply_flow(void *flows, const void *k,
 		*old = *dv;
 }
 
+#include "be_edge.h" /* edge packets: ICMP errors about served flows, fragments */
+
+/* where decap's self or self6 is in the frame: the outer destination (0: neither) */
+static __always_inline __u32 self_off(int l2len, __be32 self, const __be32 *self6)
+{
+	if (self)
+		return l2len + offsetof(struct iphdr, daddr);
+	if (self6)
+		return l2len + offsetof(struct ipv6hdr, daddr);
+	return 0;
+}
+
 /* decap one inner packet (IPv4 when inner_v4) that follows outer_len bytes of outer
  * headers, which say room bytes follow them; the outer header is addressed to 'self' (v4)
  * or 'self6'. The sender was checked against the LB nodes' sources. */
@@ -257,6 +272,13 @@ static __always_inline int decap(struct xdp_md *ctx, int l2len, int outer_len, _
 	void *inner = data + l2len + outer_len;
 	int c;
 
+	/* edge packets (be_edge.h): ICMP errors about a flow served here, and fragments; the
+	 * outer destination is this host's address, unless the families differ (4in6) */
+	c = decap_edge(ctx, l2len + outer_len, room, inner_v4, self_off(l2len, self, self6));
+	if (c == REASON_DECAP_ICMP_ERROR || c == REASON_DECAP_FRAGMENT)
+		goto strip;
+	if (c != EDGE_NONE)
+		goto refuse;
 	if (inner_v4) {
 		struct iphdr *ip = inner;
 		struct reply_key_v4 k = {};
@@ -298,7 +320,7 @@ static __always_inline int decap(struct xdp_md *ctx, int l2len, int outer_len, _
 			if (!(to[0] | to[1] | to[2] | to[3]))
 				__builtin_memcpy(to, dv.vip.v6, sizeof(to));
 		}
-		if (rewrite_dst_v6(ip6, data_end, to, &in, &k))
+		if (rewrite_dst_v6(ip6, ip6 + 1, data_end, to, &in, &k))
 			goto bad;
 		dv.vip_port = k.lport;
 		dv.family = LB_AF_INET6;
@@ -306,6 +328,7 @@ static __always_inline int decap(struct xdp_md *ctx, int l2len, int outer_len, _
 		if (in.proto == IPPROTO_TCP && !in.syn)
 			check_delivery_v6(ctx, &k, &dv, bytes); /* misdelivery.h */
 	}
+strip:
 	/* move the L2 header forward over the outer IP header */
 	if (data + sizeof(eth) + sizeof(vh) > data_end)
 		goto bad;
@@ -325,7 +348,7 @@ static __always_inline int decap(struct xdp_md *ctx, int l2len, int outer_len, _
 		__builtin_memcpy(data + sizeof(eth), &vh, sizeof(vh));
 	}
 	__builtin_memcpy(data, &eth, sizeof(eth));
-	be_count(REASON_DECAP, bytes);
+	be_count(c, bytes); /* REASON_DECAP, or an edge packet's */
 	return XDP_PASS;
 bad:
 	c = REASON_DECAP_MALFORMED;
@@ -446,6 +469,8 @@ static __always_inline int restore_port(struct __sk_buff *skb, int l4off, __be16
 	return bpf_skb_store_bytes(skb, l4off, &to, sizeof(to), 0);
 }
 
+#include "be_reply_frag.h" /* edge packets: replies in fragments */
+
 static __always_inline int egress_v4(struct __sk_buff *skb, int l2len)
 {
 	void *data = (void *)(long)skb->data;
@@ -462,6 +487,8 @@ static __always_inline int egress_v4(struct __sk_buff *skb, int l2len)
 
 	if ((void *)(ip + 1) > data_end || *(__u8 *)ip != IPV4_VER_IHL5)
 		return TCX_NEXT;
+	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)) /* edge packets: be_reply_frag.h */
+		return egress_frag_v4(skb, l2len);
 	/* the packet's length against skb->len, not data_end: a reply's payload may sit in
 	 * pages past the linear head */
 	len = bpf_ntohs(ip->tot_len);
@@ -509,6 +536,8 @@ static __always_inline int egress_v6(struct __sk_buff *skb, int l2len)
 
 	if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
 		return TCX_NEXT;
+	if (ip6->nexthdr == IPPROTO_FRAGMENT) /* edge packets: be_reply_frag.h */
+		return egress_frag_v6(skb, l2len);
 	len = bpf_ntohs(ip6->payload_len);
 	if (l2len + sizeof(*ip6) + len > skb->len ||
 	    parse_l4(ip6 + 1, len, data_end, ip6->nexthdr, &sport, &k.rport, &syn))

@@ -25,6 +25,8 @@
 #include "hash.h"
 #include "encap.h"
 #include "icmp.h"
+#include "icmp_err.h"
+#include "frag.h"
 #include "quic.h"
 #include "flowsync.h"
 
@@ -149,15 +151,24 @@ static __always_inline int icmp_verdict(struct xdp_md *ctx, int r, __u32 ok, __u
 	return verdict(ctx, failed, XDP_DROP);
 }
 
+/* edge packets (lb_edge.h, included after balance(), which they use) */
+static __always_inline int lb_icmp_error_v4(struct xdp_md *ctx, __u32 l2len);
+static __always_inline int lb_icmp_error_v6(struct xdp_md *ctx, __u32 l2len);
+
 /* ICMP to an IPv4 address: echo requests to a VIP are answered here (operators ping VIPs),
- * the rest is the host's */
+ * errors about a VIP's packet go to the backend of the flow they quote, the rest is the
+ * host's */
 static __always_inline int lb_icmp_v4(struct xdp_md *ctx, struct iphdr *ip, __u32 l2len,
 				      void *data_end)
 {
 	struct lb_icmp *ic = (void *)(ip + 1);
 	__be32 dst = ip->daddr;
 
-	if ((void *)(ic + 1) > data_end || ic->type != ICMP_TYPE_ECHO || ic->code)
+	if ((void *)(ic + 1) > data_end)
+		return verdict(ctx, REASON_PASS, XDP_PASS);
+	if (icmp_error_v4(ic->type)) /* edge packets: lb_edge.h */
+		return lb_icmp_error_v4(ctx, l2len);
+	if (ic->type != ICMP_TYPE_ECHO || ic->code)
 		return verdict(ctx, REASON_PASS, XDP_PASS);
 	if (!maybe_vip(vip_filter_bit_v4(dst)) || !is_vip_addr(&dst, LB_AF_INET))
 		return verdict(ctx, REASON_PASS, XDP_PASS);
@@ -171,7 +182,11 @@ static __always_inline int lb_icmp_v6(struct xdp_md *ctx, struct ipv6hdr *ip6, _
 	struct lb_icmp *ic = (void *)(ip6 + 1);
 	__be32 dst[4];
 
-	if ((void *)(ic + 1) > data_end || ic->type != ICMPV6_TYPE_ECHO_REQUEST || ic->code)
+	if ((void *)(ic + 1) > data_end)
+		return verdict(ctx, REASON_PASS, XDP_PASS);
+	if (icmp_error_v6(ic->type)) /* edge packets: lb_edge.h */
+		return lb_icmp_error_v6(ctx, l2len);
+	if (ic->type != ICMPV6_TYPE_ECHO_REQUEST || ic->code)
 		return verdict(ctx, REASON_PASS, XDP_PASS);
 	__builtin_memcpy(dst, &ip6->daddr, sizeof(dst));
 	if (!maybe_vip(vip_filter_bit_v6(dst)) || !is_vip_addr(dst, LB_AF_INET6))
@@ -399,6 +414,8 @@ static __always_inline int balance(struct xdp_md *ctx, const struct pkt *p, stru
 	return send(ctx, p, be, bid, hash);
 }
 
+#include "lb_edge.h" /* edge packets: ICMP errors and fragments of VIP flows */
+
 /* IPv4: an option-less, unfragmented TCP or UDP packet to a VIP is balanced; whatever the
  * ethertype says, the header's own version must be 4, since a GUE backend reads the
  * family from it, and the ports must lie inside the packet its total length describes */
@@ -418,8 +435,13 @@ static __always_inline int lb_ipv4(struct xdp_md *ctx, __u32 l2len)
 			return verdict(ctx, REASON_DROP_MALFORMED, XDP_DROP);
 		return verdict(ctx, REASON_PASS, XDP_PASS); /* options: not ours to balance */
 	}
-	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
-		return verdict(ctx, REASON_PASS_FRAGMENT, XDP_PASS);
+	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)) { /* edge packets: lb_edge.h */
+		int r = lb_frag_v4(ctx, l2len, &p, &vk, &fk);
+
+		if (r != FRAG_BALANCE)
+			return r;
+		goto flow;
+	}
 	if (ip->protocol == IPPROTO_ICMP)
 		return lb_icmp_v4(ctx, ip, l2len, data_end);
 	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
@@ -443,11 +465,13 @@ static __always_inline int lb_ipv4(struct xdp_md *ctx, __u32 l2len)
 	vk.port = fk.dport;
 	vk.proto = ip->protocol;
 	vk.family = LB_AF_INET;
+flow:
 	return balance(ctx, &p, &vk, &flows_v4, &fk);
 }
 
-/* IPv6: TCP or UDP right after the fixed header (extension headers, fragments among them,
- * are the host's); the version must be 6 and the ports inside the payload length */
+/* IPv6: TCP or UDP right after the fixed header, or after a fragment header (lb_edge.h);
+ * other extension headers are the host's. The version must be 6 and the ports inside the
+ * payload length. */
 static __always_inline int lb_ipv6(struct xdp_md *ctx, __u32 l2len)
 {
 	void *data = (void *)(long)ctx->data;
@@ -462,6 +486,13 @@ static __always_inline int lb_ipv6(struct xdp_md *ctx, __u32 l2len)
 		return verdict(ctx, REASON_DROP_MALFORMED, XDP_DROP);
 	if (ip6->nexthdr == IPPROTO_ICMPV6)
 		return lb_icmp_v6(ctx, ip6, l2len, data_end);
+	if (ip6->nexthdr == IPPROTO_FRAGMENT) { /* edge packets: lb_edge.h */
+		int r = lb_frag_v6(ctx, l2len, &p, &vk, &fk);
+
+		if (r != FRAG_BALANCE)
+			return r;
+		goto flow;
+	}
 	if (ip6->nexthdr != IPPROTO_TCP && ip6->nexthdr != IPPROTO_UDP)
 		return verdict(ctx, REASON_PASS, XDP_PASS);
 	__builtin_memcpy(fk.dst, &ip6->daddr, sizeof(fk.dst));
@@ -482,6 +513,7 @@ static __always_inline int lb_ipv6(struct xdp_md *ctx, __u32 l2len)
 	vk.port = fk.dport;
 	vk.proto = ip6->nexthdr;
 	vk.family = LB_AF_INET6;
+flow:
 	return balance(ctx, &p, &vk, &flows_v6, &fk);
 }
 

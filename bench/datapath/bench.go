@@ -109,6 +109,7 @@ func newBench() (_ *bench, err error) {
 		{name: "non-vip pass", key: "pass", lb: true, prog: lbp, frame: frame(client, other, 40002, false, true), want: 2},
 		{name: "icmp (non-vip)", key: "icmp", lb: true, prog: lbp, frame: icmpFrame(client, other), want: 2},
 	}
+	b.scenarios = append(b.scenarios, edgeScenarios(lbp)...)
 	if err := b.addFlowSync(); err != nil {
 		return nil, err
 	}

@@ -135,7 +135,9 @@ wait:
 	if st, err := b.Stats(); err == nil {
 		log.Info("backend counters", "decap", st.Counters["decap"].Packets,
 			"restored", st.Counters["restored"].Packets, "decap_malformed", st.Counters["decap_malformed"].Packets,
-			"refused_source", st.Counters["refused_source"].Packets, "refused_vip", st.Counters["refused_vip"].Packets)
+			"refused_source", st.Counters["refused_source"].Packets, "refused_vip", st.Counters["refused_vip"].Packets,
+			"decap_fragment", st.Counters["decap_fragment"].Packets, "decap_icmp_error", st.Counters["decap_icmp_error"].Packets,
+			"refused_fragment", st.Counters["refused_fragment"].Packets)
 	}
 	if *detach {
 		if err := b.Detach(); err != nil {

@@ -155,11 +155,11 @@ func printBGP(w io.Writer, b announce.Status, now time.Time) {
 
 func printCounters(w io.Writer, verdicts map[string]dataplane.Counter, events map[string]uint64) {
 	fmt.Fprintf(w, "\ncounters:")
-	for _, k := range []string{"tx", "pass", "pass_fragment", "drop_malformed", "drop_no_backend", "drop_encap_failed", "drop_too_big", "drop_bad_source"} {
+	for _, k := range []string{"tx", "pass", "pass_fragment", "drop_malformed", "drop_no_backend", "drop_encap_failed", "drop_too_big", "drop_bad_source", "drop_fragment_orphan"} {
 		fmt.Fprintf(w, " %s=%d", k, verdicts[k].Packets)
 	}
 	fmt.Fprintf(w, "\nflow table:")
-	for _, k := range []string{"lru_hit", "lru_miss", "lru_skip_down", "syn", "syn_unrecorded"} {
+	for _, k := range []string{"lru_hit", "lru_miss", "lru_skip_down", "syn", "syn_unrecorded", "quic_cid", "fragment", "icmp_error"} {
 		fmt.Fprintf(w, " %s=%d", k, events[k])
 	}
 	fmt.Fprintln(w)

@@ -57,7 +57,7 @@ type backendCollector struct {
 
 var (
 	descTunnelPackets = prometheus.NewDesc("lbd_tunnel_packets_total",
-		"Packets at this backend's end of the tunnel, by what happened to them: decap (decapsulated, VIP rewritten, flow recorded), restored (a reply given the VIP back as its source), decap_malformed, refused_source (not from an LB node), refused_vip (for a VIP not served here).",
+		"Packets at this backend's end of the tunnel, by what happened to them: decap (decapsulated, VIP rewritten, flow recorded), decap_fragment (a fragment of a datagram to a VIP), decap_icmp_error (an ICMP error about a flow served here, rewritten for the kernel), restored (a reply given the VIP back as its source), decap_malformed, refused_source (not from an LB node), refused_vip (for a VIP not served here), refused_fragment (a later fragment whose first was not taken).",
 		[]string{"reason"}, nil)
 	descTunnelBytes = prometheus.NewDesc("lbd_tunnel_bytes_total",
 		"Bytes at this backend's end of the tunnel, by reason as lbd_tunnel_packets_total.", []string{"reason"}, nil)

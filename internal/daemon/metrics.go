@@ -29,7 +29,7 @@ var (
 	descBytes = prometheus.NewDesc("lbd_dataplane_bytes_total",
 		"Bytes seen by xdp_lb, by what happened to them.", []string{"reason"}, nil)
 	descEvents = prometheus.NewDesc("lbd_dataplane_flow_events_total",
-		"Flow table events: lru_hit, lru_miss, lru_skip_down, syn, syn_unrecorded.", []string{"event"}, nil)
+		"Flow table events: lru_hit, lru_miss, lru_skip_down, syn, syn_unrecorded, quic_cid (a QUIC short header sent to the server its connection id names); fragment (a fragment balanced by its first fragment's ports), icmp_error (an ICMP error sent to the backend of the flow it quotes).", []string{"event"}, nil)
 	descVIPPackets = prometheus.NewDesc("lbd_vip_packets_total",
 		"Packets sent to a VIP's backends.", []string{"vip"}, nil)
 	descVIPBytes = prometheus.NewDesc("lbd_vip_bytes_total",

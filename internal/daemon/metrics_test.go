@@ -50,7 +50,7 @@ lbd_backend_up{backend="198.18.0.13",vip="web"} 0
 # TYPE lbd_dataplane_bytes_total counter
 lbd_dataplane_bytes_total{reason="pass"} 400
 lbd_dataplane_bytes_total{reason="tx"} 3000
-# HELP lbd_dataplane_flow_events_total Flow table events: lru_hit, lru_miss, lru_skip_down, syn, syn_unrecorded.
+# HELP lbd_dataplane_flow_events_total Flow table events: lru_hit, lru_miss, lru_skip_down, syn, syn_unrecorded, quic_cid (a QUIC short header sent to the server its connection id names); fragment (a fragment balanced by its first fragment's ports), icmp_error (an ICMP error sent to the backend of the flow it quotes).
 # TYPE lbd_dataplane_flow_events_total counter
 lbd_dataplane_flow_events_total{event="lru_hit"} 20
 lbd_dataplane_flow_events_total{event="lru_miss"} 10

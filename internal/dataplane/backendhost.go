@@ -53,11 +53,14 @@ const (
 )
 
 var hostReasonNames = map[backendhostReason]string{
-	backendhostReasonREASON_DECAP:           "decap",
-	backendhostReasonREASON_DECAP_MALFORMED: "decap_malformed",
-	backendhostReasonREASON_RESTORED:        "restored",
-	backendhostReasonREASON_REFUSED_SOURCE:  "refused_source",
-	backendhostReasonREASON_REFUSED_VIP:     "refused_vip",
+	backendhostReasonREASON_DECAP:            "decap",
+	backendhostReasonREASON_DECAP_MALFORMED:  "decap_malformed",
+	backendhostReasonREASON_RESTORED:         "restored",
+	backendhostReasonREASON_REFUSED_SOURCE:   "refused_source",
+	backendhostReasonREASON_REFUSED_VIP:      "refused_vip",
+	backendhostReasonREASON_DECAP_FRAGMENT:   "decap_fragment",
+	backendhostReasonREASON_DECAP_ICMP_ERROR: "decap_icmp_error",
+	backendhostReasonREASON_REFUSED_FRAGMENT: "refused_fragment",
 }
 
 // OpenBackendHost loads and attaches the backend programs on cfg.Interface, adopting pinned

@@ -19,6 +19,24 @@ type backendhostCounter struct {
 	Bytes   uint64
 }
 
+type backendhostFragKeyV4 struct {
+	_     structs.HostLayout
+	Src   uint32
+	Dst   uint32
+	Id    uint16
+	Proto uint8
+	Pad   uint8
+}
+
+type backendhostFragKeyV6 struct {
+	_     structs.HostLayout
+	Src   [4]uint32
+	Dst   [4]uint32
+	Id    uint32
+	Proto uint8
+	Pad   [3]uint8
+}
+
 type backendhostLbLimit uint32
 
 const (
@@ -26,6 +44,7 @@ const (
 	backendhostLbLimitLIMIT_BACKEND_IDS          backendhostLbLimit = 16384
 	backendhostLbLimitLIMIT_FLOWS                backendhostLbLimit = 262144
 	backendhostLbLimitLIMIT_DSR_FLOWS            backendhostLbLimit = 262144
+	backendhostLbLimitLIMIT_FRAGS                backendhostLbLimit = 8192
 	backendhostLbLimitLIMIT_LB_SOURCES           backendhostLbLimit = 256
 	backendhostLbLimitLIMIT_VIP_FILTER_WORDS     backendhostLbLimit = 1024
 	backendhostLbLimitLIMIT_VIP_FILTER_MUL       backendhostLbLimit = 2654435761
@@ -58,12 +77,15 @@ type backendhostLpmKeyV6 struct {
 type backendhostReason uint32
 
 const (
-	backendhostReasonREASON_DECAP           backendhostReason = 0
-	backendhostReasonREASON_DECAP_MALFORMED backendhostReason = 1
-	backendhostReasonREASON_RESTORED        backendhostReason = 2
-	backendhostReasonREASON_REFUSED_SOURCE  backendhostReason = 3
-	backendhostReasonREASON_REFUSED_VIP     backendhostReason = 4
-	backendhostReasonREASON_MAX             backendhostReason = 5
+	backendhostReasonREASON_DECAP            backendhostReason = 0
+	backendhostReasonREASON_DECAP_MALFORMED  backendhostReason = 1
+	backendhostReasonREASON_RESTORED         backendhostReason = 2
+	backendhostReasonREASON_REFUSED_SOURCE   backendhostReason = 3
+	backendhostReasonREASON_REFUSED_VIP      backendhostReason = 4
+	backendhostReasonREASON_DECAP_FRAGMENT   backendhostReason = 5
+	backendhostReasonREASON_DECAP_ICMP_ERROR backendhostReason = 6
+	backendhostReasonREASON_REFUSED_FRAGMENT backendhostReason = 7
+	backendhostReasonREASON_MAX              backendhostReason = 8
 )
 
 type backendhostReplyKeyV4 struct {
@@ -112,21 +134,25 @@ type backendhostVipKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	backendhostMapBeStats      = "be_stats"
-	backendhostMapDsrFlowsV4   = "dsr_flows_v4"
-	backendhostMapDsrFlowsV6   = "dsr_flows_v6"
-	backendhostMapLbSourcesV4  = "lb_sources_v4"
-	backendhostMapLbSourcesV6  = "lb_sources_v6"
-	backendhostMapMisdelivered = "misdelivered"
-	backendhostMapReturnStats  = "return_stats"
-	backendhostMapServedVips   = "served_vips"
-	backendhostProgTcEgress    = "tc_egress"
-	backendhostProgXdpDecap    = "xdp_decap"
-	backendhostVarGuePort      = "gue_port"
-	backendhostVarLbLimitBtf   = "lb_limit_btf"
-	backendhostVarLocalV4      = "local_v4"
-	backendhostVarLocalV6      = "local_v6"
-	backendhostVarReasonMax    = "reason_max"
+	backendhostMapBeStats         = "be_stats"
+	backendhostMapDsrFlowsV4      = "dsr_flows_v4"
+	backendhostMapDsrFlowsV6      = "dsr_flows_v6"
+	backendhostMapDsrFragsV4      = "dsr_frags_v4"
+	backendhostMapDsrFragsV6      = "dsr_frags_v6"
+	backendhostMapDsrReplyFragsV4 = "dsr_reply_frags_v4"
+	backendhostMapDsrReplyFragsV6 = "dsr_reply_frags_v6"
+	backendhostMapLbSourcesV4     = "lb_sources_v4"
+	backendhostMapLbSourcesV6     = "lb_sources_v6"
+	backendhostMapMisdelivered    = "misdelivered"
+	backendhostMapReturnStats     = "return_stats"
+	backendhostMapServedVips      = "served_vips"
+	backendhostProgTcEgress       = "tc_egress"
+	backendhostProgXdpDecap       = "xdp_decap"
+	backendhostVarGuePort         = "gue_port"
+	backendhostVarLbLimitBtf      = "lb_limit_btf"
+	backendhostVarLocalV4         = "local_v4"
+	backendhostVarLocalV6         = "local_v6"
+	backendhostVarReasonMax       = "reason_max"
 )
 
 // loadBackendhost returns the embedded CollectionSpec for backendhost.
@@ -179,14 +205,18 @@ type backendhostProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type backendhostMapSpecs struct {
-	BeStats      *ebpf.MapSpec `ebpf:"be_stats"`
-	DsrFlowsV4   *ebpf.MapSpec `ebpf:"dsr_flows_v4"`
-	DsrFlowsV6   *ebpf.MapSpec `ebpf:"dsr_flows_v6"`
-	LbSourcesV4  *ebpf.MapSpec `ebpf:"lb_sources_v4"`
-	LbSourcesV6  *ebpf.MapSpec `ebpf:"lb_sources_v6"`
-	Misdelivered *ebpf.MapSpec `ebpf:"misdelivered"`
-	ReturnStats  *ebpf.MapSpec `ebpf:"return_stats"`
-	ServedVips   *ebpf.MapSpec `ebpf:"served_vips"`
+	BeStats         *ebpf.MapSpec `ebpf:"be_stats"`
+	DsrFlowsV4      *ebpf.MapSpec `ebpf:"dsr_flows_v4"`
+	DsrFlowsV6      *ebpf.MapSpec `ebpf:"dsr_flows_v6"`
+	DsrFragsV4      *ebpf.MapSpec `ebpf:"dsr_frags_v4"`
+	DsrFragsV6      *ebpf.MapSpec `ebpf:"dsr_frags_v6"`
+	DsrReplyFragsV4 *ebpf.MapSpec `ebpf:"dsr_reply_frags_v4"`
+	DsrReplyFragsV6 *ebpf.MapSpec `ebpf:"dsr_reply_frags_v6"`
+	LbSourcesV4     *ebpf.MapSpec `ebpf:"lb_sources_v4"`
+	LbSourcesV6     *ebpf.MapSpec `ebpf:"lb_sources_v6"`
+	Misdelivered    *ebpf.MapSpec `ebpf:"misdelivered"`
+	ReturnStats     *ebpf.MapSpec `ebpf:"return_stats"`
+	ServedVips      *ebpf.MapSpec `ebpf:"served_vips"`
 }
 
 // backendhostVariableSpecs contains global variables before they are loaded into the kernel.
@@ -220,14 +250,18 @@ func (o *backendhostObjects) Close() error {
 //
 // It can be passed to loadBackendhostObjects or ebpf.CollectionSpec.LoadAndAssign.
 type backendhostMaps struct {
-	BeStats      *ebpf.Map `ebpf:"be_stats"`
-	DsrFlowsV4   *ebpf.Map `ebpf:"dsr_flows_v4"`
-	DsrFlowsV6   *ebpf.Map `ebpf:"dsr_flows_v6"`
-	LbSourcesV4  *ebpf.Map `ebpf:"lb_sources_v4"`
-	LbSourcesV6  *ebpf.Map `ebpf:"lb_sources_v6"`
-	Misdelivered *ebpf.Map `ebpf:"misdelivered"`
-	ReturnStats  *ebpf.Map `ebpf:"return_stats"`
-	ServedVips   *ebpf.Map `ebpf:"served_vips"`
+	BeStats         *ebpf.Map `ebpf:"be_stats"`
+	DsrFlowsV4      *ebpf.Map `ebpf:"dsr_flows_v4"`
+	DsrFlowsV6      *ebpf.Map `ebpf:"dsr_flows_v6"`
+	DsrFragsV4      *ebpf.Map `ebpf:"dsr_frags_v4"`
+	DsrFragsV6      *ebpf.Map `ebpf:"dsr_frags_v6"`
+	DsrReplyFragsV4 *ebpf.Map `ebpf:"dsr_reply_frags_v4"`
+	DsrReplyFragsV6 *ebpf.Map `ebpf:"dsr_reply_frags_v6"`
+	LbSourcesV4     *ebpf.Map `ebpf:"lb_sources_v4"`
+	LbSourcesV6     *ebpf.Map `ebpf:"lb_sources_v6"`
+	Misdelivered    *ebpf.Map `ebpf:"misdelivered"`
+	ReturnStats     *ebpf.Map `ebpf:"return_stats"`
+	ServedVips      *ebpf.Map `ebpf:"served_vips"`
 }
 
 func (m *backendhostMaps) Close() error {
@@ -235,6 +269,10 @@ func (m *backendhostMaps) Close() error {
 		m.BeStats,
 		m.DsrFlowsV4,
 		m.DsrFlowsV6,
+		m.DsrFragsV4,
+		m.DsrFragsV6,
+		m.DsrReplyFragsV4,
+		m.DsrReplyFragsV6,
 		m.LbSourcesV4,
 		m.LbSourcesV6,
 		m.Misdelivered,

@@ -85,10 +85,10 @@ func TestEdgeFixtures(t *testing.T) {
 	frag6 := serialize(t, &layers.Ethernet{SrcMAC: clientMAC, DstMAC: lbMAC, EthernetType: layers.EthernetTypeIPv6},
 		&layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolIPv6Fragment, SrcIP: client6.AsSlice(), DstIP: vip6.AsSlice()},
 		gopacket.Payload(append([]byte{6, 0, 0, 1, 0, 0, 0, 42}, l3(syn6)[40:]...)))
-	pass("ipv6 fragment header: the host's", frag6, "pass")
+	tx("ipv6 first fragment of a tcp syn: balanced by its ports", web6Key, client6, frag6, tcp(41101, 80, true, false))
 	fragLater := tcp(41104, 80, false, true)
 	fragLater.fragOff = 185
-	pass("ipv4 later fragment to a vip", packet(t, client, vip, fragLater), "pass_fragment")
+	drop("ipv4 later fragment to a vip, its first not seen", packet(t, client, vip, fragLater), "drop_fragment_orphan")
 	unreach := serialize(t, &layers.Ethernet{SrcMAC: clientMAC, DstMAC: lbMAC, EthernetType: layers.EthernetTypeIPv4},
 		&layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: client.AsSlice(), DstIP: vip.AsSlice()},
 		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodePort)},

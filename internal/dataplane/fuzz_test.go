@@ -74,6 +74,7 @@ func lbSeeds(tb testing.TB) [][]byte {
 	v6gue := packet(tb, client6, gue6Key.Addr, tcp(40006, 80, true, false))
 	v6gue[14] = 0x45
 	add(v6gue)
+	add(edgeLBSeeds(tb)...)
 	return seeds
 }
 
@@ -157,7 +158,7 @@ func checkXDPLB(lb *LB, vips map[VIPKey]VIP, in []byte) error {
 	case xdpTX, 4 /* XDP_REDIRECT */ :
 		switch reason {
 		case "tx":
-			return checkEncap(vips, in, out)
+			return checkEncap(lb, vips, in, out)
 		case "icmp_echo_reply":
 			return checkEchoReply(in, out)
 		case "icmp_too_big":
@@ -252,8 +253,8 @@ func martian(a netip.Addr) bool {
 }
 
 // checkEncap: out is in's IP packet, whole and unchanged, inside a valid outer header from
-// the LB to a backend of the VIP the packet is for.
-func checkEncap(vips map[VIPKey]VIP, in, out []byte) error {
+// the LB to a backend of the VIP the packet is for (innerVIP says which that is).
+func checkEncap(lb *LB, vips map[VIPKey]VIP, in, out []byte) error {
 	fi, err := parseFrame(in)
 	if err != nil {
 		return err
@@ -266,32 +267,16 @@ func checkEncap(vips map[VIPKey]VIP, in, out []byte) error {
 	if innerV6 && inner[0]>>4 != 6 || !innerV6 && inner[0] != 0x45 {
 		return fmt.Errorf("encapsulated an inner header of version %d (ethertype %#x)", inner[0]>>4, fi.etype)
 	}
-	// the inner packet's VIP and ports, which must lie inside it
-	var dst, src netip.Addr
-	var proto uint8
-	var l4 []byte
-	if innerV6 {
-		src, dst, proto, l4 = netip.AddrFrom16([16]byte(inner[8:24])), netip.AddrFrom16([16]byte(inner[24:40])), inner[6], inner[40:]
-	} else {
-		if binary.BigEndian.Uint16(inner[6:])&0x3fff != 0 {
-			return fmt.Errorf("encapsulated a fragment")
-		}
-		src, dst, proto, l4 = netip.AddrFrom4([4]byte(inner[12:16])), netip.AddrFrom4([4]byte(inner[16:20])), inner[9], inner[20:]
+	key, err := innerVIP(lb, inner, innerV6)
+	if err != nil {
+		return err
 	}
-	min := map[uint8]int{6: 20, 17: 8}[proto]
-	if min == 0 || len(l4) < min || proto == 6 && (int(l4[12]>>4) < 5 || int(l4[12]>>4)*4 > len(l4)) {
-		return fmt.Errorf("encapsulated proto %d with %d bytes of L4", proto, len(l4))
-	}
-	if martian(src) {
-		return fmt.Errorf("encapsulated a packet from %s", src)
-	}
-	dport := binary.BigEndian.Uint16(l4[2:])
-	v, ok := vips[VIPKey{Addr: dst, Port: dport, Proto: proto}]
+	v, ok := vips[key]
 	if !ok {
-		v, ok = vips[VIPKey{Addr: dst, Port: 0, Proto: proto}]
+		v, ok = vips[VIPKey{Addr: key.Addr, Port: 0, Proto: key.Proto}]
 	}
 	if !ok {
-		return fmt.Errorf("encapsulated a packet for %s:%d/%d, no VIP", dst, dport, proto)
+		return fmt.Errorf("encapsulated a packet for %s, no VIP", key)
 	}
 
 	fo, err := parseFrame(out)
@@ -475,6 +460,7 @@ func backendSeeds(tb testing.TB) [][]byte {
 			encapsulated(tb, beAddrs6[0], l3(packet(tb, client6, vip6, udp(40001, 53))), false, gue),
 			encapsulated(tb, beAddrs6[0], l3(packet(tb, client, vip, tcp(40002, 80, false, true))), true, gue))
 	}
+	seeds = append(seeds, edgeBackendSeeds(tb)...)
 	return append(seeds,
 		packet(tb, beAddrs[0], client, tcp(80, 40000, false, true)),
 		packet(tb, beAddrs6[0], client6, udp(53, 40001)),
@@ -553,7 +539,7 @@ func checkDecap(b *BackendHost, in []byte) error {
 	}
 	switch {
 	case ret == xdpDrop:
-		if len(moved) != 1 || !slices.Contains([]string{"decap_malformed", "refused_source", "refused_vip"}, moved[0]) {
+		if len(moved) != 1 || !slices.Contains([]string{"decap_malformed", "refused_source", "refused_vip", "refused_fragment"}, moved[0]) {
 			return fmt.Errorf("drop counted as %v", moved)
 		}
 		return nil
@@ -564,15 +550,16 @@ func checkDecap(b *BackendHost, in []byte) error {
 			return fmt.Errorf("uncounted pass changed the frame to %x", out)
 		}
 		return nil
-	case len(moved) != 1 || moved[0] != "decap":
+	case len(moved) != 1 || !slices.Contains([]string{"decap", "decap_fragment", "decap_icmp_error"}, moved[0]):
 		return fmt.Errorf("pass counted as %v", moved)
 	}
-	return checkDecapOutput(in, out)
+	return checkDecapOutput(b, moved[0], in, out)
 }
 
 // checkDecapOutput: in was a tunnelled packet from an LB source for a served VIP, and out
-// is its inner packet, addressed to this host, checksums right.
-func checkDecapOutput(in, out []byte) error {
+// is its inner packet, addressed to this host, checksums right (reason: what decap counted
+// it as; an edge packet's rewrite is checkDecapEdge's).
+func checkDecapOutput(b *BackendHost, reason string, in, out []byte) error {
 	fi, err := parseFrame(in)
 	if err != nil {
 		return err
@@ -625,6 +612,13 @@ func checkDecapOutput(in, out []byte) error {
 	if got == nil || len(got) != len(inner) {
 		return fmt.Errorf("output packet of %d bytes for an inner packet of %d", len(got), len(inner))
 	}
+	// the outer destination is this host's address, or for 4in6 the configured one
+	if !innerV6 && outerV6 {
+		self = beAddrs[decapSelf4]
+	}
+	if reason != "decap" {
+		return checkDecapEdge(b, reason, inner, got, self, innerV6)
+	}
 	var vipAddr, to netip.Addr
 	var proto uint8
 	var l4, gotL4 []byte
@@ -640,12 +634,8 @@ func checkDecapOutput(in, out []byte) error {
 		}
 		vipAddr, proto, l4, gotL4 = netip.AddrFrom4([4]byte(inner[16:20])), inner[9], inner[20:], got[20:]
 		to = netip.AddrFrom4([4]byte(got[16:20]))
-		want := self
-		if outerV6 {
-			want = beAddrs[decapSelf4]
-		}
-		if to != want {
-			return fmt.Errorf("inner destination %s, want this host's %s", to, want)
+		if to != self {
+			return fmt.Errorf("inner destination %s, want this host's %s", to, self)
 		}
 		if inetSum(inner[:20], 0) == 0xffff && inetSum(got[:20], 0) != 0xffff {
 			return fmt.Errorf("inner IPv4 checksum broken by the rewrite")
@@ -708,6 +698,9 @@ func checkEgress(b *BackendHost, in []byte) error {
 	pi, po := ipPacket(fi.l3, v6), ipPacket(fo.l3, v6)
 	if pi == nil || po == nil {
 		return fmt.Errorf("rewrote a frame with no whole IP packet")
+	}
+	if fragmentOf(pi, v6) {
+		return checkEgressFrag(b, pi, po, v6)
 	}
 	// what may change: the source address and port, and the checksums
 	var srcOff, srcLen, l4Off int

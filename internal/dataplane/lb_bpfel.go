@@ -50,7 +50,9 @@ const (
 	lbFlowEventEVENT_SYN            lbFlowEvent = 3
 	lbFlowEventEVENT_SYN_UNRECORDED lbFlowEvent = 4
 	lbFlowEventEVENT_QUIC_CID       lbFlowEvent = 5
-	lbFlowEventEVENT_MAX            lbFlowEvent = 6
+	lbFlowEventEVENT_FRAGMENT       lbFlowEvent = 6
+	lbFlowEventEVENT_ICMP_ERROR     lbFlowEvent = 7
+	lbFlowEventEVENT_MAX            lbFlowEvent = 8
 )
 
 type lbFlowKeyV4 struct {
@@ -93,6 +95,30 @@ const (
 	lbFlowsyncEventFLOWSYNC_EVENT_MAX     lbFlowsyncEvent = 2
 )
 
+type lbFragKeyV4 struct {
+	_     structs.HostLayout
+	Src   uint32
+	Dst   uint32
+	Id    uint16
+	Proto uint8
+	Pad   uint8
+}
+
+type lbFragKeyV6 struct {
+	_     structs.HostLayout
+	Src   [4]uint32
+	Dst   [4]uint32
+	Id    uint32
+	Proto uint8
+	Pad   [3]uint8
+}
+
+type lbFragPorts struct {
+	_     structs.HostLayout
+	Sport uint16
+	Dport uint16
+}
+
 type lbLbCtl struct {
 	_            structs.HostLayout
 	WildcardVips uint32
@@ -105,6 +131,7 @@ const (
 	lbLbLimitLIMIT_BACKEND_IDS          lbLbLimit = 16384
 	lbLbLimitLIMIT_FLOWS                lbLbLimit = 262144
 	lbLbLimitLIMIT_DSR_FLOWS            lbLbLimit = 262144
+	lbLbLimitLIMIT_FRAGS                lbLbLimit = 8192
 	lbLbLimitLIMIT_LB_SOURCES           lbLbLimit = 256
 	lbLbLimitLIMIT_VIP_FILTER_WORDS     lbLbLimit = 1024
 	lbLbLimitLIMIT_VIP_FILTER_MUL       lbLbLimit = 2654435761
@@ -125,19 +152,20 @@ const (
 type lbReason uint32
 
 const (
-	lbReasonREASON_PASS            lbReason = 0
-	lbReasonREASON_TX              lbReason = 1
-	lbReasonREASON_DROP_MALFORMED  lbReason = 2
-	lbReasonREASON_DROP_NO_BACKEND lbReason = 3
-	lbReasonREASON_DROP_ENCAP      lbReason = 4
-	lbReasonREASON_DROP_TOO_BIG    lbReason = 5
-	lbReasonREASON_PASS_FRAGMENT   lbReason = 6
-	lbReasonREASON_PROBE_TX        lbReason = 7
-	lbReasonREASON_PROBE_DROP      lbReason = 8
-	lbReasonREASON_ICMP_ECHO       lbReason = 9
-	lbReasonREASON_ICMP_TOO_BIG    lbReason = 10
-	lbReasonREASON_DROP_BAD_SOURCE lbReason = 11
-	lbReasonREASON_MAX             lbReason = 12
+	lbReasonREASON_PASS             lbReason = 0
+	lbReasonREASON_TX               lbReason = 1
+	lbReasonREASON_DROP_MALFORMED   lbReason = 2
+	lbReasonREASON_DROP_NO_BACKEND  lbReason = 3
+	lbReasonREASON_DROP_ENCAP       lbReason = 4
+	lbReasonREASON_DROP_TOO_BIG     lbReason = 5
+	lbReasonREASON_PASS_FRAGMENT    lbReason = 6
+	lbReasonREASON_PROBE_TX         lbReason = 7
+	lbReasonREASON_PROBE_DROP       lbReason = 8
+	lbReasonREASON_ICMP_ECHO        lbReason = 9
+	lbReasonREASON_ICMP_TOO_BIG     lbReason = 10
+	lbReasonREASON_DROP_BAD_SOURCE  lbReason = 11
+	lbReasonREASON_DROP_FRAG_ORPHAN lbReason = 12
+	lbReasonREASON_MAX              lbReason = 13
 )
 
 type lbVipKey struct {
@@ -174,6 +202,8 @@ const (
 	lbMapFlowsV6           = "flows_v6"
 	lbMapFlowsyncCtl       = "flowsync_ctl"
 	lbMapFlowsyncEvents    = "flowsync_events"
+	lbMapFragsV4           = "frags_v4"
+	lbMapFragsV6           = "frags_v6"
 	lbMapLbCtl             = "lb_ctl"
 	lbMapQuicServers       = "quic_servers"
 	lbMapRings             = "rings"
@@ -262,6 +292,8 @@ type lbMapSpecs struct {
 	FlowsV6        *ebpf.MapSpec `ebpf:"flows_v6"`
 	FlowsyncCtl    *ebpf.MapSpec `ebpf:"flowsync_ctl"`
 	FlowsyncEvents *ebpf.MapSpec `ebpf:"flowsync_events"`
+	FragsV4        *ebpf.MapSpec `ebpf:"frags_v4"`
+	FragsV6        *ebpf.MapSpec `ebpf:"frags_v6"`
 	LbCtl          *ebpf.MapSpec `ebpf:"lb_ctl"`
 	QuicServers    *ebpf.MapSpec `ebpf:"quic_servers"`
 	Rings          *ebpf.MapSpec `ebpf:"rings"`
@@ -324,6 +356,8 @@ type lbMaps struct {
 	FlowsV6        *ebpf.Map `ebpf:"flows_v6"`
 	FlowsyncCtl    *ebpf.Map `ebpf:"flowsync_ctl"`
 	FlowsyncEvents *ebpf.Map `ebpf:"flowsync_events"`
+	FragsV4        *ebpf.Map `ebpf:"frags_v4"`
+	FragsV6        *ebpf.Map `ebpf:"frags_v6"`
 	LbCtl          *ebpf.Map `ebpf:"lb_ctl"`
 	QuicServers    *ebpf.Map `ebpf:"quic_servers"`
 	Rings          *ebpf.Map `ebpf:"rings"`
@@ -347,6 +381,8 @@ func (m *lbMaps) Close() error {
 		m.FlowsV6,
 		m.FlowsyncCtl,
 		m.FlowsyncEvents,
+		m.FragsV4,
+		m.FragsV6,
 		m.LbCtl,
 		m.QuicServers,
 		m.Rings,

@@ -154,7 +154,7 @@ func TestXDPLBFixtures(t *testing.T) {
 	passCase("arp for the vip", arp, "pass")
 	frag := tcp(40000, 80, true, false)
 	frag.flags = layers.IPv4MoreFragments
-	passCase("ipv4 fragment to vip", packet(t, client, vip, frag), "pass_fragment")
+	encapCase("ipv4 first fragment to vip: balanced by its ports", webKey, client, frag)
 	opts := tcp(40000, 80, true, false)
 	opts.ipOptions = []layers.IPv4Option{{OptionType: 1}, {OptionType: 1}, {OptionType: 1}, {OptionType: 0}}
 	passCase("ipv4 options: left to the host", packet(t, client, vip, opts), "pass")
@@ -391,6 +391,8 @@ func TestNamesCoverEnumsAndMapsFitLimits(t *testing.T) {
 		{lbSpec, "quic_servers", MaxBackends + 1},
 		{lbSpec, "vip_filter", vipFilterWords},
 		{lbSpec, "stats", int(lbReasonREASON_MAX)},
+		{lbSpec, "frags_v4", maxFrags},
+		{lbSpec, "frags_v6", maxFrags},
 		{lbSpec, "adopted_v4", MaxAdoptedFlows},
 		{lbSpec, "adopted_v6", MaxAdoptedFlows},
 		{lbSpec, "flowsync_events", int(lbFlowsyncEventFLOWSYNC_EVENT_MAX)},
@@ -400,6 +402,10 @@ func TestNamesCoverEnumsAndMapsFitLimits(t *testing.T) {
 		{hostSpec, "lb_sources_v4", MaxLBSources},
 		{hostSpec, "lb_sources_v6", MaxLBSources},
 		{hostSpec, "be_stats", int(backendhostReasonREASON_MAX)},
+		{hostSpec, "dsr_frags_v4", maxFrags},
+		{hostSpec, "dsr_frags_v6", maxFrags},
+		{hostSpec, "dsr_reply_frags_v4", maxFrags},
+		{hostSpec, "dsr_reply_frags_v6", maxFrags},
 	} {
 		if got := int(c.spec.Maps[c.m].MaxEntries); got != c.want {
 			t.Errorf("map %s holds %d, the limit says %d", c.m, got, c.want)

@@ -19,6 +19,10 @@ const (
 	ProbeMarkBase = uint32(lbLbLimitLIMIT_PROBE_MARK)
 	ProbeMarkMask = uint32(lbLbLimitLIMIT_PROBE_MARK_MASK)
 
+	// maxFrags is the entries of each fragment table: datagrams in fragments whose later
+	// fragments are still to come (bpf/lb_edge.h, bpf/be_edge.h)
+	maxFrags = int(lbLbLimitLIMIT_FRAGS)
+
 	vipFilterWords = int(lbLbLimitLIMIT_VIP_FILTER_WORDS)
 	vipFilterMul   = uint32(lbLbLimitLIMIT_VIP_FILTER_MUL)
 	vipFlagGUE     = uint32(lbLbLimitLIMIT_VIP_F_GUE)

@@ -16,18 +16,19 @@ type Counter struct {
 // reasonNames name the data path's reasons (enum reason, bpf/lb_maps.h); a test checks every value
 // of the enum has a name.
 var reasonNames = map[lbReason]string{
-	lbReasonREASON_PASS:            "pass",
-	lbReasonREASON_TX:              "tx",
-	lbReasonREASON_DROP_MALFORMED:  "drop_malformed",
-	lbReasonREASON_DROP_NO_BACKEND: "drop_no_backend",
-	lbReasonREASON_DROP_ENCAP:      "drop_encap_failed",
-	lbReasonREASON_DROP_TOO_BIG:    "drop_too_big",
-	lbReasonREASON_PASS_FRAGMENT:   "pass_fragment",
-	lbReasonREASON_PROBE_TX:        "probe_tx",
-	lbReasonREASON_PROBE_DROP:      "probe_drop",
-	lbReasonREASON_ICMP_ECHO:       "icmp_echo_reply",
-	lbReasonREASON_ICMP_TOO_BIG:    "icmp_too_big",
-	lbReasonREASON_DROP_BAD_SOURCE: "drop_bad_source",
+	lbReasonREASON_PASS:             "pass",
+	lbReasonREASON_TX:               "tx",
+	lbReasonREASON_DROP_MALFORMED:   "drop_malformed",
+	lbReasonREASON_DROP_NO_BACKEND:  "drop_no_backend",
+	lbReasonREASON_DROP_ENCAP:       "drop_encap_failed",
+	lbReasonREASON_DROP_TOO_BIG:     "drop_too_big",
+	lbReasonREASON_PASS_FRAGMENT:    "pass_fragment",
+	lbReasonREASON_PROBE_TX:         "probe_tx",
+	lbReasonREASON_PROBE_DROP:       "probe_drop",
+	lbReasonREASON_ICMP_ECHO:        "icmp_echo_reply",
+	lbReasonREASON_ICMP_TOO_BIG:     "icmp_too_big",
+	lbReasonREASON_DROP_BAD_SOURCE:  "drop_bad_source",
+	lbReasonREASON_DROP_FRAG_ORPHAN: "drop_fragment_orphan",
 }
 
 var eventNames = map[lbFlowEvent]string{
@@ -37,6 +38,8 @@ var eventNames = map[lbFlowEvent]string{
 	lbFlowEventEVENT_SYN:            "syn",
 	lbFlowEventEVENT_SYN_UNRECORDED: "syn_unrecorded",
 	lbFlowEventEVENT_QUIC_CID:       "quic_cid",
+	lbFlowEventEVENT_FRAGMENT:       "fragment",
+	lbFlowEventEVENT_ICMP_ERROR:     "icmp_error",
 }
 
 // Stats is a snapshot of the LB's counters.
