@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lbdproj/lbd/internal/daemon"
+	"github.com/lbdproj/lbd/internal/wait"
 )
 
 // explainOn runs `lbd explain --json` on LB node i, inside its namespace, as an operator
@@ -46,6 +47,21 @@ func (s *sandbox) connectFrom(t *testing.T, src netip.AddrPort) (string, net.Con
 	return k.get(t), conn
 }
 
+// waitAgree polls lbd explain on every LB node until each says the nodes agree (same
+// config, same rings) about src's flow.
+func (s *sandbox) waitAgree(t *testing.T, ctx context.Context, src netip.AddrPort) {
+	t.Helper()
+	for i := range s.fleet.LBs {
+		var last daemon.Explanation
+		if err := wait.Until(20*time.Second, 50*time.Millisecond, func() (bool, error) {
+			last = s.explainOn(t, ctx, i, src)
+			return last.Agree, nil
+		}); err != nil {
+			t.Fatalf("lb%d: the nodes do not agree about %s: %v\n%+v", i, src, err, last)
+		}
+	}
+}
+
 func (s *sandbox) backendAddr(t *testing.T, name string) string {
 	t.Helper()
 	for _, h := range s.fleet.Backends {
@@ -68,6 +84,15 @@ func TestExplainAnswersWhereConnectionsGo(t *testing.T) {
 	defer cancel()
 	// a fixed local port, above the ephemeral range so no other connection takes it
 	src := netip.AddrPortFrom(s.fleet.Client.Addr, 61001)
+
+	// A prediction holds while the rings stand still: wait until every node has every
+	// backend active and publishes the rings the others have.
+	for _, b := range s.fleet.Backends {
+		if _, err := s.waitAll(ctx, []int{0, 1, 2}, b.Addr, "active", 20*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.waitAgree(t, ctx, src)
 
 	var predicted string
 	for i := range s.fleet.LBs {
@@ -126,6 +151,7 @@ func TestExplainAnswersWhereConnectionsGo(t *testing.T) {
 		}
 	}
 	src2 := netip.AddrPortFrom(s.fleet.Client.Addr, 61002)
+	s.waitAgree(t, ctx, src2) // the nodes publish their new rings a gossip round later
 	predicted = s.explainOn(t, ctx, 0, src2).Backend
 	if name2, _ := s.connectFrom(t, src2); s.backendAddr(t, name2) != predicted {
 		t.Fatalf("with %s down, explain predicted %s for %s, the connection reached %s", name, predicted, src2, name2)
