@@ -4,7 +4,9 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 
+	"github.com/lbdproj/lbd/internal/wait"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -77,10 +79,27 @@ func TestMisdeliveryCountsPacketsWithoutSocket(t *testing.T) {
 				if err := netlink.AddrAdd(lo, addr); err != nil {
 					t.Fatal(err)
 				}
+				waitLocal(t, c.self)
 				conn := openLoopback(t, c.network, netip.AddrPortFrom(c.self, 0).String())
 				checkMisdelivery(t, conn, c.self, c.vip)
 			})
 		})
+	}
+}
+
+// waitLocal waits until the kernel delivers to a, an address just added, locally. IPv6
+// installs an address's local route from a work queue, after the address is usable for
+// bind() and its prefix route exists: a connect() before it sends its SYN out of lo to no
+// local address and fails, a second later, with "network is unreachable" (seen on a busy
+// machine, 2 of 300 runs).
+func waitLocal(t *testing.T, a netip.Addr) {
+	t.Helper()
+	err := wait.Until(5*time.Second, 10*time.Millisecond, func() (bool, error) {
+		rs, err := netlink.RouteGet(a.AsSlice())
+		return err == nil && len(rs) > 0 && rs[0].Type == unix.RTN_LOCAL, nil
+	})
+	if err != nil {
+		t.Fatalf("no route to %s, an address of this namespace: %v", a, err)
 	}
 }
 
