@@ -59,15 +59,18 @@ type MethodResult struct {
 // Row is a scenario's figures by one method. Net is the time less the wrapper's own
 // (the wrap method only); the ratios are medians over rounds of the per-round ratios.
 type Row struct {
-	Scenario  string    `json:"scenario"`
-	Key       string    `json:"key"`
-	Floor     bool      `json:"floor"`
-	Median    float64   `json:"ns_median"`
-	P10       float64   `json:"ns_p10"`
-	P90       float64   `json:"ns_p90"`
-	Net       float64   `json:"ns_net,omitempty"`
-	XPass     float64   `json:"x_pass_floor,omitempty"`
-	XIPIP     float64   `json:"x_ipip_floor"`
+	Scenario string  `json:"scenario"`
+	Key      string  `json:"key"`
+	Floor    bool    `json:"floor"`
+	Median   float64 `json:"ns_median"`
+	P10      float64 `json:"ns_p10"`
+	P90      float64 `json:"ns_p90"`
+	Net      float64 `json:"ns_net,omitempty"`
+	XPass    float64 `json:"x_pass_floor,omitempty"`
+	XIPIP    float64 `json:"x_ipip_floor"`
+	// a new flow's row (miss) as a ratio to the flow-insert floor: what xdp_lb spends on a
+	// new flow beyond the lookup and insert every stateful balancer pays
+	XInsert   float64   `json:"x_insert_floor,omitempty"`
 	RoundMeds []float64 `json:"round_medians"`
 }
 
@@ -103,6 +106,8 @@ func newBench() (_ *bench, err error) {
 	b.scenarios = []scenario{
 		{name: "floor: XDP_PASS", key: "floor_pass", floor: true, prog: b.floors.XdpPassFloor, frame: ack, want: 2},
 		{name: "floor: IPIP push + XDP_TX", key: "floor_ipip", floor: true, prog: b.floors.XdpIpipFloor, frame: ack, want: 3},
+		{name: "floor: flow insert + IPIP push + XDP_TX", key: "floor_insert", floor: true, prog: b.floors.XdpInsertFloor,
+			frame: frame(client, vip, 1, false, true), vary: true, want: 3},
 		{name: "lru hit (ack)", key: "hit", lb: true, prog: lbp, frame: ack, want: 3},
 		{name: "lru miss (distinct flows)", key: "miss", lb: true, prog: lbp, frame: frame(client, vip, 1, false, true), vary: true, want: 3},
 		{name: "syn", key: "syn", lb: true, prog: lbp, frame: frame(client, vip, 40001, true, false), want: 3},
@@ -254,33 +259,43 @@ func (b *bench) roundsIdx(scs []scenario, per int, sample func(int) func(scenari
 // rows sums up the samples. With wrapFloor (the wrap method), net is a row's median less
 // that of its wrapper floor, and the ratios are of net times; otherwise of the times.
 func rows(scs []scenario, samples [][][]time.Duration, wrapFloor map[bool]int) []Row {
-	passIdx, ipipIdx := -1, -1
+	passIdx, ipipIdx, insertIdx := -1, -1, -1
 	for i, s := range scs {
 		switch s.key {
 		case "floor_pass":
 			passIdx = i
 		case "floor_ipip":
 			ipipIdx = i
+		case "floor_insert":
+			insertIdx = i
 		}
 	}
+	newFlow := func(s scenario) bool { return s.vary && !s.floor && insertIdx >= 0 }
 	var out []Row
 	for i, s := range scs {
 		all := slices.Concat(samples[i]...)
 		r := Row{Scenario: s.name, Key: s.key, Floor: s.floor, Median: pct(all, 0.5), P10: pct(all, 0.1), P90: pct(all, 0.9)}
 		// per-round ratios, then their median: the host's speed drifts between rounds
-		var xp, xi []float64
+		var xp, xi, xn []float64
 		for k := range samples[i] {
 			m := pct(samples[i][k], 0.5)
 			r.RoundMeds = append(r.RoundMeds, m)
 			if wrapFloor == nil {
 				xp = append(xp, m/pct(samples[passIdx][k], 0.5))
 				xi = append(xi, m/pct(samples[ipipIdx][k], 0.5))
+				if newFlow(s) {
+					xn = append(xn, m/pct(samples[insertIdx][k], 0.5))
+				}
 				continue
 			}
 			wf := pct(samples[wrapFloor[s.vary]][k], 0.5)
 			ipip := pct(samples[ipipIdx][k], 0.5) - pct(samples[wrapFloor[false]][k], 0.5)
 			xi = append(xi, (m-wf)/ipip)
+			if newFlow(s) {
+				xn = append(xn, (m-wf)/(pct(samples[insertIdx][k], 0.5)-wf))
+			}
 		}
+		r.XInsert = median(xn)
 		if wrapFloor == nil {
 			r.XPass = median(xp)
 		} else {

@@ -8,16 +8,35 @@ import (
 	_ "embed"
 	"fmt"
 	"io"
+	"structs"
 
 	"github.com/cilium/ebpf"
 )
+
+type floorFloorFlowKey struct {
+	_     structs.HostLayout
+	Src   uint32
+	Dst   uint32
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Pad   [3]uint8
+}
+
+type floorFloorFlowVal struct {
+	_         structs.HostLayout
+	BackendId uint32
+	Gen       uint32
+}
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	floorProgXdpIpipFloor = "xdp_ipip_floor"
-	floorProgXdpPassFloor = "xdp_pass_floor"
+	floorMapFloorFlows      = "floor_flows"
+	floorProgXdpInsertFloor = "xdp_insert_floor"
+	floorProgXdpIpipFloor   = "xdp_ipip_floor"
+	floorProgXdpPassFloor   = "xdp_pass_floor"
 )
 
 // loadFloor returns the embedded CollectionSpec for floor.
@@ -62,14 +81,16 @@ type floorSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type floorProgramSpecs struct {
-	XdpIpipFloor *ebpf.ProgramSpec `ebpf:"xdp_ipip_floor"`
-	XdpPassFloor *ebpf.ProgramSpec `ebpf:"xdp_pass_floor"`
+	XdpInsertFloor *ebpf.ProgramSpec `ebpf:"xdp_insert_floor"`
+	XdpIpipFloor   *ebpf.ProgramSpec `ebpf:"xdp_ipip_floor"`
+	XdpPassFloor   *ebpf.ProgramSpec `ebpf:"xdp_pass_floor"`
 }
 
 // floorMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type floorMapSpecs struct {
+	FloorFlows *ebpf.MapSpec `ebpf:"floor_flows"`
 }
 
 // floorVariableSpecs contains global variables before they are loaded into the kernel.
@@ -98,10 +119,13 @@ func (o *floorObjects) Close() error {
 //
 // It can be passed to loadFloorObjects or ebpf.CollectionSpec.LoadAndAssign.
 type floorMaps struct {
+	FloorFlows *ebpf.Map `ebpf:"floor_flows"`
 }
 
 func (m *floorMaps) Close() error {
-	return _FloorClose()
+	return _FloorClose(
+		m.FloorFlows,
+	)
 }
 
 // floorVariables contains all global variables after they have been loaded into the kernel.
@@ -114,12 +138,14 @@ type floorVariables struct {
 //
 // It can be passed to loadFloorObjects or ebpf.CollectionSpec.LoadAndAssign.
 type floorPrograms struct {
-	XdpIpipFloor *ebpf.Program `ebpf:"xdp_ipip_floor"`
-	XdpPassFloor *ebpf.Program `ebpf:"xdp_pass_floor"`
+	XdpInsertFloor *ebpf.Program `ebpf:"xdp_insert_floor"`
+	XdpIpipFloor   *ebpf.Program `ebpf:"xdp_ipip_floor"`
+	XdpPassFloor   *ebpf.Program `ebpf:"xdp_pass_floor"`
 }
 
 func (p *floorPrograms) Close() error {
 	return _FloorClose(
+		p.XdpInsertFloor,
 		p.XdpIpipFloor,
 		p.XdpPassFloor,
 	)

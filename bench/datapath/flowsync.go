@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/lbdproj/lbd/internal/dataplane"
 )
@@ -34,10 +35,11 @@ func (b *bench) addFlowSync() error {
 	if un, err := a.Put(adopted); err != nil || len(un) > 0 {
 		return fmt.Errorf("adopt: %v (%d unresolved)", err, len(un))
 	}
-	miss := b.scenarios[3]
-	if miss.key != "miss" {
-		return fmt.Errorf("scenario 3 is %s, not the miss", miss.key)
+	i := slices.IndexFunc(b.scenarios, func(s scenario) bool { return s.key == "miss" })
+	if i < 0 {
+		return fmt.Errorf("no miss scenario")
 	}
+	miss := b.scenarios[i]
 	b.scenarios = append(b.scenarios, scenario{name: "lru miss, 1000 adopted flows", key: "adopted_miss", lb: true,
 		prog: lb.XDPProgram(), frame: miss.frame, vary: true, want: 3, on: lb})
 	return nil

@@ -135,6 +135,7 @@ func (b *bench) programs() []ProgramInfo {
 		{"xdp_lb", b.lb.XDPProgram()},
 		{"floor: XDP_PASS", b.floors.XdpPassFloor},
 		{"floor: IPIP push + XDP_TX", b.floors.XdpIpipFloor},
+		{"floor: flow insert + IPIP push + XDP_TX", b.floors.XdpInsertFloor},
 		{"wrapper", b.wrap.XdpWrap},
 		{"wrapper, new flow per run", b.wrap.XdpWrapVary},
 	} {

@@ -26,18 +26,18 @@ func printMethod(m MethodResult) {
 	fmt.Printf("%d samples per scenario (%d runs each), %.1f s\n", m.Samples, m.RunsPer, m.Seconds)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	if m.Method == "call" {
-		fmt.Fprintf(tw, "scenario\tns median\tp10\tp90\t× XDP_PASS\t× IPIP floor\t\n")
+		fmt.Fprintf(tw, "scenario\tns median\tp10\tp90\t× XDP_PASS\t× IPIP floor\t× insert floor\t\n")
 		for _, r := range m.Rows {
-			fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.0f\t%.2f\t%.2f\t\n", r.Scenario, r.Median, r.P10, r.P90, r.XPass, r.XIPIP)
+			fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.0f\t%.2f\t%.2f\t%s\t\n", r.Scenario, r.Median, r.P10, r.P90, r.XPass, r.XIPIP, xInsert(r))
 		}
 	} else {
-		fmt.Fprintf(tw, "scenario\tns/run median\tp10\tp90\tnet ns\tnet × IPIP floor net\t\n")
+		fmt.Fprintf(tw, "scenario\tns/run median\tp10\tp90\tnet ns\tnet × IPIP floor net\tnet × insert floor net\t\n")
 		for _, r := range m.Rows {
 			x := fmt.Sprintf("%.2f", r.XIPIP)
-			if r.Floor && r.Key != "floor_ipip" {
+			if r.Floor && r.Key != "floor_ipip" && r.Key != "floor_insert" {
 				x = "-"
 			}
-			fmt.Fprintf(tw, "%s\t%.1f\t%.0f\t%.0f\t%.1f\t%s\t\n", r.Scenario, r.Median, r.P10, r.P90, r.Net, x)
+			fmt.Fprintf(tw, "%s\t%.1f\t%.0f\t%.0f\t%.1f\t%s\t%s\t\n", r.Scenario, r.Median, r.P10, r.P90, r.Net, x, xInsert(r))
 		}
 	}
 	tw.Flush()
@@ -47,8 +47,11 @@ func printMethod(m MethodResult) {
 		fmt.Println("ratios: per round, the median's ratio to the floor's median; the median of those over the rounds")
 	} else {
 		fmt.Println("net: the median less the wrapper floor's (the XDP_PASS floor row: restore, tail call, empty program; for the")
-		fmt.Println("  miss row the wrapper floor with a new flow per run); × IPIP floor net: net / (IPIP floor − wrapper floor), per round")
+		fmt.Println("  rows with a new flow per run, the wrapper floor with a new flow per run); × IPIP floor net: net / (IPIP floor −")
+		fmt.Println("  wrapper floor), per round; × insert floor net: a new flow's net / the insert floor's net")
 	}
+	fmt.Println("insert floor: a flow lookup that misses and an insert into an LRU hash shaped like xdp_lb's flows_v4, then the")
+	fmt.Println("  IPIP floor's work; a new flow's row (miss) beside it shows what xdp_lb adds to what every stateful balancer pays")
 	fmt.Println()
 }
 
@@ -95,4 +98,12 @@ func printPaths(r Results) {
 			strings.Join(p.Updates, " "), strings.Join(p.Helpers, " "), counted)
 	}
 	tw.Flush()
+}
+
+// xInsert is a new flow's ratio to the flow-insert floor, or "-" for the other rows.
+func xInsert(r Row) string {
+	if r.XInsert == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", r.XInsert)
 }

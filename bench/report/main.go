@@ -278,7 +278,7 @@ func datapathSection(md *strings.Builder, dir string, d datapathResults) error {
 				fmt.Fprintf(md, " %.0f (%.0f–%.0f) | %.2f | %.2f |", r.Median, r.P10, r.P90, r.XPass, r.XIPIP)
 			} else {
 				x := fmt.Sprintf("%.2f", r.XIPIP)
-				if strings.HasPrefix(k, "floor_") && k != "floor_ipip" {
+				if strings.HasPrefix(k, "floor_") && k != "floor_ipip" && k != "floor_insert" {
 					x = "-"
 				}
 				fmt.Fprintf(md, " %.0f (%.0f–%.0f) | %.0f | %s |", r.Median, r.P10, r.P90, r.Net, x)
