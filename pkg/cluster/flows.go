@@ -23,7 +23,9 @@ func (c *Cluster) FlowPeers() []string {
 }
 
 // SendFlows sends msg, a flow sync message, to the member named node over a stream (TCP),
-// and fails when it is not a live member or the stream fails.
+// and fails when it is not a live member or the stream fails. Each message has a stream of
+// its own and the receiver reads streams concurrently, so two messages may arrive in
+// either order: each must stand alone.
 func (c *Cluster) SendFlows(node string, msg []byte) error {
 	for _, n := range c.ml.Members() {
 		if n.Name == node {
