@@ -159,32 +159,42 @@ func (lb *LB) backendEntry(id uint32) (lbBackend, error) {
 // flowEntry is f's entry in its family's flow table, judged as flow_backend judges it; nil
 // when there is none.
 func (lb *LB) flowEntry(f Flow) (*FlowEntry, error) {
+	val, ok, err := lookupFlow(lb.objs.FlowsV4, lb.objs.FlowsV6, f)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return lb.judgeEntry(val, nil), nil
+}
+
+// lookupFlow reads f's value from v4 or v6 (a flow table or an adopted-flow map) by its
+// family; false when it has none.
+func lookupFlow(v4, v6 *ebpf.Map, f Flow) (lbFlowVal, bool, error) {
 	var val lbFlowVal
 	var err error
 	if f.Src.Is4() {
-		s, d := f.Src.As4(), f.Dst.As4()
-		key := lbFlowKeyV4{Src: le(s[:]), Dst: le(d[:]), Sport: htons(f.SrcPort), Dport: htons(f.DstPort), Proto: f.Proto}
-		err = lb.objs.FlowsV4.Lookup(&key, &val)
+		err = v4.Lookup(keyV4(f), &val)
 	} else {
-		key := lbFlowKeyV6{Sport: htons(f.SrcPort), Dport: htons(f.DstPort), Proto: f.Proto}
-		s, d := f.Src.As16(), f.Dst.As16()
-		for i := range 4 {
-			key.Src[i], key.Dst[i] = le(s[4*i:]), le(d[4*i:])
-		}
-		err = lb.objs.FlowsV6.Lookup(&key, &val)
+		err = v6.Lookup(keyV6(f), &val)
 	}
 	if errors.Is(err, ebpf.ErrKeyNotExist) {
-		return nil, nil
+		return val, false, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("look up flow: %w", err)
+		return val, false, fmt.Errorf("look up flow: %w", err)
 	}
+	return val, true, nil
+}
+
+// judgeEntry says whether a recorded backend id and generation still name a backend
+// xdp_lb would use, as flow_backend judges them; with vipID, also that the backend serves
+// that VIP, as adopted_backend does.
+func (lb *LB) judgeEntry(val lbFlowVal, vipID *uint32) *FlowEntry {
 	e := &FlowEntry{BackendID: val.BackendId, Generation: val.Gen}
 	be, err := lb.backendEntry(val.BackendId)
 	if err != nil {
 		// an id past the table: xdp_lb's lookup fails the same way and re-hashes
 		e.Stale, e.StaleReason = true, "backend id out of range"
-		return e, nil
+		return e
 	}
 	if be.Gen != 0 {
 		e.Backend = addrFrom(be.Addr.V6, be.Flags&beFlagV6 != 0)
@@ -196,8 +206,10 @@ func (lb *LB) flowEntry(f Flow) (*FlowEntry, error) {
 		e.Stale, e.StaleReason = true, fmt.Sprintf("the id now belongs to another backend (generation %d, the entry has %d)", be.Gen, val.Gen)
 	case be.Flags&beFlagDown != 0:
 		e.Stale, e.StaleReason = true, "the backend is down"
+	case vipID != nil && be.VipId != *vipID:
+		e.Stale, e.StaleReason = true, "the backend serves another VIP here"
 	}
-	return e, nil
+	return e
 }
 
 // ringSlot is the backend id in slot of ring ringID as xdp_lb sees it (0: none).
