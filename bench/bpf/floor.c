@@ -11,6 +11,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "ipip_push.h"
+#include "../../bpf/lb_structs.h"
 
 SEC("xdp")
 int xdp_pass_floor(struct xdp_md *ctx)
@@ -30,28 +31,14 @@ int xdp_ipip_floor(struct xdp_md *ctx)
 	return XDP_TX;
 }
 
-/* xdp_lb's flows_v4 as the benchmark loads it: the key and value sizes, the default size
- * (config.DefaultFlowTableSize) and per-CPU LRU lists */
-struct floor_flow_key {
-	__be32 src;
-	__be32 dst;
-	__be16 sport;
-	__be16 dport;
-	__u8 proto;
-	__u8 pad[3];
-};
-
-struct floor_flow_val {
-	__u32 backend_id;
-	__u32 gen;
-};
-
+/* xdp_lb's flows_v4 as the benchmark loads it: its key and value (lb_structs.h) and per-CPU
+ * LRU lists; the benchmark sizes it as it sizes xdp_lb's (loadFloors) */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1 << 20);
 	__uint(map_flags, BPF_F_NO_COMMON_LRU);
-	__type(key, struct floor_flow_key);
-	__type(value, struct floor_flow_val);
+	__type(key, struct flow_key_v4);
+	__type(value, struct flow_val);
 } floor_flows SEC(".maps");
 
 SEC("xdp")
@@ -59,8 +46,8 @@ int xdp_insert_floor(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct floor_flow_val v = {.backend_id = 1, .gen = 1};
-	struct floor_flow_key k = {};
+	struct flow_val v = {.backend_id = 1, .gen = 1};
+	struct flow_key_v4 k = {};
 	struct ethhdr *eth = data;
 	struct iphdr *ip = (void *)(eth + 1);
 	struct tcphdr *tcp = (void *)(ip + 1);

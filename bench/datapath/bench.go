@@ -95,7 +95,7 @@ func newBench() (_ *bench, err error) {
 	if err := applyVIP(b.lb, *nBE); err != nil {
 		return nil, err
 	}
-	if err := loadFloorObjects(&b.floors, nil); err != nil {
+	if err := loadFloors(&b.floors, lbConfig().FlowTableSize); err != nil {
 		return nil, fmt.Errorf("load floors: %w", err)
 	}
 	if err := loadWrapObjects(&b.wrap, nil); err != nil {
@@ -389,4 +389,15 @@ func pct(d []time.Duration, p float64) float64 {
 	s := slices.Clone(d)
 	slices.Sort(s)
 	return float64(s[int(p*float64(len(s)-1))].Nanoseconds())
+}
+
+// loadFloors loads the floor programs, the insert floor's table as large as xdp_lb's flow
+// tables (flows entries).
+func loadFloors(objs *floorObjects, flows uint32) error {
+	spec, err := loadFloor()
+	if err != nil {
+		return err
+	}
+	spec.Maps["floor_flows"].MaxEntries = flows
+	return spec.LoadAndAssign(objs, nil)
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type floorFloorFlowKey struct {
+type floorFlowKeyV4 struct {
 	_     structs.HostLayout
 	Src   uint32
 	Dst   uint32
@@ -23,7 +23,7 @@ type floorFloorFlowKey struct {
 	Pad   [3]uint8
 }
 
-type floorFloorFlowVal struct {
+type floorFlowVal struct {
 	_         structs.HostLayout
 	BackendId uint32
 	Gen       uint32
