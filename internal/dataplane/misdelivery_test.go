@@ -67,13 +67,7 @@ func TestMisdeliveryCountsPacketsWithoutSocket(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			inNewNetns(t, func() {
-				lo, err := netlink.LinkByName("lo")
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := netlink.LinkSetUp(lo); err != nil {
-					t.Fatal(err)
-				}
+				lo := upLoopback(t)
 				addr := &netlink.Addr{IPNet: &net.IPNet{IP: c.self.AsSlice(), Mask: net.CIDRMask(c.self.BitLen(), c.self.BitLen())},
 					Flags: unix.IFA_F_NODAD}
 				if err := netlink.AddrAdd(lo, addr); err != nil {

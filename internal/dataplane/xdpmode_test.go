@@ -33,19 +33,26 @@ func inNewNetns(t *testing.T, fn func()) {
 	fn()
 }
 
+// upLoopback sets lo up in the namespace of the calling thread (a new one: inNewNetns).
+func upLoopback(t *testing.T) netlink.Link {
+	t.Helper()
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetUp(lo); err != nil {
+		t.Fatal(err)
+	}
+	return lo
+}
+
 // TestXDPModes: auto runs natively where the driver can, and falls back to generic with a
 // reason where it cannot (loopback has no native XDP); native there is an error naming the
 // driver; generic is what was asked. Each reports the mode netlink sees.
 func TestXDPModes(t *testing.T) {
 	pins := mustBPFFS(t)
 	inNewNetns(t, func() {
-		lo, err := netlink.LinkByName("lo")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := netlink.LinkSetUp(lo); err != nil {
-			t.Fatal(err)
-		}
+		upLoopback(t)
 		open := func(mode XDPMode) (*LB, error) {
 			return OpenLB(Config{Interface: "lo", PinDir: pins, HashSeed: testSeed, XDPMode: mode,
 				EncapSource: lbAddr, FlowTableSize: 4096})
