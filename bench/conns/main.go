@@ -29,6 +29,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lbdproj/lbd/bench/internal/host"
 	"github.com/lbdproj/lbd/internal/testbed"
 )
 
@@ -114,7 +115,7 @@ func run() error {
 	}
 	testbed.Cleanup(prefix) // leftovers of killed runs; live runs hold their lock
 	res := Results{
-		Kernel: kernel(), CPU: cpuModel(), CPUs: runtime.NumCPU(), Rounds: *rounds,
+		Kernel: host.Kernel(), CPU: host.CPUModel(), CPUs: runtime.NumCPU(), Rounds: *rounds,
 		Seconds: duration.Seconds(), Connections: *conns, Threads: *threads, Backends: 3,
 		Load: wrkCommand("http://" + vip.String() + "/"),
 	}

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/lbdproj/lbd/bench/internal/host"
 )
 
 // Results is what a run measured, as -json writes it.
@@ -71,10 +73,10 @@ func (s *SetupResult) summarize() {
 	if len(v) == 0 {
 		return
 	}
-	s.Median, s.Min, s.Max = median(v), slices.Min(v), slices.Max(v)
+	s.Median, s.Min, s.Max = host.Median(v), slices.Min(v), slices.Max(v)
 	s.CPU = map[string]float64{}
 	for k, xs := range cpu {
-		s.CPU[k] = median(xs)
+		s.CPU[k] = host.Median(xs)
 	}
 }
 
@@ -96,7 +98,7 @@ func ratios(by map[string]*SetupResult) []Ratio {
 		if len(r.PerRound) == 0 {
 			continue
 		}
-		r.Median, r.Min, r.Max = median(r.PerRound), slices.Min(r.PerRound), slices.Max(r.PerRound)
+		r.Median, r.Min, r.Max = host.Median(r.PerRound), slices.Min(r.PerRound), slices.Max(r.PerRound)
 		out = append(out, r)
 	}
 	return out
@@ -138,7 +140,7 @@ func printResults(r Results) {
 		for _, run := range s.Runs {
 			b, st = append(b, run.MachineBusy), append(st, run.Steal)
 		}
-		busy = append(busy, fmt.Sprintf("%s %.0f%% (steal %.0f%%)", s.Key, 100*median(b), 100*median(st)))
+		busy = append(busy, fmt.Sprintf("%s %.0f%% (steal %.0f%%)", s.Key, 100*host.Median(b), 100*host.Median(st)))
 	}
 	fmt.Printf("machine busy during the measurements (median): %s\n", strings.Join(busy, ", "))
 	if len(r.Diagnosis) > 0 {
@@ -175,36 +177,4 @@ func joinF(v []float64) string {
 		s = append(s, fmt.Sprintf("%.2f", x))
 	}
 	return strings.Join(s, " ")
-}
-
-func median(v []float64) float64 {
-	s := slices.Sorted(slices.Values(v))
-	if len(s) == 0 {
-		return 0
-	}
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func kernel() string {
-	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
-	if err != nil {
-		return "?"
-	}
-	return strings.TrimSpace(string(b))
-}
-
-func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return "?"
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "?"
 }

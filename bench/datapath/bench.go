@@ -12,6 +12,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/lbdproj/lbd/bench/internal/host"
 	"github.com/lbdproj/lbd/internal/dataplane"
 	"github.com/lbdproj/lbd/pkg/consistenthash"
 )
@@ -295,13 +297,13 @@ func rows(scs []scenario, samples [][][]time.Duration, wrapFloor map[bool]int) [
 				xn = append(xn, (m-wf)/(pct(samples[insertIdx][k], 0.5)-wf))
 			}
 		}
-		r.XInsert = median(xn)
+		r.XInsert = host.Median(xn)
 		if wrapFloor == nil {
-			r.XPass = median(xp)
+			r.XPass = host.Median(xp)
 		} else {
 			r.Net = r.Median - pct(slices.Concat(samples[wrapFloor[s.vary]]...), 0.5)
 		}
-		r.XIPIP = median(xi)
+		r.XIPIP = host.Median(xi)
 		out = append(out, r)
 	}
 	return out
@@ -372,17 +374,6 @@ func serialize(ls ...gopacket.SerializableLayer) []byte {
 		panic(errors.Join(errors.New("serialize a benchmark frame"), err)) // the frames are fixed: a bug
 	}
 	return buf.Bytes()
-}
-
-func median(v []float64) float64 {
-	s := slices.Sorted(slices.Values(v))
-	if len(s) == 0 {
-		return 0
-	}
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func pct(d []time.Duration, p float64) float64 {

@@ -26,9 +26,11 @@ import (
 	"runtime"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/lbdproj/lbd/bench/internal/host"
 	"github.com/lbdproj/lbd/internal/dataplane"
 	"github.com/lbdproj/lbd/pkg/config"
-	"golang.org/x/sys/unix"
 )
 
 var (
@@ -99,7 +101,7 @@ func run() error {
 		return err
 	}
 	res := Results{
-		Kernel: kernel(), CPU: cpuModel(), CPUs: runtime.NumCPU(), PinnedCPU: *cpu,
+		Kernel: host.Kernel(), CPU: host.CPUModel(), CPUs: runtime.NumCPU(), PinnedCPU: *cpu,
 		Backends: *nBE, Rounds: *rounds, BPFStats: bpfStatsOn(),
 		Programs: b.programs(),
 		Paths:    paths,
@@ -147,27 +149,6 @@ func lbConfig() dataplane.Config {
 		MTU:           1600,
 		FlowTableSize: config.DefaultFlowTableSize,
 	}
-}
-
-func kernel() string {
-	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
-	if err != nil || len(b) == 0 {
-		return "?"
-	}
-	return string(b[:len(b)-1])
-}
-
-func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return "?"
-	}
-	for _, line := range splitLines(string(b)) {
-		if k, v, ok := cut(line, ":"); ok && k == "model name" {
-			return v
-		}
-	}
-	return "?"
 }
 
 // bpfStatsOn says whether kernel.bpf_stats_enabled is on: then every program run also

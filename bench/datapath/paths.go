@@ -157,10 +157,3 @@ func (b *bench) programs() []ProgramInfo {
 	}
 	return out
 }
-
-func splitLines(s string) []string { return strings.Split(s, "\n") }
-
-func cut(s, sep string) (string, string, bool) {
-	k, v, ok := strings.Cut(s, sep)
-	return strings.TrimSpace(k), strings.TrimSpace(v), ok
-}

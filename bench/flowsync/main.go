@@ -28,6 +28,8 @@ import (
 	"time"
 
 	metrics "github.com/hashicorp/go-metrics"
+
+	"github.com/lbdproj/lbd/bench/internal/host"
 	"github.com/lbdproj/lbd/internal/dataplane"
 	"github.com/lbdproj/lbd/internal/wait"
 	"github.com/lbdproj/lbd/pkg/cluster"
@@ -64,7 +66,7 @@ func main() {
 	check(err)
 	full := timeScans(scanner, *rounds)
 
-	fmt.Printf("flow sync cost: kernel %s, %d CPUs, Go %s\n", kernel(), runtime.NumCPU(), runtime.Version())
+	fmt.Printf("flow sync cost: kernel %s, %d CPUs, Go %s\n", host.Kernel(), runtime.NumCPU(), runtime.Version())
 	fmt.Printf("table: %d IPv4 flows in flows_v4, filled by %d ACKs through xdp_lb in %v\n",
 		st.Scanned, *nflows, filled.Round(time.Millisecond))
 	fmt.Printf("ring: rendezvous, 65537 slots; %d backends, then %d: %d flows at risk (%.2f%%)\n\n",
@@ -246,14 +248,6 @@ func median(d []time.Duration) time.Duration {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-func kernel() string {
-	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
-	if err != nil {
-		return "?"
-	}
-	return strings.TrimSpace(string(b))
-}
 
 func check(err error) {
 	if err != nil {

@@ -33,6 +33,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/lbdproj/lbd/bench/internal/host"
 )
 
 var (
@@ -107,7 +109,7 @@ func run() (err error) {
 	fmt.Printf("load average %s at the end\n", loadavg())
 	if *jsonOut != "" {
 		j, err := json.MarshalIndent(map[string]any{
-			"kernel": kernel(), "cpu": cpuModel(), "cpus": runtime.NumCPU(), "command": os.Args[1:],
+			"kernel": host.Kernel(), "cpu": host.CPUModel(), "cpus": runtime.NumCPU(), "command": os.Args[1:],
 			"seconds_per_cell": duration.Seconds(), "rounds": *rounds, "rows": rows,
 		}, "", "  ")
 		if err != nil {

@@ -9,13 +9,14 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/lbdproj/lbd/bench/internal/host"
 	"github.com/lbdproj/lbd/pkg/consistenthash"
 )
 
 func printHeader(b *bench, cells []*cell) {
 	visit := visitTime()
 	fmt.Printf("xdp_lb forwarding rate: real XDP (driver mode) on veths, gen ─ lb ─ sink (point-to-point, bpf_redirect)\n")
-	fmt.Printf("kernel %s, %d CPUs (%s), load average %s at start\n", kernel(), runtime.NumCPU(), cpuModel(), loadavg())
+	fmt.Printf("kernel %s, %d CPUs (%s), load average %s at start\n", host.Kernel(), runtime.NumCPU(), host.CPUModel(), loadavg())
 	fmt.Printf("command: go run ./bench/throughput %s\n", strings.Join(os.Args[1:], " "))
 	fmt.Printf("generator: BPF_PROG_TEST_RUN live frames, XDP_TX on gen's veth: %d-byte TCP ACKs to %s:80, batch %d, %d frames per call;\n",
 		*size, vip, *batch, *repeat)
@@ -73,13 +74,13 @@ func report(cells []*cell, progs []lbProg, patterns []*traffic) []Row {
 			for i := range r.roundsCore {
 				q = append(q, r.roundsCore[i]/f.roundsCore[i])
 			}
-			row.XIPIP = median(q)
+			row.XIPIP = host.Median(q)
 			ratio = fmt.Sprintf("%.2f", row.XIPIP)
 		}
 		rows = append(rows, row)
 		rs := slices.Sorted(slices.Values(r.rounds))
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%.2f\t%.2f/%.2f/%.2f\t%s\t%.0f%%\t%.2f\t%.0f\t%s\t%.1f%%\t%s\t\n", progs[c.prog].name, patterns[c.traffic].name,
-			c.threads, r.mpps(), rs[0], median(rs), rs[len(rs)-1], lbTx, 100*r.cpuSecs/(float64(c.threads)*r.secs), r.perCore(),
+			c.threads, r.mpps(), rs[0], host.Median(rs), rs[len(rs)-1], lbTx, 100*r.cpuSecs/(float64(c.threads)*r.secs), r.perCore(),
 			1e3/r.perCore(), ratio, 100*float64(r.sink)/float64(max(r.sent, 1)), lru)
 	}
 	tw.Flush()
@@ -100,35 +101,6 @@ func report(cells []*cell, progs []lbProg, patterns []*traffic) []Row {
 		}
 	}
 	return rows
-}
-
-func median(v []float64) float64 {
-	s := slices.Sorted(slices.Values(v))
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func kernel() string {
-	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
-	if err != nil {
-		return "?"
-	}
-	return strings.TrimSpace(string(b))
-}
-
-func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return "?"
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "?"
 }
 
 func loadavg() string {
