@@ -1,6 +1,7 @@
 package flowsync
 
 import (
+	"github.com/lbdproj/lbd/internal/promreg"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -87,22 +88,10 @@ func (m *metrics) collectors() []prometheus.Collector {
 
 // register registers every collector or none.
 func (m *metrics) register(r prometheus.Registerer) error {
-	var done []prometheus.Collector
-	for _, c := range m.collectors() {
-		if err := r.Register(c); err != nil {
-			for _, d := range done {
-				r.Unregister(d)
-			}
-			return err
-		}
-		done = append(done, c)
-	}
-	return nil
+	return promreg.Register(r, m.collectors()...)
 }
 
 // Unregister removes the metrics from r.
 func (s *Syncer) Unregister(r prometheus.Registerer) {
-	for _, c := range s.m.collectors() {
-		r.Unregister(c)
-	}
+	promreg.Unregister(r, s.m.collectors()...)
 }
