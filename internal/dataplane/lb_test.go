@@ -81,16 +81,23 @@ func runFixtures(t *testing.T, lb *LB, cases []fixture) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for reason, a := range after.Verdicts {
-				want := uint64(0)
-				if reason == c.wantReason {
-					want = 1
-				}
-				if got := a.Packets - before.Verdicts[reason].Packets; got != want {
-					t.Errorf("counter %s grew by %d, want %d", reason, got, want)
-				}
-			}
+			checkOneCounter(t, before.Verdicts, after.Verdicts, c.wantReason)
 		})
+	}
+}
+
+// checkOneCounter checks that of the counters, exactly one moved, by one packet: reason's
+// ("" when none may move).
+func checkOneCounter(t *testing.T, before, after map[string]Counter, reason string) {
+	t.Helper()
+	for name, a := range after {
+		want := uint64(0)
+		if name == reason {
+			want = 1
+		}
+		if got := a.Packets - before[name].Packets; got != want {
+			t.Errorf("counter %s grew by %d, want %d", name, got, want)
+		}
 	}
 }
 
