@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"net"
 	"net/http"
@@ -581,21 +580,6 @@ func hasLine(out string, parts ...string) bool {
 		}
 	}
 	return false
-}
-
-// try is keepAlive.get that reports an error instead of failing the test.
-func (k *keepAlive) try() (string, error) {
-	_ = k.conn.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := fmt.Fprintf(k.conn, "GET / HTTP/1.1\r\nHost: vip\r\n\r\n"); err != nil {
-		return "", err
-	}
-	resp, err := http.ReadResponse(k.r, nil)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return strings.TrimSpace(string(b)), err
 }
 
 // Withdrawing, with four nodes, lb0 and lb3 without BFD. SIGTERM: the node re-announces with

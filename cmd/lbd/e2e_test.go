@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -152,20 +153,38 @@ type keepAlive struct {
 	r    *bufio.Reader
 }
 
-func (k *keepAlive) get(t *testing.T) string {
-	t.Helper()
-	_ = k.conn.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := fmt.Fprintf(k.conn, "GET / HTTP/1.1\r\nHost: vip\r\n\r\n"); err != nil {
-		t.Fatalf("write on the established connection: %v", err)
+// request sends one GET for host on the connection, within timeout, and returns the
+// response's status and its body, trimmed (the backends answer with their name).
+func (k *keepAlive) request(host string, timeout time.Duration) (int, string, error) {
+	if err := k.conn.SetDeadline(time.Now().Add(timeout)); err != nil {
+		return 0, "", err
+	}
+	if _, err := fmt.Fprintf(k.conn, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", host); err != nil {
+		return 0, "", fmt.Errorf("write: %w", err)
 	}
 	resp, err := http.ReadResponse(k.r, nil)
 	if err != nil {
-		t.Fatalf("read on the established connection: %v", err)
+		return 0, "", fmt.Errorf("read: %w", err)
 	}
 	defer resp.Body.Close()
-	var b bytes.Buffer
-	_, _ = b.ReadFrom(resp.Body)
-	return strings.TrimSpace(b.String())
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(b)), err
+}
+
+// get is one request on the connection; the test fails when it does.
+func (k *keepAlive) get(t *testing.T) string {
+	t.Helper()
+	_, body, err := k.request("vip", 5*time.Second)
+	if err != nil {
+		t.Fatalf("on the established connection: %v", err)
+	}
+	return body
+}
+
+// try is get that reports an error instead of failing the test.
+func (k *keepAlive) try() (string, error) {
+	_, body, err := k.request("vip", 5*time.Second)
+	return body, err
 }
 
 func TestRestartKeepsEstablishedFlows(t *testing.T) {

@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -61,32 +59,20 @@ type flowSyncResult struct {
 
 // syncedConn is one long-lived HTTP/1.1 connection and the backend that answered on it.
 type syncedConn struct {
-	conn    net.Conn
-	r       *bufio.Reader
+	keepAlive
 	backend string
 }
 
 // request sends one GET on the connection and returns the body (the backend's name).
 func (k *syncedConn) request(host string, timeout time.Duration) (string, error) {
-	if err := k.conn.SetDeadline(time.Now().Add(timeout)); err != nil {
-		return "", err
-	}
-	if _, err := fmt.Fprintf(k.conn, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", host); err != nil {
-		return "", err
-	}
-	resp, err := http.ReadResponse(k.r, nil)
+	status, body, err := k.keepAlive.request(host, timeout)
 	if err != nil {
 		return "", err
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
+	if status != http.StatusOK {
+		return "", fmt.Errorf("status %d", status)
 	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("status %d", resp.StatusCode)
-	}
-	return strings.TrimSpace(string(b)), nil
+	return body, nil
 }
 
 func flowSyncScenario(t *testing.T, syncOn bool) flowSyncResult {
@@ -211,7 +197,7 @@ func (s *sandbox) openKeepAlives(ctx context.Context, t *testing.T, n int) []*sy
 				errs[i] = err
 				return
 			}
-			k := &syncedConn{conn: c, r: bufio.NewReader(c)}
+			k := &syncedConn{keepAlive: keepAlive{conn: c, r: bufio.NewReader(c)}}
 			if k.backend, err = k.request(s.vip.String(), 5*time.Second); err != nil {
 				c.Close()
 				errs[i] = err
